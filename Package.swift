@@ -1,0 +1,70 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "codesand",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "codesandd", targets: ["codesandd"]),
+        .executable(name: "codesand", targets: ["codesand"]),
+        .library(name: "CodesandClient", targets: ["CodesandClient"]),
+        .library(name: "CodesandProtocol", targets: ["CodesandProtocol"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // Wire types only: JSON-RPC envelope, method params/results, error codes. No NIO.
+        .target(name: "CodesandProtocol"),
+        // The bots' async client library.
+        .target(name: "CodesandClient", dependencies: [
+            "CodesandProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        // Config, language table, limits, scheduling, output assembly, the backend protocol. No syscalls.
+        .target(name: "CodesandCore", dependencies: [
+            "CodesandProtocol",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        // C: only what must run between clone() and execve().
+        .target(name: "CSandbox"),
+        // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.
+        .target(name: "CodesandLinux", dependencies: [
+            "CSandbox", "CodesandCore",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Socket, framing, JSON-RPC dispatch.
+        .target(name: "CodesandServer", dependencies: [
+            "CodesandCore", "CodesandProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "codesandd", dependencies: [
+            "CodesandServer", "CodesandLinux", "CodesandCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "codesand", dependencies: [
+            "CodesandClient", "CodesandProtocol",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "CodesandProtocolTests", dependencies: ["CodesandProtocol"]),
+        .testTarget(name: "CodesandCoreTests", dependencies: ["CodesandCore"]),
+        .testTarget(name: "CodesandServerTests", dependencies: [
+            "CodesandServer", "CodesandClient",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        // Real sandboxes, as root: the native backend end to end and the daemon over its socket.
+        .testTarget(name: "SandboxTests", dependencies: [
+            "CodesandLinux", "CodesandCore", "CodesandServer", "CodesandClient",
+        ]),
+    ]
+)

@@ -1,0 +1,28 @@
+// Small host-side helpers for what Swift's Glibc module does not export.
+#define _GNU_SOURCE
+#include "csandbox.h"
+
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+int cs_is_cgroup2(const char *path) {
+    struct statfs st;
+    if (statfs(path, &st) < 0) return -1;
+    return st.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+int cs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+int cs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -1;
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}

@@ -1,0 +1,93 @@
+// C shims for what Swift cannot do between clone() and execve().
+// See sandbox_init.c for the recipe; every step there says why it exists.
+#ifndef CSANDBOX_H
+#define CSANDBOX_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CS_MAX_CGROUP_FDS 8
+
+/// What a prepared sandbox looks like. All paths are host paths; all fds belong to the caller
+/// and are left open in the caller (close the sandbox-side ends yourself after the spawn).
+struct cs_sandbox_spec {
+    const char *root_dir;            // an empty host directory; the new root is mounted on it (in the child's namespace only)
+    const char *const *ro_paths;     // NULL-terminated: host directories bind-mounted read-only at the same path
+    const char *const *links;        // NULL-terminated pairs (name, target): symlinks at the root, e.g. "bin" -> "usr/bin"
+    const char *const *masked_paths; // NULL-terminated: /proc entries hidden under /dev/null or an empty read-only tmpfs
+    const char *hostname;
+    const char *home;                // absolute path inside the sandbox, e.g. "/home/sandbox"
+    uid_t uid;
+    gid_t gid;
+    uint64_t tmpfs_bytes;            // size cap of each writable tmpfs (home, /tmp, /dev/shm)
+    uint64_t tmpfs_inodes;           // inode cap of each writable tmpfs
+    int cgroup_fds[CS_MAX_CGROUP_FDS]; // cgroup.procs files opened O_WRONLY by the caller
+    int n_cgroup_fds;
+    int control_fd;                  // read end: the job (struct cs_job_header + payload) arrives here
+    int report_fd;                   // write end: struct cs_report records (ready / failure / exec failure)
+    int status_fd;                   // write end: the main process's wait status (int32) once it exits
+    int stdin_fd, stdout_fd, stderr_fd; // the program's stdio
+};
+
+/// Records on the report pipe. After READY, the pipe reaches EOF when the program was exec'd.
+enum cs_report_kind { CS_REPORT_READY = 1, CS_REPORT_SETUP_FAILED = 2, CS_REPORT_EXEC_FAILED = 3 };
+
+struct cs_report {
+    int32_t kind;   // enum cs_report_kind
+    int32_t step;   // enum cs_step: which step failed
+    int32_t err;    // errno of that step
+};
+
+/// Steps of the recipe, for failure reports.
+enum cs_step {
+    CS_STEP_NONE = 0, CS_STEP_FDS, CS_STEP_CGROUP, CS_STEP_MOUNT_PRIVATE, CS_STEP_ROOT_TMPFS, CS_STEP_BIND_RO,
+    CS_STEP_SYMLINK, CS_STEP_PROC, CS_STEP_MASK, CS_STEP_DEV, CS_STEP_TMPFS, CS_STEP_HOSTNAME, CS_STEP_LOOPBACK,
+    CS_STEP_PIVOT_ROOT, CS_STEP_ROOT_RDONLY, CS_STEP_JOB_READ, CS_STEP_JOB_INVALID, CS_STEP_CODE_FILE,
+    CS_STEP_FORK, CS_STEP_RLIMIT, CS_STEP_CAPS, CS_STEP_SETUID, CS_STEP_NO_NEW_PRIVS, CS_STEP_CHDIR, CS_STEP_EXEC,
+};
+
+#define CS_JOB_MAGIC 0x31424a43u  /* "CJB1" */
+#define CS_JOB_MAX_STRINGS (4u << 20)
+
+/// The job, written by the daemon on the control pipe. Followed by `strings_len` bytes of
+/// NUL-terminated strings (argc argv elements, envc environment entries, then the file name,
+/// relative to the home directory) and `code_len` bytes of the file's content.
+struct cs_job_header {
+    uint32_t magic;
+    uint32_t argc;
+    uint32_t envc;
+    uint32_t strings_len;
+    uint64_t code_len;
+    uint64_t rlimit_cpu_s;       // RLIMIT_CPU per process, seconds (0 = unlimited)
+    uint64_t rlimit_fsize;       // RLIMIT_FSIZE, bytes (0 = unlimited)
+    uint64_t rlimit_nofile;      // RLIMIT_NOFILE
+    uint32_t backup_wall_s;      // init kills everything after this many seconds, should the daemon be gone
+    uint32_t reserved;
+};
+
+/// Clones a sandbox init into new pid, mount, network, ipc and uts namespaces. The init builds the
+/// sandbox, reports READY on report_fd, then waits for one job on control_fd, runs it as `uid`, and
+/// writes the wait status on status_fd when the main process exits. Returns the init's pid (host
+/// view), or -1 with errno set.
+pid_t cs_sandbox_spawn(const struct cs_sandbox_spec *spec);
+
+/// Names of the steps, for error messages.
+const char *cs_step_name(int step);
+
+// Constants Swift's Glibc module does not export.
+int cs_sigkill(void);
+uint64_t cs_clone_flags_sandbox(void);
+
+/// pipe2() with O_CLOEXEC.
+int cs_pipe_cloexec(int fds[2]);
+
+
+
+// Host-side helpers (helpers.c).
+/// 1 if path is a cgroup2 mount, 0 if not, -1 on error.
+int cs_is_cgroup2(const char *path);
+/// A non-blocking, close-on-exec eventfd.
+int cs_eventfd(void);
+/// SO_PEERCRED of a unix socket.
+int cs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+#endif

@@ -1,0 +1,452 @@
+// The sandbox's init: everything between clone() and the program's execve().
+//
+// Why C: the daemon is multithreaded. In the child of a clone() only async-signal-safe code may run
+// (another thread may have held malloc's or glibc's locks at the time of the clone), so this file
+// uses raw syscalls, mmap instead of malloc, and no stdio. It reports failures as records on a
+// pipe instead of printing them.
+//
+// The recipe (cs_sandbox_spawn → init_main):
+//   fds → cgroups → private mounts → root tmpfs → read-only host dirs → /proc → /dev → tmpfs home,
+//   /tmp, /dev/shm → hostname → loopback → pivot_root → READY; then wait for the job → write the
+//   code file → fork the program (rlimits → caps → uid → no_new_privs → exec) → reap → status.
+#define _GNU_SOURCE
+#include "csandbox.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/mount.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+// Fixed fd numbers inside the init, so nothing else of the daemon's survives into the sandbox.
+enum { FD_CONTROL = 3, FD_REPORT, FD_STATUS, FD_STDIN, FD_STDOUT, FD_STDERR, FD_CGROUP0 };
+
+static const char *const step_names[] = {
+    "none", "fds", "cgroup attach", "private mounts", "root tmpfs", "read-only bind mount", "symlink", "mount /proc",
+    "mask /proc entries", "/dev", "tmpfs", "hostname", "loopback", "pivot_root", "read-only root", "read job",
+    "invalid job", "write code file", "fork", "rlimits", "drop capabilities", "setuid", "no_new_privs", "chdir", "execve",
+};
+
+const char *cs_step_name(int step) {
+    if (step < 0 || (size_t)step >= sizeof(step_names) / sizeof(step_names[0])) return "unknown";
+    return step_names[step];
+}
+
+int cs_sigkill(void) { return SIGKILL; }
+uint64_t cs_clone_flags_sandbox(void) {
+    return CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+}
+int cs_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+// ---- small async-signal-safe helpers ----
+
+static void report(int kind, int step, int err) {
+    struct cs_report r = {.kind = kind, .step = step, .err = err};
+    ssize_t n;
+    do { n = write(FD_REPORT, &r, sizeof r); } while (n < 0 && errno == EINTR);
+}
+
+__attribute__((noreturn)) static void fail(int step) {
+    report(CS_REPORT_SETUP_FAILED, step, errno);
+    _exit(126);
+}
+
+static int write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) { if (errno == EINTR) continue; return -1; }
+        p += n; len -= (size_t)n;
+    }
+    return 0;
+}
+
+// Reads exactly len bytes; returns 0 on success, 1 on EOF before any byte, -1 otherwise.
+static int read_all(int fd, void *buf, size_t len) {
+    char *p = buf;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
+        if (n < 0) { if (errno == EINTR) continue; return -1; }
+        if (n == 0) { if (got == 0) return 1; errno = EPIPE; return -1; }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static size_t str_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
+
+// Joins a and b into out (size PATH_MAX-ish); returns out or NULL if too long.
+static char *path_join(char *out, size_t cap, const char *a, const char *b) {
+    size_t la = str_len(a), lb = str_len(b);
+    if (la + lb + 1 > cap) { errno = ENAMETOOLONG; return NULL; }
+    memcpy(out, a, la);
+    memcpy(out + la, b, lb + 1);
+    return out;
+}
+
+// mkdir -p for a path under the fresh root tmpfs (all components are ours: no symlinks to follow).
+static int mkdir_p(char *path, mode_t mode) {
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        int r = mkdir(path, mode);
+        *p = '/';
+        if (r < 0 && errno != EEXIST) return -1;
+    }
+    if (mkdir(path, mode) < 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+// Makes a bind mount (and every mount below it) read-only, nosuid, nodev.
+static int make_readonly(const char *path) {
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+    if (syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+    // Kernels before 5.12: only the top mount becomes read-only.
+    return mount(NULL, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL);
+}
+
+static int bind_readonly(const char *src, const char *dst) {
+    if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0) return -1;
+    return make_readonly(dst);
+}
+
+static int mount_tmpfs(const char *dst, const char *mode, uint64_t bytes, uint64_t inodes, uid_t uid, gid_t gid) {
+    // "size=%llu,nr_inodes=%llu,mode=%s,uid=%u,gid=%u" without snprintf (not async-signal-safe).
+    char opts[160];
+    char num[24];
+    size_t o = 0;
+    const char *parts[] = {"size=", NULL, ",nr_inodes=", NULL, ",mode=", mode, ",uid=", NULL, ",gid=", NULL};
+    uint64_t values[] = {bytes, inodes, uid, gid};
+    int vi = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        const char *s = parts[i];
+        if (!s) {
+            uint64_t v = values[vi++];
+            int n = 0;
+            char rev[24];
+            do { rev[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+            for (int k = 0; k < n; k++) num[k] = rev[n - 1 - k];
+            num[n] = 0;
+            s = num;
+        }
+        size_t l = str_len(s);
+        if (o + l + 1 > sizeof opts) { errno = E2BIG; return -1; }
+        memcpy(opts + o, s, l);
+        o += l;
+    }
+    opts[o] = 0;
+    return mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV, opts);
+}
+
+// ---- the recipe ----
+
+// Moves the caller's fds to fixed numbers and closes everything else the daemon had open.
+static void setup_fds(const struct cs_sandbox_spec *s) {
+    int src[6 + CS_MAX_CGROUP_FDS] = {s->control_fd, s->report_fd, s->status_fd, s->stdin_fd, s->stdout_fd, s->stderr_fd};
+    int n = 6 + s->n_cgroup_fds;
+    int top = 0;
+    for (int i = 0; i < s->n_cgroup_fds; i++) src[6 + i] = s->cgroup_fds[i];
+    for (int i = 0; i < n; i++) if (src[i] > top) top = src[i];
+    if (top < FD_CGROUP0 + n) top = FD_CGROUP0 + n;
+    // First above every source and target, then down to the fixed numbers: no dup2 clobbers a source.
+    int high[6 + CS_MAX_CGROUP_FDS];
+    for (int i = 0; i < n; i++) {
+        high[i] = fcntl(src[i], F_DUPFD_CLOEXEC, top + 1);
+        if (high[i] < 0) _exit(126);  // cannot report: the report fd may be what failed
+    }
+    for (int i = 0; i < n; i++) {
+        if (dup3(high[i], FD_CONTROL + i, O_CLOEXEC) < 0) _exit(126);
+    }
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; fd < 3; fd++) dup2(devnull, fd);  // the init's own stdio goes nowhere
+    if (syscall(SYS_close_range, FD_CGROUP0 + s->n_cgroup_fds, ~0U, 0) < 0) {
+        for (int fd = FD_CGROUP0 + s->n_cgroup_fds; fd < 65536; fd++) close(fd);
+    }
+}
+
+static void join_cgroups(int count) {
+    for (int i = 0; i < count; i++) {
+        // "0" means the writing process; its pid in this new namespace would be meaningless to the cgroup.
+        if (write(FD_CGROUP0 + i, "0", 1) != 1) fail(CS_STEP_CGROUP);
+        close(FD_CGROUP0 + i);
+    }
+}
+
+static void build_dev(const char *root) {
+    char path[4096];
+    if (!path_join(path, sizeof path, root, "/dev") || mkdir(path, 0755) < 0) fail(CS_STEP_DEV);
+    static const char *const devices[] = {"null", "zero", "full", "random", "urandom", NULL};
+    for (int i = 0; devices[i]; i++) {
+        char host[64] = "/dev/";
+        memcpy(host + 5, devices[i], str_len(devices[i]) + 1);
+        char dst[4096];
+        if (!path_join(dst, sizeof dst, path, host + 4)) fail(CS_STEP_DEV);
+        int fd = open(dst, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd < 0) fail(CS_STEP_DEV);
+        close(fd);
+        // A bind mount keeps the host device usable although the tmpfs below is nodev.
+        if (mount(host, dst, NULL, MS_BIND, NULL) < 0) fail(CS_STEP_DEV);
+        if (mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC, NULL) < 0) fail(CS_STEP_DEV);
+    }
+    static const char *const links[] = {"fd", "/proc/self/fd", "stdin", "/proc/self/fd/0", "stdout",
+                                        "/proc/self/fd/1", "stderr", "/proc/self/fd/2", NULL};
+    for (int i = 0; links[i]; i += 2) {
+        char dst[4096], name[16] = "/";
+        memcpy(name + 1, links[i], str_len(links[i]) + 1);
+        if (!path_join(dst, sizeof dst, path, name) || symlink(links[i + 1], dst) < 0) fail(CS_STEP_DEV);
+    }
+}
+
+static void build_proc(const char *root, const char *const *masked) {
+    char path[4096];
+    if (!path_join(path, sizeof path, root, "/proc") || mkdir(path, 0555) < 0) fail(CS_STEP_PROC);
+    // A procfs of the new pid namespace: only the sandbox's own processes are visible.
+    if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) fail(CS_STEP_PROC);
+    for (int i = 0; masked && masked[i]; i++) {
+        char dst[4096];
+        struct stat st;
+        if (!path_join(dst, sizeof dst, path, masked[i] + 5)) fail(CS_STEP_MASK);  // masked[i] starts with "/proc"
+        if (lstat(dst, &st) < 0) continue;  // absent on this kernel
+        if (S_ISDIR(st.st_mode)) {
+            // Directories (e.g. /proc/sys) stay readable but become read-only.
+            if (bind_readonly(dst, dst) < 0) fail(CS_STEP_MASK);
+        } else if (mount("/dev/null", dst, NULL, MS_BIND, NULL) < 0) {
+            fail(CS_STEP_MASK);
+        }
+    }
+}
+
+static void bring_up_loopback(void) {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) fail(CS_STEP_LOOPBACK);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0) fail(CS_STEP_LOOPBACK);
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) fail(CS_STEP_LOOPBACK);
+    close(sock);
+}
+
+static void build_root(const struct cs_sandbox_spec *s) {
+    const char *root = s->root_dir;
+    char path[4096];
+    // Nothing mounted from here on may propagate back to the host.
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(CS_STEP_MOUNT_PRIVATE);
+    // The root itself: a tiny tmpfs holding only mount points and symlinks; made read-only at the end.
+    if (mount_tmpfs(root, "0755", 1 << 20, 4096, 0, 0) < 0) fail(CS_STEP_ROOT_TMPFS);
+    for (int i = 0; s->ro_paths && s->ro_paths[i]; i++) {
+        if (!path_join(path, sizeof path, root, s->ro_paths[i]) || mkdir_p(path, 0755) < 0) fail(CS_STEP_BIND_RO);
+        if (bind_readonly(s->ro_paths[i], path) < 0) fail(CS_STEP_BIND_RO);
+    }
+    for (int i = 0; s->links && s->links[i] && s->links[i + 1]; i += 2) {
+        char name[256] = "/";
+        size_t l = str_len(s->links[i]);
+        if (l + 2 > sizeof name) fail(CS_STEP_SYMLINK);
+        memcpy(name + 1, s->links[i], l + 1);
+        if (!path_join(path, sizeof path, root, name) || symlink(s->links[i + 1], path) < 0) fail(CS_STEP_SYMLINK);
+    }
+    build_proc(root, s->masked_paths);
+    build_dev(root);
+    // Writable places: each its own size- and inode-capped tmpfs, so "disk full" stays inside.
+    if (!path_join(path, sizeof path, root, "/dev/shm") || mkdir(path, 01777) < 0) fail(CS_STEP_TMPFS);
+    if (mount_tmpfs(path, "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) fail(CS_STEP_TMPFS);
+    if (!path_join(path, sizeof path, root, "/tmp") || mkdir(path, 01777) < 0) fail(CS_STEP_TMPFS);
+    if (mount_tmpfs(path, "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) fail(CS_STEP_TMPFS);
+    if (!path_join(path, sizeof path, root, s->home) || mkdir_p(path, 0755) < 0) fail(CS_STEP_TMPFS);
+    if (mount_tmpfs(path, "0700", s->tmpfs_bytes, s->tmpfs_inodes, s->uid, s->gid) < 0) fail(CS_STEP_TMPFS);
+
+    if (sethostname(s->hostname, str_len(s->hostname)) < 0) fail(CS_STEP_HOSTNAME);
+    bring_up_loopback();
+
+    // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours.
+    if (chdir(root) < 0) fail(CS_STEP_PIVOT_ROOT);
+    if (syscall(SYS_pivot_root, ".", ".") < 0) fail(CS_STEP_PIVOT_ROOT);
+    if (umount2(".", MNT_DETACH) < 0) fail(CS_STEP_PIVOT_ROOT);
+    if (chdir("/") < 0) fail(CS_STEP_PIVOT_ROOT);
+    if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) fail(CS_STEP_ROOT_RDONLY);
+}
+
+// ---- the job ----
+
+struct job {
+    struct cs_job_header h;
+    char **argv;
+    char **envp;
+    const char *file_name;
+};
+
+static void read_job(struct job *job) {
+    int r = read_all(FD_CONTROL, &job->h, sizeof job->h);
+    if (r == 1) _exit(0);  // the daemon discarded this slot without a job
+    if (r < 0) fail(CS_STEP_JOB_READ);
+    struct cs_job_header *h = &job->h;
+    if (h->magic != CS_JOB_MAGIC || h->strings_len == 0 || h->strings_len > CS_JOB_MAX_STRINGS || h->argc == 0 ||
+        h->argc > 65536 || h->envc > 65536) {
+        errno = EINVAL;
+        fail(CS_STEP_JOB_INVALID);
+    }
+    size_t ptrs = ((size_t)h->argc + h->envc + 2) * sizeof(char *);
+    char *mem = mmap(NULL, h->strings_len + 1 + ptrs, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) fail(CS_STEP_JOB_READ);
+    char *strings = mem + ptrs;
+    if (read_all(FD_CONTROL, strings, h->strings_len) != 0) fail(CS_STEP_JOB_READ);
+    strings[h->strings_len] = 0;
+    char **list = (char **)mem;
+    size_t want = (size_t)h->argc + h->envc + 1, found = 0;
+    for (char *p = strings; p < strings + h->strings_len && found < want; p += str_len(p) + 1) list[found++] = p;
+    if (found != want) { errno = EINVAL; fail(CS_STEP_JOB_INVALID); }
+    // Lay out argv NULL envp NULL in the pointer area.
+    char *file = list[want - 1];
+    for (size_t i = want - 1; i > h->argc; i--) list[i] = list[i - 1];
+    list[h->argc] = NULL;
+    list[want] = NULL;
+    job->argv = list;
+    job->envp = list + h->argc + 1;
+    job->file_name = file;
+    for (const char *c = file; *c; c++) {
+        if (*c == '/') { errno = EINVAL; fail(CS_STEP_JOB_INVALID); }
+    }
+}
+
+// Copies the code from the control pipe into the fresh home tmpfs (nothing there to follow yet).
+static void write_code_file(const struct cs_sandbox_spec *s, const struct job *job) {
+    if (chdir(s->home) < 0) fail(CS_STEP_CODE_FILE);
+    int fd = open(job->file_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) fail(CS_STEP_CODE_FILE);
+    char buf[65536];
+    uint64_t left = job->h.code_len;
+    while (left > 0) {
+        size_t chunk = left < sizeof buf ? (size_t)left : sizeof buf;
+        if (read_all(FD_CONTROL, buf, chunk) != 0) fail(CS_STEP_JOB_READ);
+        if (write_all(fd, buf, chunk) < 0) fail(CS_STEP_CODE_FILE);
+        left -= chunk;
+    }
+    if (fchown(fd, s->uid, s->gid) < 0) fail(CS_STEP_CODE_FILE);
+    close(fd);
+}
+
+static int drop_bounding_set(void) {
+    for (int cap = 0; cap <= 63; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+    }
+    return 0;
+}
+
+static int clear_capabilities(void) {
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static void set_rlimit(int resource, uint64_t value) {
+    if (value == 0) return;
+    struct rlimit rl = {.rlim_cur = value, .rlim_max = value};
+    if (setrlimit(resource, &rl) < 0) fail(CS_STEP_RLIMIT);
+}
+
+// The program's process: stdio, limits, identity, then execve. Failures go on the report pipe.
+__attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec *s, const struct job *job) {
+    if (dup2(FD_STDIN, 0) < 0 || dup2(FD_STDOUT, 1) < 0 || dup2(FD_STDERR, 2) < 0) fail(CS_STEP_FDS);
+    close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_STATUS);
+    // The daemon ignores SIGPIPE and may block signals; a program must start with the defaults.
+    for (int sig = 1; sig < 65; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(uint64_t));
+    setsid();
+    set_rlimit(RLIMIT_CPU, job->h.rlimit_cpu_s);
+    set_rlimit(RLIMIT_FSIZE, job->h.rlimit_fsize);
+    set_rlimit(RLIMIT_NOFILE, job->h.rlimit_nofile);
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);  // core files would fill the home tmpfs
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) fail(CS_STEP_CAPS);
+    if (drop_bounding_set() < 0) fail(CS_STEP_CAPS);
+    // Raw syscalls: glibc's set*id broadcast to every thread, which this copy of the daemon does not have.
+    if (syscall(SYS_setgroups, 0, NULL) < 0) fail(CS_STEP_SETUID);
+    if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) < 0) fail(CS_STEP_SETUID);
+    if (syscall(SYS_setresuid, s->uid, s->uid, s->uid) < 0) fail(CS_STEP_SETUID);
+    if (clear_capabilities() < 0) fail(CS_STEP_CAPS);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(CS_STEP_NO_NEW_PRIVS);
+    if (chdir(s->home) < 0) fail(CS_STEP_CHDIR);
+    execve(job->argv[0], job->argv, job->envp);
+    report(CS_REPORT_EXEC_FAILED, CS_STEP_EXEC, errno);
+    _exit(127);
+}
+
+static void on_backup_alarm(int sig) {
+    (void)sig;
+    // The daemon did not end this run in time (it may be gone): exiting kills the whole namespace.
+    _exit(125);
+}
+
+__attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s) {
+    setup_fds(s);
+    join_cgroups(s->n_cgroup_fds);
+    // The OOM killer must pick the program, never the init that reports its status.
+    int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (adj >= 0) { (void)!write(adj, "-1000", 5); close(adj); }
+    build_root(s);
+    report(CS_REPORT_READY, CS_STEP_NONE, 0);
+
+    struct job job;
+    read_job(&job);
+    write_code_file(s, &job);
+    if (chdir("/") < 0) fail(CS_STEP_CHDIR);
+
+    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (child < 0) fail(CS_STEP_FORK);
+    if (child == 0) exec_program(s, &job);
+
+    close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_REPORT);
+    // The init keeps no privilege: it only reaps and reports.
+    drop_bounding_set();
+    clear_capabilities();
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_backup_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    if (job.h.backup_wall_s) alarm(job.h.backup_wall_s);
+
+    for (;;) {
+        int status = 0;
+        pid_t pid = (pid_t)syscall(SYS_wait4, -1, &status, 0, NULL);
+        if (pid == child) {
+            int32_t st = status;
+            write_all(FD_STATUS, &st, sizeof st);
+            break;
+        }
+        if (pid < 0 && errno == ECHILD) break;
+    }
+    // Exiting as the namespace's init makes the kernel kill everything the program left behind.
+    _exit(0);
+}
+
+pid_t cs_sandbox_spawn(const struct cs_sandbox_spec *spec) {
+    if (spec->n_cgroup_fds < 0 || spec->n_cgroup_fds > CS_MAX_CGROUP_FDS) { errno = EINVAL; return -1; }
+    // Raw clone with no new stack behaves like fork() but without glibc's atfork handlers and locks.
+    long pid = syscall(SYS_clone, (unsigned long)(cs_clone_flags_sandbox() | SIGCHLD), 0, 0, 0, 0);
+    if (pid < 0) return -1;
+    if (pid == 0) init_main(spec);
+    return (pid_t)pid;
+}

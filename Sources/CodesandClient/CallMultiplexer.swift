@@ -1,0 +1,133 @@
+import CodesandProtocol
+import NIOCore
+
+/// A request on its way out: the multiplexer files `promise` under `id`, then writes `line`.
+struct OutgoingCall: Sendable {
+    let id: Int64
+    /// The encoded request, ending in `\n`.
+    let line: ByteBuffer
+    let timeout: TimeAmount?
+    let promise: EventLoopPromise<Reply.Outcome>
+}
+
+/// An outbound user event: fail the pending call `id` with `error` (the caller's task was cancelled).
+/// A call that already finished is left alone.
+struct AbandonCall: Sendable {
+    let id: Int64
+    let error: CodesandClientError
+}
+
+/// Matches replies to the calls in flight on one connection. Replies may come in any order; each
+/// carries the id of its request. Runs on the channel's event loop only, so its state needs no lock.
+///
+/// - A reply whose id is not pending (its call timed out or was cancelled) is dropped.
+/// - A reply with a null id means the daemon could not tell which request it answers (e.g. one was
+///   over its size limit; it closes the connection after that): every pending call fails with it.
+/// - A malformed reply fails every pending call and closes the connection: after one bad line the
+///   stream cannot be trusted.
+/// - When the connection closes, every pending call fails with `.connectionClosed`, and so does
+///   any call written after that.
+final class CallMultiplexer: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = OutgoingCall
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        let promise: EventLoopPromise<Reply.Outcome>
+        let timer: Scheduled<Void>?
+    }
+
+    private var pending: [Int64: Pending] = [:]
+    private var isClosed = false
+
+    // MARK: Outbound
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let call = unwrapOutboundIn(data)
+        guard !isClosed else {
+            call.promise.fail(CodesandClientError.connectionClosed)
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        let timer = call.timeout.map { timeout in
+            context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+                self.finish(call.id, with: .failure(CodesandClientError.timeout))
+            }
+        }
+        pending[call.id] = Pending(promise: call.promise, timer: timer)
+
+        let written = promise ?? context.eventLoop.makePromise()
+        written.futureResult.assumeIsolated().whenFailure { _ in
+            self.finish(call.id, with: .failure(CodesandClientError.connectionClosed))
+        }
+        context.write(wrapOutboundOut(call.line), promise: written)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let abandon = event as? AbandonCall else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        finish(abandon.id, with: .failure(abandon.error))
+        promise?.succeed(())
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let line = unwrapInboundIn(data)
+        if line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
+        let reply: Reply
+        do {
+            reply = try Reply.parse(line)
+        } catch {
+            failAll(error)
+            context.close(promise: nil)
+            return
+        }
+        switch reply.id {
+        case .int(let id)?:
+            finish(id, with: .success(reply.outcome))
+        case nil:
+            switch reply.outcome {
+            case .error(let error): failAll(.rpc(error))
+            case .result: failAll(.protocolViolation("a result with a null id"))
+            }
+            context.close(promise: nil)
+        case .some:
+            break  // An id this client never sends (it uses integers): not ours to answer.
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(.connectionClosed)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let tooLong = error as? LineFrameDecoder.LineTooLong {
+            failAll(.protocolViolation(tooLong.description))
+        } else {
+            failAll(.connectionClosed)
+        }
+        context.close(promise: nil)
+    }
+
+    // MARK: State
+
+    private func finish(_ id: Int64, with result: Result<Reply.Outcome, CodesandClientError>) {
+        guard let call = pending.removeValue(forKey: id) else { return }
+        call.timer?.cancel()
+        call.promise.completeWith(result.mapError { $0 as Error })
+    }
+
+    private func failAll(_ error: CodesandClientError) {
+        isClosed = true
+        let calls = pending
+        pending.removeAll()
+        for call in calls.values {
+            call.timer?.cancel()
+            call.promise.fail(error)
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import CodesandProtocol
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// An async client for codesandd: one unix-socket connection, any number of calls in flight on it.
+///
+/// ```swift
+/// let client = try await CodesandClient.connect()
+/// let result = try await client.run(RunParams(language: "python3", code: "print(2**100)"))
+/// print(result.stdout)
+/// await client.close()
+/// ```
+///
+/// Every call throws ``CodesandClientError``. A snippet that fails (non-zero exit, timeout, OOM…)
+/// is not an error: its ``RunResult`` says how it ended.
+public final class CodesandClient: Sendable {
+    public static let defaultSocketPath = "/run/codesand/codesand.sock"
+
+    public let socketPath: String
+    private let channel: Channel
+    private let ids = IDGenerator()
+
+    private init(socketPath: String, channel: Channel) {
+        self.socketPath = socketPath
+        self.channel = channel
+    }
+
+    /// Connects to the daemon's socket.
+    /// - Parameters:
+    ///   - maxReplyBytes: the longest reply line accepted; a longer one fails the pending calls
+    ///     with `.protocolViolation` and closes the connection.
+    public static func connect(
+        socketPath: String = defaultSocketPath,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        maxReplyBytes: Int = 64 << 20
+    ) async throws(CodesandClientError) -> CodesandClient {
+        let bootstrap = ClientBootstrap(group: eventLoopGroup).channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandlers(
+                    ByteToMessageHandler(LineFrameDecoder(maxLength: maxReplyBytes)),
+                    CallMultiplexer()
+                )
+            }
+        }
+        do {
+            let channel = try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
+            return CodesandClient(socketPath: socketPath, channel: channel)
+        } catch let error as IOError {
+            throw .connectFailed(path: socketPath, reason: String(cString: strerror(error.errnoCode)))
+        } catch {
+            throw .connectFailed(path: socketPath, reason: "\(error)")
+        }
+    }
+
+    /// Runs a snippet and returns how it ended.
+    /// - Parameter timeout: how long to wait for the reply (it comes when the snippet ends, so allow
+    ///   for `limits.wall_ms` plus any wait for a free sandbox). `nil` waits as long as it takes.
+    public func run(_ params: RunParams, timeout: Duration? = nil) async throws(CodesandClientError) -> RunResult {
+        try decode(RunResult.self, RPCMethod.run, from: await send(RPCMethod.run, params, timeout: timeout))
+    }
+
+    /// The languages the daemon can run (only installed ones).
+    public func languages(timeout: Duration? = nil) async throws(CodesandClientError) -> [LanguageInfo] {
+        try decode([LanguageInfo].self, RPCMethod.languages,
+                   from: await send(RPCMethod.languages, JSONValue?.none, timeout: timeout))
+    }
+
+    /// Counters and pool state of the daemon.
+    public func status(timeout: Duration? = nil) async throws(CodesandClientError) -> StatusResult {
+        try decode(StatusResult.self, RPCMethod.status,
+                   from: await send(RPCMethod.status, JSONValue?.none, timeout: timeout))
+    }
+
+    /// Calls any method and returns its `result` member as the exact JSON bytes the daemon sent.
+    public func call(method: String, params: some Encodable, timeout: Duration? = nil) async throws(CodesandClientError) -> Data {
+        Data(try await send(method, params, timeout: timeout).readableBytesView)
+    }
+
+    /// Calls any method without params and returns its `result` member as the exact JSON bytes sent.
+    public func call(method: String, timeout: Duration? = nil) async throws(CodesandClientError) -> Data {
+        Data(try await send(method, JSONValue?.none, timeout: timeout).readableBytesView)
+    }
+
+    /// Closes the connection. Calls still pending fail with `.connectionClosed`.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    // MARK: Internals
+
+    private func send(_ method: String, _ params: (some Encodable)?, timeout: Duration?) async throws(CodesandClientError) -> ByteBuffer {
+        let id = ids.next()
+        var line: ByteBuffer
+        do {
+            let json = try RPCEncoder.request(id: .int(id), method: method, params: params)
+            line = channel.allocator.buffer(capacity: json.count + 1)
+            line.writeBytes(json)
+            line.writeInteger(UInt8(ascii: "\n"))
+        } catch {
+            throw .encodingFailed("\(error)")
+        }
+        let promise = channel.eventLoop.makePromise(of: Reply.Outcome.self)
+        let call = OutgoingCall(id: id, line: line, timeout: timeout.map { TimeAmount($0) }, promise: promise)
+        let channel = self.channel
+        let abandon: @Sendable () -> Void = { channel.pipeline.triggerUserOutboundEvent(AbandonCall(id: id, error: .cancelled), promise: nil) }
+
+        let outcome: Reply.Outcome
+        do {
+            outcome = try await withTaskCancellationHandler {
+                // On a channel already closed the write never reaches the multiplexer.
+                channel.writeAndFlush(call).whenFailure { _ in promise.fail(CodesandClientError.connectionClosed) }
+                // Cancelled before the handler below was installed: its abandon went out before the write.
+                if Task.isCancelled { abandon() }
+                return try await promise.futureResult.get()
+            } onCancel: {
+                abandon()
+            }
+        } catch let error as CodesandClientError {
+            throw error
+        } catch {
+            throw .connectionClosed
+        }
+        switch outcome {
+        case .result(let bytes): return bytes
+        case .error(let error): throw .rpc(error)
+        }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ method: String, from bytes: ByteBuffer) throws(CodesandClientError) -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(bytes.readableBytesView))
+        } catch {
+            throw .protocolViolation("the result of \(method) does not decode as \(T.self): \(error)")
+        }
+    }
+}
+
+/// Request ids: 1, 2, 3… unique on a connection.
+private final class IDGenerator: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: Int64 = 0
+
+    func next() -> Int64 {
+        lock.withLock {
+            last += 1
+            return last
+        }
+    }
+}

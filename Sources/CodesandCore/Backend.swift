@@ -1,0 +1,77 @@
+import CodesandProtocol
+
+/// One run for a backend: everything already resolved (argv, env, limits).
+public struct SandboxJob: Sendable {
+    public var argv: [String]
+    /// "NAME=value" entries: the whole environment of the program.
+    public var env: [String]
+    /// The snippet's file name in the home directory.
+    public var fileName: String
+    public var code: [UInt8]
+    public var stdin: [UInt8]
+    public var limits: LimitSet
+
+    public init(argv: [String], env: [String], fileName: String, code: [UInt8], stdin: [UInt8], limits: LimitSet) {
+        self.argv = argv
+        self.env = env
+        self.fileName = fileName
+        self.code = code
+        self.stdin = stdin
+        self.limits = limits
+    }
+}
+
+/// What the kernel said about a run. Interpretation into a RunStatus happens in RunResult.build.
+public struct SandboxOutcome: Sendable {
+    /// The main process's wait status, or nil when it did not exit by itself (killed with its sandbox).
+    public var waitStatus: Int32?
+    public var timedOut: Bool
+    public var oomKilled: Bool
+    public var output: OutputCollector
+    public var wallNs: UInt64
+    public var cpuNs: UInt64
+    public var memoryPeakBytes: Int64
+
+    public init(waitStatus: Int32?, timedOut: Bool, oomKilled: Bool, output: OutputCollector, wallNs: UInt64,
+                cpuNs: UInt64, memoryPeakBytes: Int64) {
+        self.waitStatus = waitStatus
+        self.timedOut = timedOut
+        self.oomKilled = oomKilled
+        self.output = output
+        self.wallNs = wallNs
+        self.cpuNs = cpuNs
+        self.memoryPeakBytes = memoryPeakBytes
+    }
+}
+
+/// The sandbox itself failed (not the program): answered with -32603.
+public struct SandboxError: Error, CustomStringConvertible, Sendable {
+    public var what: String
+    public var errno: Int32?
+    public init(_ what: String, errno: Int32? = nil) {
+        self.what = what
+        self.errno = errno
+    }
+    public var description: String {
+        guard let errno else { return what }
+        return "\(what): \(String(cString: strerrorText(errno))) (errno \(errno))"
+    }
+}
+
+/// A sandbox implementation (native namespaces, or LXD).
+public protocol SandboxBackend: Sendable {
+    var name: String { get }
+    /// "v1" or "v2".
+    var cgroupVersion: String { get }
+    /// Runs one job in a clean sandbox `slot` (0..<pool size, never two runs at once in one slot).
+    /// Cancelling the task kills the run and returns what it produced so far.
+    func run(_ job: SandboxJob, slot: Int) async throws -> SandboxOutcome
+}
+
+#if canImport(Glibc)
+import Glibc
+func strerrorText(_ e: Int32) -> UnsafeMutablePointer<CChar> { strerror(e) }
+#else
+import Darwin
+func strerrorText(_ e: Int32) -> UnsafeMutablePointer<CChar> { strerror(e) }
+#endif

@@ -1,0 +1,70 @@
+import CodesandProtocol
+
+/// One value for each limit of a run (units as in protocol.md: ms and bytes).
+public struct LimitSet: Hashable, Sendable {
+    public var wallMs: Int64
+    public var cpuMs: Int64
+    public var memoryBytes: Int64
+    public var pids: Int64
+    public var outputBytes: Int64
+    public var outputLines: Int64
+
+    public init(wallMs: Int64, cpuMs: Int64, memoryBytes: Int64, pids: Int64, outputBytes: Int64, outputLines: Int64) {
+        self.wallMs = wallMs
+        self.cpuMs = cpuMs
+        self.memoryBytes = memoryBytes
+        self.pids = pids
+        self.outputBytes = outputBytes
+        self.outputLines = outputLines
+    }
+}
+
+/// A language of the table: how to place and run a snippet.
+public struct LanguageSpec: Hashable, Sendable {
+    public var name: String
+    public var aliases: [String]
+    /// The snippet's file name inside the home directory (no slash).
+    public var file: String
+    /// argv with placeholders `{file}` (the file's path) and `{args}` (the request's args, spliced).
+    public var run: [String]
+    public var env: [String: String]
+    /// argv run once on the host at start; its first version-looking word is reported.
+    public var version: [String]
+}
+
+public struct SandboxConfig: Hashable, Sendable {
+    public var stateDir: String
+    public var uidBase: UInt32
+    public var hostname: String
+    public var home: String
+    public var tmpfsBytes: Int64
+    public var tmpfsInodes: Int64
+    public var readonlyPaths: [String]
+    public var rootLinks: [String: String]
+    public var maskedPaths: [String]
+    public var fileSizeBytes: Int64
+    public var openFiles: Int64
+    public var env: [String: String]
+}
+
+/// The whole configuration (see DefaultConfig for every key, its unit and default).
+public struct CodesandConfig: Sendable {
+    public var socketPath: String
+    public var socketGroup: String
+    public var socketMode: UInt32
+    public var maxMessageBytes: Int
+    public var defaultLimits: LimitSet
+    public var maxLimits: LimitSet
+    public var poolSize: Int
+    public var queueMax: Int
+    public var queueMaxWaitMs: Int64
+    public var sandbox: SandboxConfig
+    public var logLevel: String
+    public var logCode: Bool
+    public var languages: [LanguageSpec]
+
+    /// The built-in defaults alone.
+    public static func defaults() throws -> CodesandConfig {
+        try ConfigLoader.load(fileText: nil)
+    }
+}

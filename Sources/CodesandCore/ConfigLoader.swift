@@ -1,0 +1,146 @@
+import CodesandProtocol
+import Foundation
+import TOMLKit
+
+/// A configuration problem, naming the key: "pool.size must be an integer, got a string".
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var key: String
+    public var problem: String
+    public var description: String { key.isEmpty ? problem : "\(key): \(problem)" }
+}
+
+/// Reads TOML config text laid over DefaultConfig.toml, checking every key's type and range.
+public enum ConfigLoader {
+    public static func load(path: String) throws -> CodesandConfig {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(key: "", problem: "cannot read config file \(path)")
+        }
+        return try load(fileText: text)
+    }
+
+    public static func load(fileText: String?) throws -> CodesandConfig {
+        var tree = try parse(DefaultConfig.toml, origin: "built-in defaults")
+        if let fileText {
+            let user = try parse(fileText, origin: "config file")
+            tree = try merge(tree, user, path: "")
+        }
+        return try decode(ConfigNode(value: tree, path: ""))
+    }
+
+    static func parse(_ text: String, origin: String) throws -> [String: JSONValue] {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let e as TOMLParseError {
+            throw ConfigError(key: "", problem: "\(origin): TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column)")
+        }
+        // TOMLKit renders a table as JSON; JSONValue is the tree the checks below walk.
+        let json = table.convert(to: .json)
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(json.utf8)), case .object(let o) = value else {
+            throw ConfigError(key: "", problem: "\(origin): cannot be read as a table")
+        }
+        return o
+    }
+
+    /// Lays `top` over `base`. Tables merge key by key, except a language, which the file replaces whole.
+    static func merge(_ base: [String: JSONValue], _ top: [String: JSONValue], path: String) throws -> [String: JSONValue] {
+        var out = base
+        for (key, value) in top {
+            let keyPath = path.isEmpty ? key : "\(path).\(key)"
+            guard let existing = base[key] else {
+                if path == "languages" || path.hasPrefix("languages.") || path.hasPrefix("sandbox.") {
+                    out[key] = value
+                    continue
+                }
+                throw ConfigError(key: keyPath, problem: "unknown key")
+            }
+            if case .object(let b) = existing, case .object(let t) = value, path != "languages" {
+                out[key] = .object(try merge(b, t, path: keyPath))
+            } else {
+                out[key] = value
+            }
+        }
+        return out
+    }
+
+    static func decode(_ root: ConfigNode) throws -> CodesandConfig {
+        let socket = try root.table("socket"), rpc = try root.table("rpc"), limits = try root.table("limits")
+        let pool = try root.table("pool"), queue = try root.table("queue"), sb = try root.table("sandbox")
+        let log = try root.table("log")
+        let modeText = try socket.string("mode")
+        guard let mode = UInt32(modeText, radix: 8), mode <= 0o777 else {
+            throw ConfigError(key: "socket.mode", problem: "must be octal permission bits like \"0660\", got \"\(modeText)\"")
+        }
+        var poolSize = Int(try pool.int("size", min: 0, max: 1024))
+        if poolSize == 0 { poolSize = 2 * ProcessInfo.processInfo.activeProcessorCount }
+        let level = try log.string("level")
+        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+        guard levels.contains(level) else {
+            throw ConfigError(key: "log.level", problem: "must be one of \(levels.joined(separator: ", ")), got \"\(level)\"")
+        }
+        let defaults = try limitSet(limits.table("default"))
+        let maxima = try limitSet(limits.table("max"))
+        for (name, d, m) in zip3(defaults, maxima) where d > m {
+            throw ConfigError(key: "limits.default.\(name)", problem: "\(d) is above limits.max.\(name) (\(m))")
+        }
+        let languagesNode = try root.table("languages")
+        var languages: [LanguageSpec] = []
+        for name in languagesNode.keys.sorted() {
+            languages.append(try language(name, languagesNode.table(name)))
+        }
+        return CodesandConfig(
+            socketPath: try socket.path("path"), socketGroup: try socket.string("group"), socketMode: mode,
+            maxMessageBytes: Int(try rpc.int("max_message_bytes", min: 256, max: 1 << 30)),
+            defaultLimits: defaults, maxLimits: maxima, poolSize: poolSize,
+            queueMax: Int(try queue.int("max", min: 0, max: 1_000_000)),
+            queueMaxWaitMs: try queue.int("max_wait_ms", min: 0, max: 3_600_000),
+            sandbox: try sandbox(sb), logLevel: level, logCode: try log.bool("log_code"), languages: languages)
+    }
+
+    static func limitSet(_ t: ConfigNode) throws -> LimitSet {
+        LimitSet(wallMs: try t.int("wall_ms", min: 1, max: 3_600_000), cpuMs: try t.int("cpu_ms", min: 1, max: 3_600_000),
+                 memoryBytes: try t.int("memory_bytes", min: 4 << 20, max: 1 << 40), pids: try t.int("pids", min: 2, max: 1 << 20),
+                 outputBytes: try t.int("output_bytes", min: 1, max: 1 << 30),
+                 outputLines: try t.int("output_lines", min: 1, max: 1 << 30))
+    }
+
+    static func zip3(_ a: LimitSet, _ b: LimitSet) -> [(String, Int64, Int64)] {
+        [("wall_ms", a.wallMs, b.wallMs), ("cpu_ms", a.cpuMs, b.cpuMs), ("memory_bytes", a.memoryBytes, b.memoryBytes),
+         ("pids", a.pids, b.pids), ("output_bytes", a.outputBytes, b.outputBytes), ("output_lines", a.outputLines, b.outputLines)]
+    }
+
+    static func sandbox(_ t: ConfigNode) throws -> SandboxConfig {
+        let uidBase = try t.int("uid_base", min: 1000, max: 4_294_000_000)
+        let home = try t.path("home")
+        guard home != "/" else { throw ConfigError(key: "sandbox.home", problem: "must not be /") }
+        let links = try t.stringMap("root_links")
+        for (name, _) in links where name.contains("/") || name.isEmpty || name == "." || name == ".." {
+            throw ConfigError(key: "sandbox.root_links.\(name)", problem: "must be a plain name at the root")
+        }
+        let masked = try t.paths("masked_paths")
+        if let bad = masked.first(where: { !$0.hasPrefix("/proc/") }) {
+            throw ConfigError(key: "sandbox.masked_paths", problem: "\(bad) is not under /proc")
+        }
+        return SandboxConfig(
+            stateDir: try t.path("state_dir"), uidBase: UInt32(uidBase), hostname: try t.string("hostname"), home: home,
+            tmpfsBytes: try t.int("tmpfs_bytes", min: 1 << 20, max: 1 << 40),
+            tmpfsInodes: try t.int("tmpfs_inodes", min: 64, max: 1 << 30),
+            readonlyPaths: try t.paths("readonly_paths"), rootLinks: links, maskedPaths: masked,
+            fileSizeBytes: try t.int("file_size_bytes", min: 1, max: 1 << 40),
+            openFiles: try t.int("open_files", min: 16, max: 1 << 20), env: try t.stringMap("env"))
+    }
+
+    static func language(_ name: String, _ t: ConfigNode) throws -> LanguageSpec {
+        let file = try t.string("file")
+        guard !file.isEmpty, !file.contains("/"), file != ".", file != ".." else {
+            throw ConfigError(key: "\(t.path).file", problem: "must be a plain file name, got \"\(file)\"")
+        }
+        let run = try t.stringArray("run")
+        guard let first = run.first, first.hasPrefix("/") else {
+            throw ConfigError(key: "\(t.path).run", problem: "must be an argv array starting with an absolute path")
+        }
+        let version = try t.stringArray("version", default: [])
+        return LanguageSpec(name: name, aliases: try t.stringArray("aliases", default: []), file: file, run: run,
+                            env: try t.has("env") ? t.stringMap("env") : [:], version: version)
+    }
+}

@@ -1,0 +1,80 @@
+import CodesandProtocol
+
+/// The languages this daemon serves, with versions detected once at start.
+public struct LanguageTable: Sendable {
+    public struct Entry: Sendable {
+        public var spec: LanguageSpec
+        public var version: String
+        public init(spec: LanguageSpec, version: String) {
+            self.spec = spec
+            self.version = version
+        }
+    }
+
+    public private(set) var entries: [Entry]
+    private var byName: [String: Int] = [:]
+
+    public init(entries: [Entry]) {
+        self.entries = entries.sorted { $0.spec.name < $1.spec.name }
+        for (i, e) in self.entries.enumerated() {
+            for alias in e.spec.aliases where byName[alias] == nil { byName[alias] = i }
+        }
+        // Names win over another language's alias of the same spelling.
+        for (i, e) in self.entries.enumerated() { byName[e.spec.name] = i }
+    }
+
+    public func lookup(_ nameOrAlias: String) -> Entry? {
+        byName[nameOrAlias].map { entries[$0] }
+    }
+
+    public var infos: [LanguageInfo] {
+        entries.map { LanguageInfo(name: $0.spec.name, aliases: $0.spec.aliases, version: $0.version) }
+    }
+
+    public var names: [String] { entries.map(\.spec.name) }
+}
+
+extension LanguageSpec {
+    /// The argv for a run: `{file}` becomes the file's path in the sandbox, `{args}` the request's
+    /// args spliced in as separate elements. Never a shell string.
+    public func argv(filePath: String, args: [String]) -> [String] {
+        var out: [String] = []
+        for element in run {
+            if element == "{args}" {
+                out.append(contentsOf: args)
+            } else {
+                out.append(element.replacingAll("{file}", with: filePath))
+            }
+        }
+        return out
+    }
+
+    /// The first word of `text` that looks like a version ("3.11.2", "5.2.15(1)-release" → "5.2.15").
+    public static func extractVersion(_ text: String) -> String? {
+        for line in text.split(whereSeparator: \.isNewline) {
+            for word in line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," }) {
+                var digits = Substring(word)
+                if digits.first == "v" { digits = digits.dropFirst() }
+                let prefix = digits.prefix { $0.isNumber || $0 == "." || $0 == "-" || $0 == "+" || $0 == "~" }
+                if prefix.first?.isNumber == true, prefix.contains(".") || prefix.count == digits.count {
+                    return String(prefix.prefix { $0.isNumber || $0 == "." })
+                }
+            }
+        }
+        return nil
+    }
+}
+
+extension String {
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        guard !target.isEmpty, contains(target) else { return self }
+        var out = ""
+        var rest = self[...]
+        while let r = rest.range(of: target) {
+            out += rest[..<r.lowerBound]
+            out += replacement
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
+    }
+}

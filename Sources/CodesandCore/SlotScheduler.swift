@@ -1,0 +1,107 @@
+import CodesandProtocol
+import Synchronization
+
+/// Hands out sandbox slots 0..<size, one run per slot. When all are busy, requests wait in a
+/// bounded queue that is fair between clients: waiters are grouped by a key (peer uid and
+/// requester) and served round-robin across keys, so one flooding client cannot starve others.
+public final class SlotScheduler: Sendable {
+    public struct Busy: Error, Sendable {
+        public var retryAfterMs: Int64
+        public var reason: String
+    }
+
+    private struct Waiter {
+        let id: UInt64
+        let key: String
+        let continuation: CheckedContinuation<Int, any Error>
+    }
+
+    private struct State {
+        var free: [Int]
+        var queues: [String: [Waiter]] = [:]
+        var keyOrder: [String] = []      // round-robin order of keys with waiters
+        var waiting = 0
+        var nextID: UInt64 = 0
+    }
+
+    public let size: Int
+    public let maxQueue: Int
+    public let maxWaitMs: Int64
+    private let state: Mutex<State>
+
+    public init(size: Int, maxQueue: Int, maxWaitMs: Int64) {
+        self.size = size
+        self.maxQueue = maxQueue
+        self.maxWaitMs = maxWaitMs
+        self.state = Mutex(State(free: Array((0..<size).reversed())))
+    }
+
+    public var queued: Int { state.withLock { $0.waiting } }
+    public var inUse: Int { state.withLock { size - $0.free.count } }
+
+    /// Waits for a free slot. Throws Busy when the queue is full or the wait passes max_wait_ms,
+    /// CancellationError when the task is cancelled while waiting.
+    public func acquire(key: String, retryHintMs: Int64) async throws -> Int {
+        let id: UInt64 = state.withLock { s in s.nextID += 1; return s.nextID }
+        let waitTask = Task { [maxWaitMs] in
+            try await Task.sleep(for: .milliseconds(maxWaitMs))
+            self.remove(id: id, error: Busy(retryAfterMs: retryHintMs, reason: "no sandbox became free within \(maxWaitMs) ms"))
+        }
+        defer { waitTask.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Int, any Error>) in
+                let immediate: Result<Int, any Error>? = state.withLock { s in
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if s.waiting == 0, let slot = s.free.popLast() { return .success(slot) }
+                    if s.waiting >= maxQueue {
+                        return .failure(Busy(retryAfterMs: retryHintMs, reason: "all \(size) sandboxes are busy and \(s.waiting) requests wait"))
+                    }
+                    if s.queues[key] == nil { s.keyOrder.append(key) }
+                    s.queues[key, default: []].append(Waiter(id: id, key: key, continuation: c))
+                    s.waiting += 1
+                    return nil
+                }
+                if let immediate { c.resume(with: immediate) }
+            }
+        } onCancel: {
+            self.remove(id: id, error: CancellationError())
+        }
+    }
+
+    /// Returns a slot; the next waiter in round-robin order gets it.
+    public func release(_ slot: Int) {
+        let next: Waiter? = state.withLock { s in
+            guard !s.keyOrder.isEmpty else {
+                s.free.append(slot)
+                return nil
+            }
+            let key = s.keyOrder.removeFirst()
+            var q = s.queues[key]!
+            let w = q.removeFirst()
+            if q.isEmpty { s.queues[key] = nil } else { s.queues[key] = q; s.keyOrder.append(key) }
+            s.waiting -= 1
+            return w
+        }
+        next?.continuation.resume(returning: slot)
+    }
+
+    private func remove(id: UInt64, error: any Error) {
+        let removed: Waiter? = state.withLock { s in
+            for (key, q) in s.queues {
+                guard let i = q.firstIndex(where: { $0.id == id }) else { continue }
+                var q = q
+                let w = q.remove(at: i)
+                if q.isEmpty {
+                    s.queues[key] = nil
+                    s.keyOrder.removeAll { $0 == key }
+                } else {
+                    s.queues[key] = q
+                }
+                s.waiting -= 1
+                return w
+            }
+            return nil
+        }
+        removed?.continuation.resume(throwing: error)
+    }
+}

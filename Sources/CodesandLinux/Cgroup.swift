@@ -1,0 +1,54 @@
+import CSandbox
+import CodesandCore
+import Glibc
+
+/// The cgroup of one sandbox slot: limits, accounting and the killer.
+protocol SlotCgroup: Sendable {
+    /// The `cgroup.procs` files a process must write "0" to, to join this slot's cgroup(s).
+    var procsFiles: [String] { get }
+    /// Sets the limits for the next run and resets the peak and usage counters.
+    func prepare(limits: LimitSet) throws
+    /// The OOM-kill count so far (compare before and after a run).
+    func oomKills() -> Int64
+    func cpuNs() -> UInt64
+    func memoryPeak() -> Int64
+    /// Kills every process in the cgroup and waits until it is empty (or `timeoutMs` passes).
+    /// Returns true when empty.
+    @discardableResult func killAll(timeoutMs: Int) -> Bool
+    func isEmpty() -> Bool
+    /// Removes the (empty) cgroup directories.
+    func remove()
+}
+
+/// Where the slots' cgroups live and how they are made.
+protocol CgroupDriver: Sendable {
+    var version: String { get }
+    func slot(_ index: Int) throws -> SlotCgroup
+}
+
+enum CgroupDetect {
+    /// Pure v2 when /sys/fs/cgroup itself is cgroup2; else v1 (legacy or hybrid).
+    static func driver() throws -> CgroupDriver {
+        if cs_is_cgroup2("/sys/fs/cgroup") == 1 {
+            return try CgroupV2Driver.forDaemon()
+        }
+        return try CgroupV1Driver.fromMountinfo()
+    }
+
+    /// Waits, polling, until `check` is true or the time is up.
+    static func poll(timeoutMs: Int, _ check: () -> Bool) -> Bool {
+        let end = monotonicNs() + UInt64(timeoutMs) * 1_000_000
+        var pause: UInt32 = 100
+        while true {
+            if check() { return true }
+            if monotonicNs() >= end { return false }
+            usleep(pause)
+            pause = min(pause * 2, 5000)
+        }
+    }
+
+    static func pids(in procsFile: String) -> [pid_t] {
+        guard let text = try? FileIO.read(procsFile) else { return [] }
+        return text.split(separator: "\n").compactMap { pid_t($0) }
+    }
+}

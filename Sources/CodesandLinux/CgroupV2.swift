@@ -1,0 +1,86 @@
+import CodesandCore
+import Glibc
+
+/// cgroup v2 (unified): one directory per slot under the daemon's own delegated subtree.
+struct CgroupV2Driver: CgroupDriver {
+    let version = "v2"
+    /// The directory holding the slot cgroups, e.g. /sys/fs/cgroup/system.slice/codesand.service/slots.
+    let slotsDir: String
+    /// False only in tests on hosts whose v2 hierarchy has no controllers (limits are then not set).
+    let requireControllers: Bool
+
+    static let controllers = ["memory", "pids", "cpu"]
+
+    /// Finds the daemon's cgroup, moves the daemon into a leaf ("supervisor", as v2 forbids processes
+    /// in a cgroup whose controllers are delegated to children) and enables the controllers for slots.
+    static func forDaemon(mount: String = "/sys/fs/cgroup") throws -> CgroupV2Driver {
+        let own = try FileIO.read("/proc/self/cgroup").split(separator: "\n")
+            .first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) } ?? "/"
+        var base = mount + (own == "/" ? "" : own)
+        if base.hasSuffix("/supervisor") { base = String(base.dropLast("/supervisor".count)) }  // restarted in place
+        if own != "/" {
+            try FileIO.mkdirs("\(base)/supervisor")
+            try FileIO.write("\(base)/supervisor/cgroup.procs", "0")
+        }
+        let enable = controllers.map { "+\($0)" }.joined(separator: " ")
+        try FileIO.write("\(base)/cgroup.subtree_control", enable)
+        let slots = "\(base)/codesand-slots"
+        try FileIO.mkdirs(slots)
+        try FileIO.write("\(slots)/cgroup.subtree_control", enable)
+        return CgroupV2Driver(slotsDir: slots, requireControllers: true)
+    }
+
+    func slot(_ index: Int) throws -> SlotCgroup {
+        let dir = "\(slotsDir)/slot-\(index)"
+        try FileIO.mkdirs(dir)
+        let slot = SlotCgroupV2(dir: dir, requireControllers: requireControllers)
+        slot.killAll(timeoutMs: 2000)
+        return slot
+    }
+}
+
+struct SlotCgroupV2: SlotCgroup {
+    let dir: String
+    let requireControllers: Bool
+
+    var procsFiles: [String] { ["\(dir)/cgroup.procs"] }
+
+    func prepare(limits: LimitSet) throws {
+        let settings = [("memory.max", "\(limits.memoryBytes)"), ("memory.swap.max", "0"),
+                        ("pids.max", "\(limits.pids)"), ("cpu.max", "100000 100000")]
+        for (file, value) in settings {
+            let path = "\(dir)/\(file)"
+            if !requireControllers && !FileIO.exists(path) { continue }
+            if file == "memory.swap.max" && !FileIO.exists(path) { continue }  // no swap accounting configured
+            try FileIO.write(path, value)
+        }
+        // memory.peak is reset by a write on kernels ≥ 6.12; older ones keep the lifetime peak.
+        try? FileIO.write("\(dir)/memory.peak", "reset")
+    }
+
+    func oomKills() -> Int64 { FileIO.keyed((try? FileIO.read("\(dir)/memory.events")) ?? "", "oom_kill") ?? 0 }
+
+    func cpuNs() -> UInt64 {
+        UInt64(max(0, FileIO.keyed((try? FileIO.read("\(dir)/cpu.stat")) ?? "", "usage_usec") ?? 0)) * 1000
+    }
+
+    func memoryPeak() -> Int64 { (try? FileIO.readInt("\(dir)/memory.peak")) ?? 0 }
+
+    func isEmpty() -> Bool {
+        FileIO.keyed((try? FileIO.read("\(dir)/cgroup.events")) ?? "", "populated") == 0
+    }
+
+    /// `cgroup.kill` (5.14+) kills every process atomically; older kernels freeze, kill, thaw.
+    @discardableResult func killAll(timeoutMs: Int) -> Bool {
+        if isEmpty() { return true }
+        if (try? FileIO.write("\(dir)/cgroup.kill", "1")) == nil {
+            try? FileIO.write("\(dir)/cgroup.freeze", "1")
+            _ = CgroupDetect.poll(timeoutMs: 200) { FileIO.keyed((try? FileIO.read("\(dir)/cgroup.events")) ?? "", "frozen") == 1 }
+            for pid in CgroupDetect.pids(in: "\(dir)/cgroup.procs") { kill(pid, SIGKILL) }
+            try? FileIO.write("\(dir)/cgroup.freeze", "0")
+        }
+        return CgroupDetect.poll(timeoutMs: timeoutMs) { isEmpty() }
+    }
+
+    func remove() { rmdir(dir) }
+}

@@ -1,0 +1,37 @@
+import Glibc
+
+/// Runs a trusted host program from the config (e.g. `python3 --version`) with argv, no shell,
+/// and returns its stdout and stderr together, or nil if it cannot be started or fails.
+public enum HostCommand {
+    public static func output(_ argv: [String], maxBytes: Int = 65536) -> String? {
+        guard let path = argv.first, access(path, X_OK) == 0 else { return nil }
+        var pipe: [Int32] = [0, 0]
+        guard Glibc.pipe(&pipe) == 0 else { return nil }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { for p in cArgs { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, cArgs, environ)
+        close(pipe[1])
+        defer { close(pipe[0]) }
+        guard rc == 0 else { return nil }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while out.count < maxBytes {
+            let n = buf.withUnsafeMutableBytes { read(pipe[0], $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard status == 0 else { return nil }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

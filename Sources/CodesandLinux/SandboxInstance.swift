@@ -1,0 +1,127 @@
+import CSandbox
+import CodesandCore
+import Glibc
+
+/// A spawned sandbox: its init is waiting for one job. Owns the daemon-side pipe ends.
+final class SandboxInstance {
+    let initPID: pid_t
+    let cgroup: SlotCgroup
+    var control: Int32   // write: the job
+    var report: Int32    // read: READY / failures
+    var status: Int32    // read: the main process's wait status
+    var stdin: Int32     // write
+    var stdout: Int32    // read
+    var stderr: Int32    // read
+    private var reaped = false
+
+    private init(initPID: pid_t, cgroup: SlotCgroup, fds: [Int32]) {
+        self.initPID = initPID
+        self.cgroup = cgroup
+        (control, report, status, stdin, stdout, stderr) = (fds[0], fds[1], fds[2], fds[3], fds[4], fds[5])
+    }
+
+    /// Spawns the init for `slot` and waits until it reports READY (the sandbox is built).
+    static func spawn(layout: SandboxLayout, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet) throws -> SandboxInstance {
+        try cgroup.prepare(limits: limits)
+        var cgroupFDs: [Int32] = []
+        var ours: [Int32] = [], theirs: [Int32] = []
+        defer {
+            for fd in cgroupFDs + theirs { close(fd) }
+        }
+        for file in cgroup.procsFiles {
+            cgroupFDs.append(try sys("open", file) { open(file, O_WRONLY | O_CLOEXEC) })
+        }
+        // (daemon end, sandbox end) for: control, report, status, stdin, stdout, stderr.
+        for daemonWrites in [true, false, false, true, false, false] {
+            var p: [Int32] = [0, 0]
+            do {
+                try sys("pipe2") { cs_pipe_cloexec(&p) }
+            } catch {
+                for fd in ours { close(fd) }
+                throw error
+            }
+            ours.append(daemonWrites ? p[1] : p[0])
+            theirs.append(daemonWrites ? p[0] : p[1])
+        }
+        var spec = cs_sandbox_spec()
+        spec.root_dir = UnsafePointer(layout.rootDir)
+        spec.ro_paths = UnsafePointer(layout.roPaths)
+        spec.links = UnsafePointer(layout.links)
+        spec.masked_paths = UnsafePointer(layout.masked)
+        spec.hostname = UnsafePointer(layout.hostname)
+        spec.home = UnsafePointer(layout.home)
+        spec.uid = uid
+        spec.gid = uid
+        spec.tmpfs_bytes = UInt64(layout.config.tmpfsBytes)
+        spec.tmpfs_inodes = UInt64(layout.config.tmpfsInodes)
+        withUnsafeMutableBytes(of: &spec.cgroup_fds) { raw in
+            let fds = raw.bindMemory(to: Int32.self)
+            for (i, fd) in cgroupFDs.enumerated() { fds[i] = fd }
+        }
+        spec.n_cgroup_fds = Int32(cgroupFDs.count)
+        (spec.control_fd, spec.report_fd, spec.status_fd) = (theirs[0], theirs[1], theirs[2])
+        (spec.stdin_fd, spec.stdout_fd, spec.stderr_fd) = (theirs[3], theirs[4], theirs[5])
+
+        let pid = cs_sandbox_spawn(&spec)
+        if pid < 0 {
+            let e = errno
+            for fd in ours { close(fd) }
+            throw SandboxError("clone() of the sandbox init failed", errno: e)
+        }
+        let instance = SandboxInstance(initPID: pid, cgroup: cgroup, fds: ours)
+        do {
+            try instance.awaitReady()
+        } catch {
+            instance.destroy()
+            throw error
+        }
+        return instance
+    }
+
+    private func awaitReady() throws {
+        var pfd = pollfd(fd: report, events: Int16(POLLIN), revents: 0)
+        let n = try sys("poll") { poll(&pfd, 1, 10_000) }
+        guard n == 1 else { throw SandboxError("the sandbox init did not get ready within 10 s") }
+        guard let record = readReport() else { throw SandboxError("the sandbox init exited during setup") }
+        if record.kind == Int32(CS_REPORT_READY.rawValue) { return }
+        throw SandboxError("sandbox setup failed at step \"\(String(cString: cs_step_name(record.step)))\"", errno: record.err)
+    }
+
+    /// One record from the report pipe, or nil at EOF.
+    func readReport() -> cs_report? {
+        var record = cs_report()
+        let n = withUnsafeMutableBytes(of: &record) { raw in
+            var got = 0
+            while got < raw.count {
+                let r = read(report, raw.baseAddress! + got, raw.count - got)
+                if r < 0 && errno == EINTR { continue }
+                if r < 0 && errno == EAGAIN && got == 0 { return -1 }
+                if r <= 0 { break }
+                got += r
+            }
+            return got
+        }
+        return n == MemoryLayout<cs_report>.size ? record : nil
+    }
+
+    /// Kills everything in the sandbox, reaps the init, closes our pipe ends. Idempotent.
+    func destroy() {
+        kill(initPID, SIGKILL)  // as the pid namespace's init, its death takes every process in it along
+        cgroup.killAll(timeoutMs: 5000)
+        if !reaped {
+            var st: Int32 = 0
+            while waitpid(initPID, &st, 0) < 0 && errno == EINTR {}
+            reaped = true
+        }
+        for fd in [control, report, status, stdin, stdout, stderr] where fd >= 0 { close(fd) }
+        (control, report, status, stdin, stdout, stderr) = (-1, -1, -1, -1, -1, -1)
+    }
+
+    func closeControl() {
+        if control >= 0 { close(control); control = -1 }
+    }
+
+    func closeStdin() {
+        if stdin >= 0 { close(stdin); stdin = -1 }
+    }
+}

@@ -1,0 +1,52 @@
+/// The method names of the protocol.
+public enum RPCMethod {
+    public static let run = "run"
+    public static let languages = "languages"
+    public static let status = "status"
+}
+
+/// One entry of the `languages` result.
+public struct LanguageInfo: Codable, Hashable, Sendable {
+    public var name: String
+    public var aliases: [String]
+    public var version: String
+    public init(name: String, aliases: [String], version: String) {
+        self.name = name
+        self.aliases = aliases
+        self.version = version
+    }
+}
+
+/// Result of the `status` method.
+public struct StatusResult: Codable, Hashable, Sendable {
+    public var version: String
+    public var backend: String
+    /// "v1" or "v2".
+    public var cgroup: String
+    public var runsTotal: Int64
+    public var uptimeS: Int64
+    /// Runs by final status (`ok`, `error`, `timeout`, …).
+    public var runsByStatus: [String: Int64]
+    /// Runs executing now, and requests waiting for a sandbox.
+    public var running: Int
+    public var queued: Int
+    public var poolSize: Int
+
+    public init(version: String, backend: String, cgroup: String, runsTotal: Int64, uptimeS: Int64,
+                runsByStatus: [String: Int64], running: Int, queued: Int, poolSize: Int) {
+        self.version = version
+        self.backend = backend
+        self.cgroup = cgroup
+        self.runsTotal = runsTotal
+        self.uptimeS = uptimeS
+        self.runsByStatus = runsByStatus
+        self.running = running
+        self.queued = queued
+        self.poolSize = poolSize
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, backend, cgroup, running, queued
+        case runsTotal = "runs_total", uptimeS = "uptime_s", runsByStatus = "runs_by_status", poolSize = "pool_size"
+    }
+}

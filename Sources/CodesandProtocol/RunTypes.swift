@@ -1,0 +1,164 @@
+/// Per-request limits (protocol.md, "run"). Every field is optional; an absent one takes the
+/// daemon's default. Each must be ≤ the daemon's configured maximum.
+public struct RunLimits: Codable, Hashable, Sendable {
+    /// Wall-clock time from the snippet's start, in milliseconds.
+    public var wallMs: Int64?
+    /// CPU time of all the run's processes together, in milliseconds.
+    public var cpuMs: Int64?
+    /// Memory of all the run's processes together (RSS + page cache + tmpfs), in bytes.
+    public var memoryBytes: Int64?
+    /// Processes and threads alive at once.
+    public var pids: Int64?
+    /// stdout + stderr bytes kept; past this the run is killed and `truncated` is set.
+    public var outputBytes: Int64?
+    /// stdout + stderr lines kept; past this the run is killed and `truncated` is set.
+    public var outputLines: Int64?
+
+    public init(wallMs: Int64? = nil, cpuMs: Int64? = nil, memoryBytes: Int64? = nil, pids: Int64? = nil,
+                outputBytes: Int64? = nil, outputLines: Int64? = nil) {
+        self.wallMs = wallMs
+        self.cpuMs = cpuMs
+        self.memoryBytes = memoryBytes
+        self.pids = pids
+        self.outputBytes = outputBytes
+        self.outputLines = outputLines
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case wallMs = "wall_ms", cpuMs = "cpu_ms", memoryBytes = "memory_bytes", pids
+        case outputBytes = "output_bytes", outputLines = "output_lines"
+    }
+
+    public init(reading r: ParamReader) throws(RPCError) {
+        try r.rejectUnknown(allowed: Set(CodingKeys.allCases.map(\.rawValue)))
+        wallMs = try r.positiveInt("wall_ms")
+        cpuMs = try r.positiveInt("cpu_ms")
+        memoryBytes = try r.positiveInt("memory_bytes")
+        pids = try r.positiveInt("pids")
+        outputBytes = try r.positiveInt("output_bytes")
+        outputLines = try r.positiveInt("output_lines")
+    }
+}
+
+/// Params of the `run` method.
+public struct RunParams: Codable, Hashable, Sendable {
+    public var language: String
+    public var code: String
+    /// The program's stdin; absent means empty (at EOF).
+    public var stdin: String?
+    /// Extra arguments after the program file (argv elements, never a shell string).
+    public var args: [String]?
+    public var limits: RunLimits?
+    /// Who asked (e.g. "nick@#channel"): for logs and fair scheduling.
+    public var requester: String?
+
+    public init(language: String, code: String, stdin: String? = nil, args: [String]? = nil,
+                limits: RunLimits? = nil, requester: String? = nil) {
+        self.language = language
+        self.code = code
+        self.stdin = stdin
+        self.args = args
+        self.limits = limits
+        self.requester = requester
+    }
+
+    static let fields: Set<String> = ["language", "code", "stdin", "args", "limits", "requester"]
+
+    /// Reads params as the daemon receives them, with errors naming the field.
+    public init(params: JSONValue?) throws(RPCError) {
+        let r = try ParamReader(params)
+        try r.rejectUnknown(allowed: Self.fields)
+        language = try r.requiredString("language")
+        code = try r.requiredString("code")
+        stdin = try r.string("stdin")
+        args = try r.stringArray("args")
+        limits = try r.nested("limits").map { (n) throws(RPCError) in try RunLimits(reading: n) }
+        requester = try r.string("requester")
+    }
+}
+
+/// How a run ended (protocol.md, "RunStatus").
+public enum RunStatus: String, Codable, Hashable, Sendable {
+    /// Exited with code 0.
+    case ok
+    /// Exited with a non-zero code.
+    case error
+    /// Killed by a signal that no limit caused (e.g. SIGSEGV, SIGABRT, or a signal it sent itself).
+    case signal
+    /// Killed at `wall_ms` or `cpu_ms`.
+    case timeout
+    /// Killed by the kernel's OOM killer at `memory_bytes`.
+    case oom
+    /// Killed because its output passed `output_bytes` or `output_lines`.
+    case outputLimit = "output_limit"
+}
+
+public enum OutputStream: String, Codable, Hashable, Sendable {
+    case stdout, stderr
+}
+
+/// A piece of output in arrival order.
+public struct OutputChunk: Codable, Hashable, Sendable {
+    public var stream: OutputStream
+    public var text: String
+    public init(stream: OutputStream, text: String) {
+        self.stream = stream
+        self.text = text
+    }
+}
+
+/// Result of the `run` method. A program's failure is a result, not an error.
+public struct RunResult: Codable, Hashable, Sendable {
+    public var status: RunStatus
+    public var exitCode: Int32?
+    public var signal: String?
+    public var timedOut: Bool
+    public var oomKilled: Bool
+    public var truncated: Bool
+    public var stdout: String
+    public var stderr: String
+    public var output: [OutputChunk]
+    public var wallMs: Int64
+    public var cpuMs: Int64
+    public var memoryPeakBytes: Int64
+
+    public init(status: RunStatus, exitCode: Int32?, signal: String?, timedOut: Bool, oomKilled: Bool,
+                truncated: Bool, stdout: String, stderr: String, output: [OutputChunk],
+                wallMs: Int64, cpuMs: Int64, memoryPeakBytes: Int64) {
+        self.status = status
+        self.exitCode = exitCode
+        self.signal = signal
+        self.timedOut = timedOut
+        self.oomKilled = oomKilled
+        self.truncated = truncated
+        self.stdout = stdout
+        self.stderr = stderr
+        self.output = output
+        self.wallMs = wallMs
+        self.cpuMs = cpuMs
+        self.memoryPeakBytes = memoryPeakBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case status, signal, truncated, stdout, stderr, output
+        case exitCode = "exit_code", timedOut = "timed_out", oomKilled = "oom_killed"
+        case wallMs = "wall_ms", cpuMs = "cpu_ms", memoryPeakBytes = "memory_peak_bytes"
+    }
+
+    // Always encode exit_code and signal, as null when absent: bots test them for null.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(status, forKey: .status)
+        try c.encode(exitCode, forKey: .exitCode)
+        try c.encode(signal, forKey: .signal)
+        try c.encode(timedOut, forKey: .timedOut)
+        try c.encode(oomKilled, forKey: .oomKilled)
+        try c.encode(truncated, forKey: .truncated)
+        try c.encode(stdout, forKey: .stdout)
+        try c.encode(stderr, forKey: .stderr)
+        try c.encode(output, forKey: .output)
+        try c.encode(wallMs, forKey: .wallMs)
+        try c.encode(cpuMs, forKey: .cpuMs)
+        try c.encode(memoryPeakBytes, forKey: .memoryPeakBytes)
+    }
+}

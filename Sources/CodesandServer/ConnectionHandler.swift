@@ -1,0 +1,120 @@
+import CodesandCore
+import CodesandProtocol
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// One client connection: each line is dispatched concurrently, replies are written as they are
+/// ready (any order, matched by id). When the client goes away its runs are cancelled, which kills
+/// their sandboxes.
+final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // state is event-loop confined or locked
+    typealias InboundIn = LineFrame
+    typealias OutboundOut = ByteBuffer
+
+    private let dispatcher: Dispatcher
+    private let tracker: RequestTracker
+    private let logger: Logger
+    private var peer = PeerInfo(pid: 0, uid: UInt32.max, gid: UInt32.max)
+    private let tasks = NIOLockedValueBox([UInt64: Task<Void, Never>]())
+    private var nextTask: UInt64 = 0
+
+    init(dispatcher: Dispatcher, tracker: RequestTracker, logger: Logger) {
+        self.dispatcher = dispatcher
+        self.tracker = tracker
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let provider = context.channel as? SocketOptionProvider {
+            let cred: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+            cred.whenSuccess { [self] c in peer = PeerInfo(pid: c.pid, uid: c.uid, gid: c.gid) }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .tooLong:
+            let e = RPCError(.invalidRequest, "Invalid Request: the message is longer than the maximum of this daemon")
+            var buffer = context.channel.allocator.buffer(bytes: RPCEncoder.error(id: nil, e))
+            buffer.writeInteger(UInt8(ascii: "\n"))
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { [channel = context.channel] _ in
+                channel.close(promise: nil)
+            }
+        case .line(let line):
+            let bytes = Array(line.readableBytesView)
+            if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: keep-alive, ignored
+            let channel = context.channel
+            let peer = self.peer
+            nextTask += 1
+            let id = nextTask
+            guard tracker.begin() else {
+                write(RPCEncoder.error(id: nil, RPCError(.shuttingDown, "the daemon is shutting down")), to: channel)
+                return
+            }
+            let task = Task { [dispatcher, tracker, tasks] in
+                defer {
+                    tasks.withLockedValue { $0[id] = nil }
+                    tracker.end()
+                }
+                if let reply = await dispatcher.handle(line: bytes, peer: peer) {
+                    self.write(reply, to: channel)
+                }
+            }
+            tasks.withLockedValue { $0[id] = task }
+        }
+    }
+
+    private func write(_ reply: Data, to channel: Channel) {
+        var buffer = channel.allocator.buffer(capacity: reply.count + 1)
+        buffer.writeBytes(reply)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The client is gone: nobody can read these results; stop the runs and free their sandboxes.
+        let running = tasks.withLockedValue { $0 }
+        if !running.isEmpty {
+            logger.info("client disconnected with requests in flight; cancelling", metadata: [
+                "peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)", "requests": "\(running.count)"])
+        }
+        for task in running.values { task.cancel() }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        logger.debug("connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}
+
+/// struct ucred, as SO_PEERCRED fills it.
+struct PeerCredentials {
+    var pid: Int32
+    var uid: UInt32
+    var gid: UInt32
+}
+
+/// Counts requests in flight, so shutdown can wait for them; refuses new ones once stopping.
+public final class RequestTracker: Sendable {
+    private let state = NIOLockedValueBox((inFlight: 0, stopping: false))
+
+    public init() {}
+
+    func begin() -> Bool {
+        state.withLockedValue { s in
+            if s.stopping { return false }
+            s.inFlight += 1
+            return true
+        }
+    }
+
+    func end() { state.withLockedValue { $0.inFlight -= 1 } }
+
+    public var inFlight: Int { state.withLockedValue { $0.inFlight } }
+    public var isStopping: Bool { state.withLockedValue { $0.stopping } }
+    public func stop() { state.withLockedValue { $0.stopping = true } }
+}

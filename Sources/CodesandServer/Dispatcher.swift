@@ -1,0 +1,73 @@
+import CodesandCore
+import CodesandProtocol
+import Foundation
+
+/// Turns one framed line into the reply bytes (nil when nothing is to be sent: notifications).
+public struct Dispatcher: Sendable {
+    public let service: RunService
+    /// Set when the daemon stops: new requests get -32003.
+    public let isShuttingDown: @Sendable () -> Bool
+
+    public init(service: RunService, isShuttingDown: @escaping @Sendable () -> Bool = { false }) {
+        self.service = service
+        self.isShuttingDown = isShuttingDown
+    }
+
+    public func handle(line: some Collection<UInt8>, peer: PeerInfo) async -> Data? {
+        switch RPCParser.parse(line) {
+        case .parseError(let e):
+            return RPCEncoder.error(id: nil, e)
+        case .single(let incoming):
+            return await handle(incoming, peer: peer)
+        case .batch(let items):
+            // Members run concurrently; the reply array holds the non-notification answers.
+            let replies = await withTaskGroup(of: (Int, Data?).self) { group in
+                for (i, item) in items.enumerated() {
+                    group.addTask { (i, await self.handle(item, peer: peer)) }
+                }
+                var out: [(Int, Data)] = []
+                for await (i, reply) in group { if let reply { out.append((i, reply)) } }
+                return out.sorted { $0.0 < $1.0 }.map(\.1)
+            }
+            return replies.isEmpty ? nil : RPCEncoder.batch(replies)
+        }
+    }
+
+    func handle(_ incoming: RPCIncoming, peer: PeerInfo) async -> Data? {
+        switch incoming {
+        case .invalid(let id, let e):
+            return RPCEncoder.error(id: id, e)
+        case .request(let req):
+            let reply: Data
+            do {
+                reply = try await call(req, peer: peer)
+            } catch {
+                reply = RPCEncoder.error(id: req.id, error)
+            }
+            return req.isNotification ? nil : reply
+        }
+    }
+
+    private func call(_ req: RPCRequest, peer: PeerInfo) async throws(RPCError) -> Data {
+        if isShuttingDown() { throw RPCError(.shuttingDown, "the daemon is shutting down; retry after it restarts") }
+        do {
+            switch req.method {
+            case RPCMethod.run:
+                let params = try RunParams(params: req.params)
+                return try RPCEncoder.result(id: req.id, try await service.run(params, peer: peer))
+            case RPCMethod.languages:
+                try ParamReader(req.params).rejectUnknown(allowed: [])
+                return try RPCEncoder.result(id: req.id, service.languages.infos)
+            case RPCMethod.status:
+                try ParamReader(req.params).rejectUnknown(allowed: [])
+                return try RPCEncoder.result(id: req.id, service.status())
+            default:
+                throw RPCError(.methodNotFound, "method \"\(req.method)\" not found (known: run, languages, status)")
+            }
+        } catch let e as RPCError {
+            throw e
+        } catch {
+            throw RPCError(.internalError, "internal error: \(error)")
+        }
+    }
+}

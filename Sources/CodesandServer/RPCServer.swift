@@ -1,0 +1,68 @@
+import CodesandCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon's listening socket: binds (or adopts a systemd-passed fd), sets group and mode,
+/// and gives each connection a framing decoder and a ConnectionHandler.
+public final class RPCServer: Sendable {
+    public let dispatcher: Dispatcher
+    public let tracker: RequestTracker
+    let maxMessageBytes: Int
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+
+    public init(dispatcher: Dispatcher, tracker: RequestTracker, maxMessageBytes: Int, logger: Logger) {
+        self.dispatcher = dispatcher
+        self.tracker = tracker
+        self.maxMessageBytes = maxMessageBytes
+        self.logger = logger
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    private func bootstrap() -> ServerBootstrap {
+        ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelInitializer { [dispatcher, tracker, maxMessageBytes, logger] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLength: maxMessageBytes)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionHandler(dispatcher: dispatcher, tracker: tracker, logger: logger))
+                }
+            }
+    }
+
+    /// Binds the unix socket at `path` with the given group (if it exists) and mode.
+    public func bind(path: String, group groupName: String, mode: UInt32) async throws -> Channel {
+        let dir = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o755])
+        let old = umask(0o177)  // the socket is born 0600; chmod below opens it to the group
+        defer { umask(old) }
+        let channel = try await bootstrap().bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        if let gr = getgrnam(groupName) {
+            if chown(path, uid_t.max, gr.pointee.gr_gid) != 0 {
+                logger.warning("cannot set the socket's group", metadata: ["path": "\(path)", "errno": "\(errno)"])
+            }
+            chmod(path, mode_t(mode))
+        } else {
+            logger.warning("socket group does not exist; the socket stays root-only (0600). Create it: groupadd \(groupName)",
+                           metadata: ["path": "\(path)"])
+        }
+        return channel
+    }
+
+    /// Serves on an already listening socket (systemd socket activation, fd 3).
+    public func adopt(fd: Int32) async throws -> Channel {
+        try await bootstrap().withBoundSocket(fd).get()
+    }
+
+    public func shutdownEventLoops() async throws {
+        try await group.shutdownGracefully()
+    }
+}

@@ -1,0 +1,83 @@
+import ArgumentParser
+import CodesandClient
+import CodesandProtocol
+import Foundation
+
+struct LanguagesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "languages", abstract: "List the languages the daemon can run.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(help: "Print the result JSON exactly as received, on one line.")
+    var json = false
+
+    func run() async throws {
+        if json {
+            let raw = try await global.withClient { client throws(CodesandClientError) in
+                try await client.call(method: RPCMethod.languages)
+            }
+            FileHandle.standardOutput.write(raw + Data("\n".utf8))
+            return
+        }
+        let languages = try await global.withClient { client throws(CodesandClientError) in
+            try await client.languages()
+        }
+        let rows = [["NAME", "ALIASES", "VERSION"]]
+            + languages.map { [$0.name, $0.aliases.joined(separator: ","), $0.version] }
+        let widths = (0..<2).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            printOut(row[0].padded(to: widths[0]) + "  " + row[1].padded(to: widths[1]) + "  " + row[2])
+        }
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the daemon's version, backend, pool and counters.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(help: "Print the result JSON exactly as received, on one line.")
+    var json = false
+
+    func run() async throws {
+        if json {
+            let raw = try await global.withClient { client throws(CodesandClientError) in
+                try await client.call(method: RPCMethod.status)
+            }
+            FileHandle.standardOutput.write(raw + Data("\n".utf8))
+            return
+        }
+        let s = try await global.withClient { client throws(CodesandClientError) in
+            try await client.status()
+        }
+        let byStatus = s.runsByStatus.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+        let lines: [(String, String)] = [
+            ("version", s.version),
+            ("backend", "\(s.backend) (cgroup \(s.cgroup))"),
+            ("uptime", Self.duration(seconds: s.uptimeS)),
+            ("runs", byStatus.isEmpty ? "\(s.runsTotal)" : "\(s.runsTotal) (\(byStatus.joined(separator: ", ")))"),
+            ("running", "\(s.running)"),
+            ("queued", "\(s.queued)"),
+            ("pool size", "\(s.poolSize)"),
+        ]
+        for (key, value) in lines {
+            printOut((key + ":").padded(to: 11) + value)
+        }
+    }
+
+    static func duration(seconds: Int64) -> String {
+        let (d, h, m, s) = (seconds / 86400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60)
+        if d > 0 { return "\(d)d \(h)h \(m)m" }
+        if h > 0 { return "\(h)h \(m)m \(s)s" }
+        if m > 0 { return "\(m)m \(s)s" }
+        return "\(s)s"
+    }
+}
+
+extension String {
+    func padded(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}

@@ -1,0 +1,108 @@
+import ArgumentParser
+import CodesandClient
+import CodesandProtocol
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a snippet and print its output.",
+        discussion: """
+            The snippet's stdout goes to stdout and its stderr to stderr, in the order it wrote \
+            them. If it was stopped (timeout, out of memory, output limit, signal) a note follows \
+            on stderr. The exit status is the snippet's exit code; 128+N when a signal N killed it; \
+            124 on a timeout, as with timeout(1). With --json the result is printed as received \
+            and the exit status is 0.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: [.short, .long], help: "The language, by name or alias (see `codesand languages`).")
+    var language: String
+
+    @Argument(help: "The code. Read from stdin when omitted.")
+    var code: String?
+
+    @Option(name: .customLong("stdin"), help: ArgumentHelp("Text to give the snippet on its stdin (default: empty).", valueName: "text"))
+    var stdinText: String?
+
+    @Option(name: .customLong("arg"), help: ArgumentHelp("An argument after the program file; repeat for more.", valueName: "x"))
+    var args: [String] = []
+
+    @Option(help: ArgumentHelp("Wall-clock limit in milliseconds.", valueName: "ms")) var wallMs: Int64?
+    @Option(help: ArgumentHelp("CPU-time limit in milliseconds.", valueName: "ms")) var cpuMs: Int64?
+    @Option(help: ArgumentHelp("Memory limit in bytes.", valueName: "n")) var memoryBytes: Int64?
+    @Option(help: ArgumentHelp("Limit on processes and threads alive at once.", valueName: "n")) var pids: Int64?
+    @Option(help: ArgumentHelp("Output limit in bytes (stdout + stderr).", valueName: "n")) var outputBytes: Int64?
+    @Option(help: ArgumentHelp("Output limit in lines (stdout + stderr).", valueName: "n")) var outputLines: Int64?
+
+    @Option(help: ArgumentHelp("Who asks, for the daemon's logs and fairness (e.g. nick@#channel).", valueName: "who"))
+    var requester: String?
+
+    @Flag(help: "Print the result JSON exactly as received, on one line.")
+    var json = false
+
+    func run() async throws {
+        let source = code ?? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        let limits = RunLimits(wallMs: wallMs, cpuMs: cpuMs, memoryBytes: memoryBytes, pids: pids,
+                               outputBytes: outputBytes, outputLines: outputLines)
+        let params = RunParams(language: language, code: source, stdin: stdinText,
+                               args: args.isEmpty ? nil : args,
+                               limits: limits == RunLimits() ? nil : limits,
+                               requester: requester)
+        if json {
+            let raw = try await global.withClient { client throws(CodesandClientError) in
+                try await client.call(method: RPCMethod.run, params: params)
+            }
+            FileHandle.standardOutput.write(raw + Data("\n".utf8))
+            return
+        }
+        let result = try await global.withClient { client throws(CodesandClientError) in
+            try await client.run(params)
+        }
+        show(result)
+        throw ExitCode(Self.exitStatus(of: result))
+    }
+
+    private func show(_ result: RunResult) {
+        if result.output.isEmpty {
+            FileHandle.standardOutput.write(Data(result.stdout.utf8))
+            FileHandle.standardError.write(Data(result.stderr.utf8))
+        }
+        for chunk in result.output {
+            let handle = chunk.stream == .stdout ? FileHandle.standardOutput : FileHandle.standardError
+            handle.write(Data(chunk.text.utf8))
+        }
+        if let note = Self.note(for: result) {
+            printError("codesand: \(note)")
+        }
+    }
+
+    static func note(for result: RunResult) -> String? {
+        switch result.status {
+        case .ok, .error: return nil
+        case .timeout: return "timed out after \(result.wallMs) ms (cpu \(result.cpuMs) ms)"
+        case .oom: return "killed: out of memory (peak \(result.memoryPeakBytes) bytes)"
+        case .outputLimit: return "killed: output limit reached, output truncated"
+        case .signal: return "killed by \(result.signal ?? "a signal")"
+        }
+    }
+
+    static func exitStatus(of result: RunResult) -> Int32 {
+        if result.status == .timeout { return 124 }
+        if let code = result.exitCode { return code }
+        if let name = result.signal, let number = signalNumbers[name] { return 128 + number }
+        return 1
+    }
+
+    static let signalNumbers: [String: Int32] = [
+        "SIGHUP": SIGHUP, "SIGINT": SIGINT, "SIGQUIT": SIGQUIT, "SIGILL": SIGILL, "SIGTRAP": SIGTRAP,
+        "SIGABRT": SIGABRT, "SIGBUS": SIGBUS, "SIGFPE": SIGFPE, "SIGKILL": SIGKILL, "SIGUSR1": SIGUSR1,
+        "SIGSEGV": SIGSEGV, "SIGUSR2": SIGUSR2, "SIGPIPE": SIGPIPE, "SIGALRM": SIGALRM, "SIGTERM": SIGTERM,
+        "SIGXCPU": SIGXCPU, "SIGXFSZ": SIGXFSZ, "SIGSYS": SIGSYS, "SIGVTALRM": SIGVTALRM, "SIGPROF": SIGPROF,
+    ]
+}

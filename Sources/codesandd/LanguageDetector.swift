@@ -1,0 +1,22 @@
+import CodesandCore
+import CodesandLinux
+import Foundation
+import Logging
+
+/// Finds which configured languages are installed, and their versions, once at start.
+enum LanguageDetector {
+    static func detect(_ specs: [LanguageSpec], logger: Logger) -> LanguageTable {
+        var entries: [LanguageTable.Entry] = []
+        for spec in specs {
+            guard let binary = spec.run.first, FileManager.default.isExecutableFile(atPath: binary) else {
+                logger.notice("language left out: its program is not installed", metadata: [
+                    "language": "\(spec.name)", "program": "\(spec.run.first ?? "")"])
+                continue
+            }
+            let text = spec.version.isEmpty ? nil : HostCommand.output(spec.version)
+            let version = text.flatMap(LanguageSpec.extractVersion) ?? "unknown"
+            entries.append(.init(spec: spec, version: version))
+        }
+        return LanguageTable(entries: entries)
+    }
+}
