@@ -105,7 +105,7 @@ final class CallMultiplexer: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let tooLong = error as? LineFrameDecoder.LineTooLong {
+        if let tooLong = error as? ReplyLineDecoder.LineTooLong {
             failAll(.protocolViolation(tooLong.description))
         } else {
             failAll(.connectionClosed)

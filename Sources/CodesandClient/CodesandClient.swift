@@ -16,6 +16,8 @@ import NIOPosix
 /// is not an error: its ``RunResult`` says how it ended.
 public final class CodesandClient: Sendable {
     public static let defaultSocketPath = "/run/codesand/codesand.sock"
+    /// The longest reply line accepted by default (a `run` result with 1 MiB of output fits many times).
+    public static let defaultMaxReplyBytes = 64 << 20
 
     public let socketPath: String
     private let channel: Channel
@@ -33,12 +35,12 @@ public final class CodesandClient: Sendable {
     public static func connect(
         socketPath: String = defaultSocketPath,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        maxReplyBytes: Int = 64 << 20
+        maxReplyBytes: Int = defaultMaxReplyBytes
     ) async throws(CodesandClientError) -> CodesandClient {
         let bootstrap = ClientBootstrap(group: eventLoopGroup).channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandlers(
-                    ByteToMessageHandler(LineFrameDecoder(maxLength: maxReplyBytes)),
+                    ByteToMessageHandler(ReplyLineDecoder(maxLength: maxReplyBytes)),
                     CallMultiplexer()
                 )
             }

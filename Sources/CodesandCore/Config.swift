@@ -34,6 +34,7 @@ public struct LanguageSpec: Hashable, Sendable {
 
 public struct SandboxConfig: Hashable, Sendable {
     public var stateDir: String
+    public var cgroupName: String
     public var uidBase: UInt32
     public var hostname: String
     public var home: String

@@ -122,12 +122,21 @@ public enum ConfigLoader {
             throw ConfigError(key: "sandbox.masked_paths", problem: "\(bad) is not under /proc")
         }
         return SandboxConfig(
-            stateDir: try t.path("state_dir"), uidBase: UInt32(uidBase), hostname: try t.string("hostname"), home: home,
+            stateDir: try t.path("state_dir"), cgroupName: try cgroupName(t), uidBase: UInt32(uidBase), hostname: try t.string("hostname"), home: home,
             tmpfsBytes: try t.int("tmpfs_bytes", min: 1 << 20, max: 1 << 40),
             tmpfsInodes: try t.int("tmpfs_inodes", min: 64, max: 1 << 30),
             readonlyPaths: try t.paths("readonly_paths"), rootLinks: links, maskedPaths: masked,
             fileSizeBytes: try t.int("file_size_bytes", min: 1, max: 1 << 40),
             openFiles: try t.int("open_files", min: 16, max: 1 << 20), env: try t.stringMap("env"))
+    }
+
+    static func cgroupName(_ t: ConfigNode) throws -> String {
+        let name = try t.string("cgroup_name")
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." }),
+              name != ".", name != ".." else {
+            throw ConfigError(key: "sandbox.cgroup_name", problem: "must be a plain name of letters, digits, - _ ., got \"\(name)\"")
+        }
+        return name
     }
 
     static func language(_ name: String, _ t: ConfigNode) throws -> LanguageSpec {

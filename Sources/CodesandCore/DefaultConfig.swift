@@ -38,6 +38,7 @@ max_wait_ms = 10000                    # longest wait for a sandbox before -3200
 
 [sandbox]
 state_dir = "/run/codesand"            # the daemon's runtime directory (mount points of sandboxes)
+cgroup_name = "codesand"               # the slots' cgroups live under this name (v1: in each controller; v2: in the daemon's cgroup)
 uid_base = 2147400000                  # sandbox n runs as uid/gid uid_base+n; none may be a host user
 hostname = "sandbox"
 home = "/home/sandbox"                 # the program's home and working directory (a private tmpfs)

@@ -16,6 +16,8 @@ protocol SlotCgroup: Sendable {
     /// Returns true when empty.
     @discardableResult func killAll(timeoutMs: Int) -> Bool
     func isEmpty() -> Bool
+    /// The pids in the cgroup now.
+    func processes() -> [pid_t]
     /// Removes the (empty) cgroup directories.
     func remove()
 }
@@ -28,11 +30,11 @@ protocol CgroupDriver: Sendable {
 
 enum CgroupDetect {
     /// Pure v2 when /sys/fs/cgroup itself is cgroup2; else v1 (legacy or hybrid).
-    static func driver() throws -> CgroupDriver {
+    static func driver(name: String) throws -> CgroupDriver {
         if cs_is_cgroup2("/sys/fs/cgroup") == 1 {
-            return try CgroupV2Driver.forDaemon()
+            return try CgroupV2Driver.forDaemon(slotsName: name)
         }
-        return try CgroupV1Driver.fromMountinfo()
+        return try CgroupV1Driver.fromMountinfo(parent: name)
     }
 
     /// Waits, polling, until `check` is true or the time is up.

@@ -11,7 +11,7 @@ struct CgroupV1Driver: CgroupDriver {
 
     static let needed = ["memory", "pids", "cpu", "cpuacct", "freezer"]
 
-    static func fromMountinfo(parent: String = "codesand") throws -> CgroupV1Driver {
+    static func fromMountinfo(parent: String) throws -> CgroupV1Driver {
         let info = try FileIO.read("/proc/self/mountinfo")
         var mounts: [String: String] = [:]
         for line in info.split(separator: "\n") {
@@ -86,7 +86,9 @@ struct SlotCgroupV1: SlotCgroup {
 
     func memoryPeak() -> Int64 { (try? FileIO.readInt("\(memory)/memory.max_usage_in_bytes")) ?? 0 }
 
-    func isEmpty() -> Bool { CgroupDetect.pids(in: "\(freezer)/cgroup.procs").isEmpty }
+    func processes() -> [pid_t] { CgroupDetect.pids(in: "\(freezer)/cgroup.procs") }
+
+    func isEmpty() -> Bool { processes().isEmpty }
 
     /// Freeze, SIGKILL every process, thaw: a frozen fork bomb cannot fork between the listing and the kill.
     @discardableResult func killAll(timeoutMs: Int) -> Bool {

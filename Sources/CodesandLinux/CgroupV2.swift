@@ -13,7 +13,7 @@ struct CgroupV2Driver: CgroupDriver {
 
     /// Finds the daemon's cgroup, moves the daemon into a leaf ("supervisor", as v2 forbids processes
     /// in a cgroup whose controllers are delegated to children) and enables the controllers for slots.
-    static func forDaemon(mount: String = "/sys/fs/cgroup") throws -> CgroupV2Driver {
+    static func forDaemon(mount: String = "/sys/fs/cgroup", slotsName: String) throws -> CgroupV2Driver {
         let own = try FileIO.read("/proc/self/cgroup").split(separator: "\n")
             .first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) } ?? "/"
         var base = mount + (own == "/" ? "" : own)
@@ -24,7 +24,7 @@ struct CgroupV2Driver: CgroupDriver {
         }
         let enable = controllers.map { "+\($0)" }.joined(separator: " ")
         try FileIO.write("\(base)/cgroup.subtree_control", enable)
-        let slots = "\(base)/codesand-slots"
+        let slots = "\(base)/\(slotsName)"
         try FileIO.mkdirs(slots)
         try FileIO.write("\(slots)/cgroup.subtree_control", enable)
         return CgroupV2Driver(slotsDir: slots, requireControllers: true)
@@ -65,6 +65,8 @@ struct SlotCgroupV2: SlotCgroup {
     }
 
     func memoryPeak() -> Int64 { (try? FileIO.readInt("\(dir)/memory.peak")) ?? 0 }
+
+    func processes() -> [pid_t] { CgroupDetect.pids(in: "\(dir)/cgroup.procs") }
 
     func isEmpty() -> Bool {
         FileIO.keyed((try? FileIO.read("\(dir)/cgroup.events")) ?? "", "populated") == 0

@@ -18,7 +18,7 @@ public final class NativeBackend: SandboxBackend {
     /// Detects the cgroup version, creates the slots' cgroups (emptying leftovers of an earlier
     /// daemon) and the state directory.
     public convenience init(config: SandboxConfig, poolSize: Int, logger: Logger) throws {
-        try self.init(config: config, poolSize: poolSize, driver: CgroupDetect.driver(), logger: logger)
+        try self.init(config: config, poolSize: poolSize, driver: CgroupDetect.driver(name: config.cgroupName), logger: logger)
     }
 
     init(config: SandboxConfig, poolSize: Int, driver: CgroupDriver, logger: Logger) throws {
@@ -62,6 +62,9 @@ public final class NativeBackend: SandboxBackend {
             }
         }
     }
+
+    /// Processes in the slots' cgroups now (none between runs: the pool's own count is zero).
+    public func leftoverProcesses() -> [pid_t] { cgroups.flatMap { $0.processes() } }
 
     /// Empties and removes the slots' cgroups (daemon shutdown).
     public func shutdown() {

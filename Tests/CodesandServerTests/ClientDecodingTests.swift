@@ -146,7 +146,7 @@ final class ClientDecodingTests: XCTestCase {
 
     func test_requests_are_written_as_given() throws {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandlers(ByteToMessageHandler(LineFrameDecoder()), CallMultiplexer())
+        try channel.pipeline.syncOperations.addHandlers(ByteToMessageHandler(ReplyLineDecoder()), CallMultiplexer())
         try channel.connect(to: SocketAddress(unixDomainSocketPath: "/x")).wait()
         let line = ByteBuffer(string: #"{"id":1,"jsonrpc":"2.0","method":"status"}"# + "\n")
         try channel.writeOutbound(OutgoingCall(id: 1, line: line, timeout: nil, promise: channel.eventLoop.makePromise()))
@@ -181,13 +181,13 @@ final class ClientDecodingTests: XCTestCase {
     }
 
     private func connection(channel existing: EmbeddedChannel? = nil, ids: [Int64], timeout: TimeAmount? = nil,
-                            maxLength: Int = LineFrameDecoder.defaultMaxLength) throws -> (EmbeddedChannel, [Int64: CallBox]) {
+                            maxLength: Int = ReplyLineDecoder.defaultMaxLength) throws -> (EmbeddedChannel, [Int64: CallBox]) {
         let channel: EmbeddedChannel
         if let existing {
             channel = existing
         } else {
             channel = EmbeddedChannel()
-            try channel.pipeline.syncOperations.addHandlers(ByteToMessageHandler(LineFrameDecoder(maxLength: maxLength)), CallMultiplexer())
+            try channel.pipeline.syncOperations.addHandlers(ByteToMessageHandler(ReplyLineDecoder(maxLength: maxLength)), CallMultiplexer())
             try channel.connect(to: SocketAddress(unixDomainSocketPath: "/x")).wait()
         }
         var boxes: [Int64: CallBox] = [:]

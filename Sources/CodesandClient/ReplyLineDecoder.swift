@@ -4,10 +4,10 @@ import NIOCore
 /// A line longer than `maxLength` bytes is an error, so a broken peer cannot make us buffer without
 /// bound. Replies can be large (a `run` result with 1 MiB of output escaped as JSON), hence the
 /// default of 64 MiB.
-struct LineFrameDecoder: ByteToMessageDecoder {
+struct ReplyLineDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
-    static let defaultMaxLength = 64 << 20
+    static let defaultMaxLength = CodesandClient.defaultMaxReplyBytes
 
     struct LineTooLong: Error, CustomStringConvertible {
         let maxLength: Int
@@ -18,7 +18,7 @@ struct LineFrameDecoder: ByteToMessageDecoder {
     /// Bytes at the front of the buffer already searched for `\n`, so a long line is scanned once.
     private var scanned = 0
 
-    init(maxLength: Int = LineFrameDecoder.defaultMaxLength) {
+    init(maxLength: Int = ReplyLineDecoder.defaultMaxLength) {
         self.maxLength = maxLength
     }
 

@@ -1,11 +1,11 @@
 import CodesandCore
-import CodesandLinux
+
 import Foundation
 import Logging
 
 /// Finds which configured languages are installed, and their versions, once at start.
-enum LanguageDetector {
-    static func detect(_ specs: [LanguageSpec], logger: Logger) -> LanguageTable {
+public enum LanguageDetector {
+    public static func detect(_ specs: [LanguageSpec], logger: Logger) -> LanguageTable {
         var entries: [LanguageTable.Entry] = []
         for spec in specs {
             guard let binary = spec.run.first, FileManager.default.isExecutableFile(atPath: binary) else {

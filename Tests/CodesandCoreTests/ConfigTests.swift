@@ -1,0 +1,54 @@
+@testable import CodesandCore
+import CodesandProtocol
+import XCTest
+
+final class ConfigTests: XCTestCase {
+    func error(_ toml: String) -> String? {
+        do {
+            _ = try ConfigLoader.load(fileText: toml)
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    func test_defaults_load_and_have_the_core_languages() throws {
+        let c = try CodesandConfig.defaults()
+        XCTAssertEqual(c.socketPath, "/run/codesand/codesand.sock")
+        XCTAssertEqual(c.socketMode, 0o660)
+        XCTAssertEqual(c.maxMessageBytes, 1 << 20)
+        XCTAssertEqual(Set(c.languages.map(\.name)).isSuperset(of: ["python3", "bash", "sh"]), true)
+    }
+
+    func test_a_file_overrides_only_what_it_names() throws {
+        let c = try ConfigLoader.load(fileText: "[pool]\nsize = 7\n[limits.default]\nwall_ms = 900\n")
+        XCTAssertEqual(c.poolSize, 7)
+        XCTAssertEqual(c.defaultLimits.wallMs, 900)
+        XCTAssertEqual(c.defaultLimits.cpuMs, 5000)
+    }
+
+    func test_a_wrong_type_names_the_key() {
+        XCTAssertEqual(error("[pool]\nsize = \"many\"\n")?.contains("pool.size"), true)
+    }
+
+    func test_an_out_of_range_value_names_the_key() {
+        let e = error("[limits.default]\nwall_ms = 99999999\n")
+        XCTAssertEqual(e?.contains("limits.default.wall_ms"), true, e ?? "")
+        XCTAssertEqual(error("[limits.max]\nwall_ms = 100\n")?.contains("limits.default.wall_ms"), true)
+    }
+
+    func test_an_unknown_key_is_rejected() {
+        XCTAssertEqual(error("[pool]\nsise = 3\n")?.contains("pool.sise"), true)
+    }
+
+    func test_a_language_can_be_added_and_must_run_an_absolute_path() throws {
+        let c = try ConfigLoader.load(fileText: "[languages.lua]\nfile = \"main.lua\"\nrun = [\"/usr/bin/lua\", \"{file}\"]\n")
+        XCTAssertNotNil(c.languages.first { $0.name == "lua" })
+        XCTAssertEqual(error("[languages.lua]\nfile = \"main.lua\"\nrun = [\"lua\"]\n")?.contains("languages.lua.run"), true)
+        XCTAssertEqual(error("[languages.lua]\nfile = \"../x\"\nrun = [\"/usr/bin/lua\"]\n")?.contains("languages.lua.file"), true)
+    }
+
+    func test_bad_toml_reports_the_line() {
+        XCTAssertEqual(error("[pool\n")?.contains("line 1"), true)
+    }
+}

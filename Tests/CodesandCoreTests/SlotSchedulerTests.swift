@@ -1,0 +1,69 @@
+@testable import CodesandCore
+import XCTest
+
+final class SlotSchedulerTests: XCTestCase {
+    func test_free_slots_are_handed_out_at_once() async throws {
+        let s = SlotScheduler(size: 2, maxQueue: 4, maxWaitMs: 1000)
+        let a = try await s.acquire(key: "x", retryHintMs: 1)
+        let b = try await s.acquire(key: "x", retryHintMs: 1)
+        XCTAssertNotEqual(a, b)
+        XCTAssertEqual(s.inUse, 2)
+    }
+
+    func test_a_full_queue_answers_busy_with_a_retry_hint() async throws {
+        let s = SlotScheduler(size: 1, maxQueue: 0, maxWaitMs: 1000)
+        _ = try await s.acquire(key: "x", retryHintMs: 1)
+        do {
+            _ = try await s.acquire(key: "x", retryHintMs: 250)
+            XCTFail("expected busy")
+        } catch let busy as SlotScheduler.Busy {
+            XCTAssertEqual(busy.retryAfterMs, 250)
+        }
+    }
+
+    func test_waiting_past_max_wait_answers_busy() async throws {
+        let s = SlotScheduler(size: 1, maxQueue: 5, maxWaitMs: 50)
+        _ = try await s.acquire(key: "x", retryHintMs: 1)
+        do {
+            _ = try await s.acquire(key: "y", retryHintMs: 1)
+            XCTFail("expected busy")
+        } catch is SlotScheduler.Busy {}
+        XCTAssertEqual(s.queued, 0)
+    }
+
+    /// A client with many queued requests and another with one: the second is served next, not last.
+    func test_waiters_are_served_round_robin_across_clients() async throws {
+        let s = SlotScheduler(size: 1, maxQueue: 10, maxWaitMs: 5000)
+        let first = try await s.acquire(key: "flood", retryHintMs: 1)
+        let order = OrderLog()
+        var tasks: [Task<Void, Error>] = []
+        for i in 0..<3 {
+            tasks.append(Task { let slot = try await s.acquire(key: "flood", retryHintMs: 1); await order.add("flood\(i)"); s.release(slot) })
+            while s.queued < i + 1 { await Task.yield() }
+        }
+        tasks.append(Task { let slot = try await s.acquire(key: "quiet", retryHintMs: 1); await order.add("quiet"); s.release(slot) })
+        while s.queued < 4 { await Task.yield() }
+        s.release(first)
+        for t in tasks { try await t.value }
+        let seen = await order.items
+        XCTAssertEqual(seen.firstIndex(of: "quiet"), 1, "\(seen)")
+    }
+
+    func test_a_cancelled_waiter_leaves_the_queue() async throws {
+        let s = SlotScheduler(size: 1, maxQueue: 5, maxWaitMs: 5000)
+        _ = try await s.acquire(key: "x", retryHintMs: 1)
+        let t = Task { try await s.acquire(key: "y", retryHintMs: 1) }
+        while s.queued < 1 { await Task.yield() }
+        t.cancel()
+        do {
+            _ = try await t.value
+            XCTFail("expected cancellation")
+        } catch is CancellationError {}
+        XCTAssertEqual(s.queued, 0)
+    }
+}
+
+actor OrderLog {
+    var items: [String] = []
+    func add(_ s: String) { items.append(s) }
+}

@@ -1,0 +1,80 @@
+import CodesandCore
+import CodesandProtocol
+import Foundation
+import Logging
+import XCTest
+
+@testable import CodesandLinux
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Real sandboxes need root (namespaces, mounts, cgroups). CI runs as root, so these always run there.
+func requireRoot() throws {
+    try XCTSkipUnless(getuid() == 0, "needs root: creates namespaces, mounts and cgroups")
+}
+
+/// A config private to this test process: its own cgroup name, state dir and uids, so tests never
+/// touch a daemon running on the same machine.
+func testConfig(pool: Int = 2) throws -> CodesandConfig {
+    var c = try CodesandConfig.defaults()
+    c.poolSize = pool
+    c.sandbox.cgroupName = "codesand-test-\(getpid())"
+    c.sandbox.stateDir = "/run/codesand-test-\(getpid())"
+    c.sandbox.uidBase = 2_147_300_000
+    c.queueMaxWaitMs = 30_000
+    return c
+}
+
+let testLogger: Logger = {
+    var l = Logger(label: "codesand-test")
+    l.logLevel = .warning
+    return l
+}()
+
+/// A RunService on the real native backend.
+final class LiveService: Sendable {
+    let config: CodesandConfig
+    let backend: NativeBackend
+    let service: RunService
+
+    init(pool: Int = 2, configure: (inout CodesandConfig) -> Void = { _ in }) throws {
+        var c = try testConfig(pool: pool)
+        configure(&c)
+        config = c
+        backend = try NativeBackend(config: c.sandbox, poolSize: c.poolSize, logger: testLogger)
+        let langs = LanguageDetector.detect(c.languages, logger: testLogger)
+        service = RunService(config: c, languages: langs, backend: backend, version: "test", logger: testLogger)
+    }
+
+    func run(_ language: String, _ code: String, stdin: String? = nil, args: [String]? = nil,
+             limits: RunLimits? = nil) async throws -> RunResult {
+        try await service.run(RunParams(language: language, code: code, stdin: stdin, args: args, limits: limits),
+                              peer: PeerInfo(pid: getpid(), uid: 0, gid: 0))
+    }
+
+    func leftoverPids() -> [pid_t] { backend.leftoverProcesses() }
+
+    func shutdown() {
+        backend.shutdown()
+    }
+}
+
+/// Processes on the whole host whose command line contains `needle` (like `pgrep -f`).
+func hostProcesses(matching needle: String) -> [pid_t] {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+    return entries.compactMap { name -> pid_t? in
+        guard let pid = pid_t(name), pid != getpid(),
+              let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline") else { return nil }
+        let cmd = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        return cmd.contains(needle) ? pid : nil
+    }
+}
+
+func elapsed<T>(_ body: () async throws -> T) async rethrows -> (T, Double) {
+    let start = ContinuousClock.now
+    let r = try await body()
+    let d = ContinuousClock.now - start
+    return (r, Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+}
