@@ -63,8 +63,12 @@ public protocol SandboxBackend: Sendable {
     var name: String { get }
     /// "v1" or "v2".
     var cgroupVersion: String { get }
-    /// Runs one job in a clean sandbox `slot` (0..<pool size, never two runs at once in one slot).
-    /// Cancelling the task kills the run and returns what it produced so far.
+    /// Makes `slot` ready: a clean sandbox, fully built, waiting for a job. A sandbox left by a
+    /// run is killed and thrown away first. Called off the request path, right after each run.
+    func prepare(slot: Int) async throws
+    /// Runs one job in `slot`'s ready sandbox (building one first if the slot has none), then
+    /// kills it; the slot has no sandbox afterwards until the next prepare. Never two runs at once
+    /// in one slot. Cancelling the task kills the run and returns what it produced so far.
     func run(_ job: SandboxJob, slot: Int) async throws -> SandboxOutcome
 }
 

@@ -23,6 +23,7 @@ public final class RunService: Sendable {
     public let backend: any SandboxBackend
     public let version: String
     private let scheduler: SlotScheduler
+    public let board: SlotBoard
     private let logger: Logger
     private let started = ContinuousClock.now
     private let counters = Mutex(Counters())
@@ -39,7 +40,53 @@ public final class RunService: Sendable {
         self.backend = backend
         self.version = version
         self.logger = logger
-        self.scheduler = SlotScheduler(size: config.poolSize, maxQueue: config.queueMax, maxWaitMs: config.queueMaxWaitMs)
+        self.scheduler = SlotScheduler(size: config.poolSize, maxQueue: config.queueMax, maxWaitMs: config.queueMaxWaitMs,
+                                       startFree: false)
+        self.board = SlotBoard(size: config.poolSize)
+    }
+
+    /// Prepares every slot in the background; each serves requests as soon as it is ready.
+    public func start() {
+        for slot in 0..<scheduler.size { refill(slot, resetting: false) }
+    }
+
+    /// Waits until every slot is ready (or `timeout` passes): for tests and benchmarks.
+    public func waitUntilReady(timeout: Duration = .seconds(30)) async -> Bool {
+        let end = ContinuousClock.now + timeout
+        while ContinuousClock.now < end {
+            if board.counts[SlotState.ready.rawValue] == scheduler.size { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+
+    /// Resets and prepares `slot` off the request path, then hands it back to the scheduler.
+    /// A failed prepare marks the slot broken and retries with backoff; it is never handed out broken.
+    private func refill(_ slot: Int, resetting: Bool) {
+        board.set(slot, resetting ? .resetting : .preparing)
+        Task.detached { [backend, board, scheduler, logger] in
+            var backoffMs: UInt64 = 100
+            while true {
+                let start = ContinuousClock.now
+                do {
+                    try await backend.prepare(slot: slot)
+                    let d = ContinuousClock.now - start
+                    if resetting { board.recordReset(ms: Double(d.components.attoseconds) / 1e15 + Double(d.components.seconds) * 1000) }
+                    board.set(slot, .ready)
+                    scheduler.release(slot)
+                    return
+                } catch is CancellationError {
+                    return
+                } catch {
+                    board.set(slot, .broken)
+                    board.recordFailure("\(error)")
+                    logger.error("slot broken: cannot prepare its sandbox; retrying",
+                                 metadata: ["slot": "\(slot)", "error": "\(error)", "retry_ms": "\(backoffMs)"])
+                    try? await Task.sleep(for: .milliseconds(backoffMs))
+                    backoffMs = min(backoffMs * 2, 30_000)
+                }
+            }
+        }
     }
 
     /// Runs a snippet. Throws RPCError for bad requests and daemon failures; a program's failure is a result.
@@ -66,7 +113,9 @@ public final class RunService: Sendable {
         } catch {
             throw RPCError(.internalError, "the request was cancelled while waiting for a sandbox")
         }
-        defer { scheduler.release(slot) }
+        board.set(slot, .busy)
+        // Whatever happens to the run, the slot is reset and prepared again before its next use.
+        defer { refill(slot, resetting: true) }
 
         let outcome: SandboxOutcome
         do {
@@ -105,8 +154,11 @@ public final class RunService: Sendable {
 
     public func status() -> StatusResult {
         let (total, byStatus) = counters.withLock { ($0.total, $0.byStatus) }
+        let slots = board.counts
+        let (p50, p99) = board.resetPercentiles
         return StatusResult(version: version, backend: backend.name, cgroup: backend.cgroupVersion, runsTotal: total,
                             uptimeS: Int64((ContinuousClock.now - started).components.seconds), runsByStatus: byStatus,
-                            running: scheduler.inUse, queued: scheduler.queued, poolSize: scheduler.size)
+                            running: slots[SlotState.busy.rawValue] ?? 0, queued: scheduler.queued, poolSize: scheduler.size,
+                            slots: slots, resetMsP50: p50, resetMsP99: p99, slotFailures: board.failures.count)
     }
 }

@@ -29,15 +29,16 @@ public final class SlotScheduler: Sendable {
     public let maxWaitMs: Int64
     private let state: Mutex<State>
 
-    public init(size: Int, maxQueue: Int, maxWaitMs: Int64) {
+    /// With `startFree` false no slot is available until it is released (after its first prepare).
+    public init(size: Int, maxQueue: Int, maxWaitMs: Int64, startFree: Bool = true) {
         self.size = size
         self.maxQueue = maxQueue
         self.maxWaitMs = maxWaitMs
-        self.state = Mutex(State(free: Array((0..<size).reversed())))
+        self.state = Mutex(State(free: startFree ? Array((0..<size).reversed()) : []))
     }
 
     public var queued: Int { state.withLock { $0.waiting } }
-    public var inUse: Int { state.withLock { size - $0.free.count } }
+    public var available: Int { state.withLock { $0.free.count } }
 
     /// Waits for a free slot. Throws Busy when the queue is full or the wait passes max_wait_ms,
     /// CancellationError when the task is cancelled while waiting.

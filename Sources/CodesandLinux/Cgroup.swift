@@ -1,5 +1,6 @@
 import CSandbox
 import CodesandCore
+import Foundation
 import Glibc
 
 /// The cgroup of one sandbox slot: limits, accounting and the killer.
@@ -26,6 +27,16 @@ protocol SlotCgroup: Sendable {
 protocol CgroupDriver: Sendable {
     var version: String { get }
     func slot(_ index: Int) throws -> SlotCgroup
+    /// Empties and removes slot cgroups left by an earlier daemon with a bigger pool.
+    func removeStale(keeping count: Int)
+}
+
+extension CgroupDriver {
+    /// The slot-N names under `dir` with N ≥ count.
+    static func staleSlots(in dir: String, keeping count: Int) -> [Int] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        return names.compactMap { $0.hasPrefix("slot-") ? Int($0.dropFirst(5)) : nil }.filter { $0 >= count }
+    }
 }
 
 enum CgroupDetect {

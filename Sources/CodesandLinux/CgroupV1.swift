@@ -32,6 +32,16 @@ struct CgroupV1Driver: CgroupDriver {
                               cpuacct: mounts["cpuacct"]!, freezer: mounts["freezer"]!, parent: parent)
     }
 
+    func removeStale(keeping count: Int) {
+        for i in Self.staleSlots(in: "\(freezer)/\(parent)", keeping: count) {
+            let name = "\(parent)/slot-\(i)"
+            let slot = SlotCgroupV1(memory: "\(memory)/\(name)", pids: "\(pids)/\(name)", cpu: "\(cpu)/\(name)",
+                                   cpuacct: "\(cpuacct)/\(name)", freezer: "\(freezer)/\(name)")
+            slot.killAll(timeoutMs: 2000)
+            slot.remove()
+        }
+    }
+
     func slot(_ index: Int) throws -> SlotCgroup {
         let name = "\(parent)/slot-\(index)"
         let dirs = [memory, pids, cpu, cpuacct, freezer].map { "\($0)/\(name)" }

@@ -30,6 +30,14 @@ struct CgroupV2Driver: CgroupDriver {
         return CgroupV2Driver(slotsDir: slots, requireControllers: true)
     }
 
+    func removeStale(keeping count: Int) {
+        for i in Self.staleSlots(in: slotsDir, keeping: count) {
+            let slot = SlotCgroupV2(dir: "\(slotsDir)/slot-\(i)", requireControllers: requireControllers)
+            slot.killAll(timeoutMs: 2000)
+            slot.remove()
+        }
+    }
+
     func slot(_ index: Int) throws -> SlotCgroup {
         let dir = "\(slotsDir)/slot-\(index)"
         try FileIO.mkdirs(dir)

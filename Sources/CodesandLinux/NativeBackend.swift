@@ -3,9 +3,10 @@ import CodesandCore
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 
-/// The native backend: each run in a fresh sandbox of new namespaces, private tmpfs mounts and a
-/// per-slot cgroup, built by the C init (sandbox_init.c) and supervised on a dedicated thread.
+/// The native backend: a warm pool of sandboxes (new namespaces, private tmpfs mounts, a per-slot
+/// cgroup) built by the C init (sandbox_init.c) before requests arrive, each used for one run.
 public final class NativeBackend: SandboxBackend {
     public let name = "native"
     public var cgroupVersion: String { driver.version }
@@ -13,45 +14,79 @@ public final class NativeBackend: SandboxBackend {
     private let layout: SandboxLayout
     private let cgroups: [SlotCgroup]
     private let config: SandboxConfig
+    private let defaultLimits: LimitSet
     private let logger: Logger
+    /// Each slot's ready sandbox, if it has one. A sandbox is taken out for its run and never put back.
+    private let ready: Mutex<[ReadySandbox?]>
+    private let stopped = Atomic<Bool>(false)
 
     /// Detects the cgroup version, creates the slots' cgroups (emptying leftovers of an earlier
     /// daemon) and the state directory.
-    public convenience init(config: SandboxConfig, poolSize: Int, logger: Logger) throws {
-        try self.init(config: config, poolSize: poolSize, driver: CgroupDetect.driver(name: config.cgroupName), logger: logger)
+    public convenience init(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, logger: Logger) throws {
+        try self.init(config: config, poolSize: poolSize, defaultLimits: defaultLimits,
+                      driver: CgroupDetect.driver(name: config.cgroupName), logger: logger)
     }
 
-    init(config: SandboxConfig, poolSize: Int, driver: CgroupDriver, logger: Logger) throws {
+    init(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, driver: CgroupDriver, logger: Logger) throws {
         signal(SIGPIPE, SIG_IGN)  // a sandbox that closes its stdin must not kill the daemon
         try Self.checkUIDsAreFree(base: config.uidBase, count: poolSize)
         self.config = config
         self.driver = driver
+        self.defaultLimits = defaultLimits
         self.logger = logger
         self.layout = try SandboxLayout(config: config)
+        driver.removeStale(keeping: poolSize)
         self.cgroups = try (0..<poolSize).map { try driver.slot($0) }
+        self.ready = Mutex(Array(repeating: nil, count: poolSize))
+    }
+
+    public func prepare(slot: Int) async throws {
+        guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
+        if let old = ready.withLock({ s in defer { s[slot] = nil }; return s[slot] }) { old.instance.destroy() }
+        let fresh: ReadySandbox
+        do {
+            fresh = try await onThread("codesand-prepare-\(slot)") { [self] in ReadySandbox(try spawn(slot)) }
+        } catch {
+            if stopped.load(ordering: .relaxed) { throw CancellationError() }  // its cgroup is gone: not a failure
+            throw error
+        }
+        let leftover: ReadySandbox? = ready.withLock { s in
+            if stopped.load(ordering: .relaxed) { return fresh }
+            s[slot] = fresh
+            return nil
+        }
+        if let leftover {
+            leftover.instance.destroy()
+            throw CancellationError()
+        }
     }
 
     public func run(_ job: SandboxJob, slot: Int) async throws -> SandboxOutcome {
         let cancelFD = cs_eventfd()
         guard cancelFD >= 0 else { throw SandboxError("eventfd", errno: errno) }
         defer { close(cancelFD) }
-        let work: @Sendable () throws -> SandboxOutcome = { [layout, cgroups, config] in
-            let sandbox = try SandboxInstance.spawn(layout: layout, uid: config.uidBase + UInt32(slot),
-                                                    cgroup: cgroups[slot], limits: job.limits)
-            return try RunSupervisor(sandbox: sandbox, job: job,
-                                     rlimits: (config.fileSizeBytes, config.openFiles), cancelFD: cancelFD).run()
-        }
+        let prepared = ready.withLock { s in defer { s[slot] = nil }; return s[slot] }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (c: CheckedContinuation<SandboxOutcome, any Error>) in
-                // A thread of its own: the supervisor blocks in poll(), which must not starve Swift's pool.
-                let thread = Thread { c.resume(with: Result { try work() }) }
-                thread.name = "codesand-slot-\(slot)"
-                thread.start()
+            // A thread of its own: the supervisor blocks in poll(), which must not starve Swift's pool.
+            try await onThread("codesand-run-\(slot)") { [self] in
+                let sandbox = try prepared?.instance ?? spawn(slot)
+                do {
+                    try sandbox.cgroup.prepare(limits: job.limits)  // this run's limits; counters from zero
+                } catch {
+                    sandbox.destroy()
+                    throw error
+                }
+                return try RunSupervisor(sandbox: sandbox, job: job, rlimits: (config.fileSizeBytes, config.openFiles),
+                                         cancelFD: cancelFD).run()
             }
         } onCancel: {
             var one: UInt64 = 1
             _ = write(cancelFD, &one, 8)
         }
+    }
+
+    private func spawn(_ slot: Int) throws -> SandboxInstance {
+        try SandboxInstance.spawn(layout: layout, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot], limits: defaultLimits)
     }
 
     /// Sandbox uids must belong to nobody on the host, or a sandbox could touch that user's files.
@@ -63,14 +98,35 @@ public final class NativeBackend: SandboxBackend {
         }
     }
 
-    /// Processes in the slots' cgroups now (none between runs: the pool's own count is zero).
-    public func leftoverProcesses() -> [pid_t] { cgroups.flatMap { $0.processes() } }
+    /// Processes in the slots' cgroups now, beyond the ready sandboxes' own inits.
+    public func leftoverProcesses() -> [pid_t] {
+        let inits = Set(ready.withLock { $0.compactMap { $0?.instance.initPID } })
+        return cgroups.flatMap { $0.processes() }.filter { !inits.contains($0) }
+    }
 
-    /// Empties and removes the slots' cgroups (daemon shutdown).
+    /// Kills every sandbox and removes the slots' cgroups (daemon shutdown). Later prepares fail.
     public func shutdown() {
+        stopped.store(true, ordering: .relaxed)
+        let all = ready.withLock { s in defer { s = s.map { _ in nil } }; return s }
+        for r in all { r?.instance.destroy() }
         for cg in cgroups {
             cg.killAll(timeoutMs: 5000)
             cg.remove()
         }
+    }
+}
+
+/// A prepared sandbox moving between threads; only one owner uses it at a time.
+final class ReadySandbox: @unchecked Sendable {
+    let instance: SandboxInstance
+    init(_ instance: SandboxInstance) { self.instance = instance }
+}
+
+/// Runs blocking work on a new thread and awaits its result.
+func onThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+        let thread = Thread { c.resume(with: Result { try body() }) }
+        thread.name = name
+        thread.start()
     }
 }

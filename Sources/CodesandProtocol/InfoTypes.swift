@@ -31,9 +31,21 @@ public struct StatusResult: Codable, Hashable, Sendable {
     public var running: Int
     public var queued: Int
     public var poolSize: Int
+    /// Slots per state: preparing, ready, busy, resetting, broken.
+    public var slots: [String: Int]
+    /// Recent durations of a slot's reset (kill, teardown, prepare again), in ms.
+    public var resetMsP50: Double
+    public var resetMsP99: Double
+    /// Failed prepares since start (each retried with backoff).
+    public var slotFailures: Int64
 
     public init(version: String, backend: String, cgroup: String, runsTotal: Int64, uptimeS: Int64,
-                runsByStatus: [String: Int64], running: Int, queued: Int, poolSize: Int) {
+                runsByStatus: [String: Int64], running: Int, queued: Int, poolSize: Int,
+                slots: [String: Int], resetMsP50: Double, resetMsP99: Double, slotFailures: Int64) {
+        self.slots = slots
+        self.resetMsP50 = resetMsP50
+        self.resetMsP99 = resetMsP99
+        self.slotFailures = slotFailures
         self.version = version
         self.backend = backend
         self.cgroup = cgroup
@@ -48,5 +60,6 @@ public struct StatusResult: Codable, Hashable, Sendable {
     enum CodingKeys: String, CodingKey {
         case version, backend, cgroup, running, queued
         case runsTotal = "runs_total", uptimeS = "uptime_s", runsByStatus = "runs_by_status", poolSize = "pool_size"
+        case slots, resetMsP50 = "reset_ms_p50", resetMsP99 = "reset_ms_p99", slotFailures = "slot_failures"
     }
 }

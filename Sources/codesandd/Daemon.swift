@@ -44,13 +44,14 @@ struct Daemon: AsyncParsableCommand {
         let logger = Logger(label: "codesandd")
         let backend: NativeBackend
         do {
-            backend = try NativeBackend(config: cfg.sandbox, poolSize: cfg.poolSize, logger: logger)
+            backend = try NativeBackend(config: cfg.sandbox, poolSize: cfg.poolSize, defaultLimits: cfg.defaultLimits, logger: logger)
         } catch {
             logger.critical("cannot set up the sandbox backend: \(error)")
             throw ExitCode(1)
         }
         let languages = LanguageDetector.detect(cfg.languages, logger: logger)
         let service = RunService(config: cfg, languages: languages, backend: backend, version: Self.version, logger: logger)
+        service.start()
         let tracker = RequestTracker()
         let dispatcher = Dispatcher(service: service, isShuttingDown: { tracker.isStopping })
         let server = RPCServer(dispatcher: dispatcher, tracker: tracker, maxMessageBytes: cfg.maxMessageBytes, logger: logger)

@@ -7,7 +7,7 @@ final class SlotSchedulerTests: XCTestCase {
         let a = try await s.acquire(key: "x", retryHintMs: 1)
         let b = try await s.acquire(key: "x", retryHintMs: 1)
         XCTAssertNotEqual(a, b)
-        XCTAssertEqual(s.inUse, 2)
+        XCTAssertEqual(s.available, 0)
     }
 
     func test_a_full_queue_answers_busy_with_a_retry_hint() async throws {

@@ -9,6 +9,7 @@ final class CoreRunTests: XCTestCase {
     override func setUp() async throws {
         try requireRoot()
         live = try LiveService()
+        await live.waitUntilReady()
     }
 
     override func tearDown() async throws {

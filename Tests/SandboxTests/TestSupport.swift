@@ -43,9 +43,15 @@ final class LiveService: Sendable {
         var c = try testConfig(pool: pool)
         configure(&c)
         config = c
-        backend = try NativeBackend(config: c.sandbox, poolSize: c.poolSize, logger: testLogger)
+        backend = try NativeBackend(config: c.sandbox, poolSize: c.poolSize, defaultLimits: c.defaultLimits, logger: testLogger)
         let langs = LanguageDetector.detect(c.languages, logger: testLogger)
         service = RunService(config: c, languages: langs, backend: backend, version: "test", logger: testLogger)
+        service.start()
+    }
+
+    func waitUntilReady() async {
+        let ok = await service.waitUntilReady()
+        XCTAssertTrue(ok, "the pool did not get ready: \(service.status().slots)")
     }
 
     func run(_ language: String, _ code: String, stdin: String? = nil, args: [String]? = nil,

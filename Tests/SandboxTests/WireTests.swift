@@ -16,6 +16,7 @@ final class WireTests: XCTestCase {
     override func setUp() async throws {
         try requireRoot()
         live = try LiveService(pool: 2) { $0.maxMessageBytes = 4096 }
+        await live.waitUntilReady()
         let tracker = RequestTracker()
         server = RPCServer(dispatcher: Dispatcher(service: live.service, isShuttingDown: { tracker.isStopping }),
                            tracker: tracker, maxMessageBytes: live.config.maxMessageBytes, logger: testLogger)

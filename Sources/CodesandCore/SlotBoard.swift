@@ -1,0 +1,59 @@
+import Synchronization
+
+/// The life of a slot: preparing → ready → busy → resetting → ready …; broken when a prepare
+/// failed (retried with backoff; a broken slot is never handed out).
+public enum SlotState: String, Sendable, CaseIterable {
+    case preparing, ready, busy, resetting, broken
+}
+
+/// What `status` reports about the pool: each slot's state and how long resets take.
+public final class SlotBoard: Sendable {
+    private struct State {
+        var slots: [SlotState]
+        var resetMs: [Double] = []   // recent reset durations, newest last
+        var brokenCount: Int64 = 0
+        var lastError: String? = nil
+    }
+
+    private let state: Mutex<State>
+
+    public init(size: Int) {
+        state = Mutex(State(slots: Array(repeating: .preparing, count: size)))
+    }
+
+    public func set(_ slot: Int, _ s: SlotState) {
+        state.withLock { $0.slots[slot] = s }
+    }
+
+    public func recordReset(ms: Double) {
+        state.withLock { st in
+            st.resetMs.append(ms)
+            if st.resetMs.count > 1000 { st.resetMs.removeFirst(st.resetMs.count - 1000) }
+        }
+    }
+
+    public func recordFailure(_ error: String) {
+        state.withLock { st in
+            st.brokenCount += 1
+            st.lastError = error
+        }
+    }
+
+    public var counts: [String: Int] {
+        state.withLock { st in
+            var out = Dictionary(uniqueKeysWithValues: SlotState.allCases.map { ($0.rawValue, 0) })
+            for s in st.slots { out[s.rawValue, default: 0] += 1 }
+            return out
+        }
+    }
+
+    /// p50 and p99 of recent reset durations, in ms (0 when none yet).
+    public var resetPercentiles: (p50: Double, p99: Double) {
+        let sorted = state.withLock { $0.resetMs }.sorted()
+        guard !sorted.isEmpty else { return (0, 0) }
+        func pct(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p + 0.5))] }
+        return (pct(0.5), pct(0.99))
+    }
+
+    public var failures: (count: Int64, last: String?) { state.withLock { ($0.brokenCount, $0.lastError) } }
+}
