@@ -7,8 +7,10 @@ import Glibc
 protocol SlotCgroup: Sendable {
     /// The `cgroup.procs` files a process must write "0" to, to join this slot's cgroup(s).
     var procsFiles: [String] { get }
-    /// Sets the limits for the next run and resets the peak and usage counters.
-    func prepare(limits: LimitSet) throws
+    /// Sets memory, pids and CPU limits.
+    func apply(limits: LimitSet) throws
+    /// Zeroes the memory peak counter.
+    func resetCounters() throws
     /// The OOM-kill count so far (compare before and after a run).
     func oomKills() -> Int64
     func cpuNs() -> UInt64

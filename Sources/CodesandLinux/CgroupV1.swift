@@ -63,15 +63,18 @@ struct SlotCgroupV1: SlotCgroup {
         Array(Set([memory, pids, cpu, cpuacct, freezer])).sorted().map { "\($0)/cgroup.procs" }
     }
 
-    func prepare(limits: LimitSet) throws {
+    func apply(limits: LimitSet) throws {
         try setMemory(limits.memoryBytes)
         try? FileIO.write("\(memory)/memory.swappiness", "0")
-        try FileIO.write("\(memory)/memory.max_usage_in_bytes", "0")
         try FileIO.write("\(pids)/pids.max", "\(limits.pids)")
         // One CPU's worth per sandbox, so one run cannot take both cores of a small host.
         try FileIO.write("\(cpu)/cpu.cfs_period_us", "100000")
         try FileIO.write("\(cpu)/cpu.cfs_quota_us", "100000")
-        try FileIO.write("\(cpuacct)/cpuacct.usage", "0")
+    }
+
+    /// CPU usage is read before and after a run; only the memory peak needs a reset.
+    func resetCounters() throws {
+        try FileIO.write("\(memory)/memory.max_usage_in_bytes", "0")
     }
 
     /// memory.memsw (memory+swap) must stay ≥ memory at every moment, so the order depends on the direction.

@@ -53,7 +53,7 @@ struct SlotCgroupV2: SlotCgroup {
 
     var procsFiles: [String] { ["\(dir)/cgroup.procs"] }
 
-    func prepare(limits: LimitSet) throws {
+    func apply(limits: LimitSet) throws {
         let settings = [("memory.max", "\(limits.memoryBytes)"), ("memory.swap.max", "0"),
                         ("pids.max", "\(limits.pids)"), ("cpu.max", "100000 100000")]
         for (file, value) in settings {
@@ -62,6 +62,10 @@ struct SlotCgroupV2: SlotCgroup {
             if file == "memory.swap.max" && !FileIO.exists(path) { continue }  // no swap accounting configured
             try FileIO.write(path, value)
         }
+    }
+
+    /// CPU usage is read before and after a run; only the memory peak needs a reset.
+    func resetCounters() throws {
         // memory.peak is reset by a write on kernels ≥ 6.12; older ones keep the lifetime peak.
         try? FileIO.write("\(dir)/memory.peak", "reset")
     }

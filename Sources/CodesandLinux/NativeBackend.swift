@@ -16,8 +16,9 @@ public final class NativeBackend: SandboxBackend {
     private let config: SandboxConfig
     private let defaultLimits: LimitSet
     private let logger: Logger
-    /// Each slot's ready sandbox, if it has one. A sandbox is taken out for its run and never put back.
-    private let ready: Mutex<[ReadySandbox?]>
+    /// Each slot's ready sandbox (taken out for its run, never put back) and used sandbox (killed
+    /// but not yet torn down: the reply does not wait for that; the next prepare does).
+    private let sandboxes: Mutex<(ready: [ReadySandbox?], used: [ReadySandbox?])>
     private let stopped = Atomic<Bool>(false)
 
     /// Detects the cgroup version, creates the slots' cgroups (emptying leftovers of an earlier
@@ -37,22 +38,28 @@ public final class NativeBackend: SandboxBackend {
         self.layout = try SandboxLayout(config: config)
         driver.removeStale(keeping: poolSize)
         self.cgroups = try (0..<poolSize).map { try driver.slot($0) }
-        self.ready = Mutex(Array(repeating: nil, count: poolSize))
+        self.sandboxes = Mutex((Array(repeating: nil, count: poolSize), Array(repeating: nil, count: poolSize)))
     }
 
     public func prepare(slot: Int) async throws {
         guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
-        if let old = ready.withLock({ s in defer { s[slot] = nil }; return s[slot] }) { old.instance.destroy() }
+        let old = sandboxes.withLock { s in
+            defer { (s.ready[slot], s.used[slot]) = (nil, nil) }
+            return [s.ready[slot], s.used[slot]].compactMap { $0 }
+        }
         let fresh: ReadySandbox
         do {
-            fresh = try await onThread("codesand-prepare-\(slot)") { [self] in ReadySandbox(try spawn(slot)) }
+            fresh = try await onThread("codesand-prepare-\(slot)") { [self] in
+                for o in old { o.instance.destroy() }  // the slot's cgroup is empty before it is used again
+                return ReadySandbox(try spawn(slot))
+            }
         } catch {
             if stopped.load(ordering: .relaxed) { throw CancellationError() }  // its cgroup is gone: not a failure
             throw error
         }
-        let leftover: ReadySandbox? = ready.withLock { s in
+        let leftover: ReadySandbox? = sandboxes.withLock { s in
             if stopped.load(ordering: .relaxed) { return fresh }
-            s[slot] = fresh
+            s.ready[slot] = fresh
             return nil
         }
         if let leftover {
@@ -65,19 +72,21 @@ public final class NativeBackend: SandboxBackend {
         let cancelFD = cs_eventfd()
         guard cancelFD >= 0 else { throw SandboxError("eventfd", errno: errno) }
         defer { close(cancelFD) }
-        let prepared = ready.withLock { s in defer { s[slot] = nil }; return s[slot] }
+        let prepared = sandboxes.withLock { s in defer { s.ready[slot] = nil }; return s.ready[slot] }
         return try await withTaskCancellationHandler {
             // A thread of its own: the supervisor blocks in poll(), which must not starve Swift's pool.
             try await onThread("codesand-run-\(slot)") { [self] in
                 let sandbox = try prepared?.instance ?? spawn(slot)
                 do {
-                    try sandbox.cgroup.prepare(limits: job.limits)  // this run's limits; counters from zero
+                    try sandbox.beginRun(limits: job.limits)
                 } catch {
                     sandbox.destroy()
                     throw error
                 }
-                return try RunSupervisor(sandbox: sandbox, job: job, rlimits: (config.fileSizeBytes, config.openFiles),
-                                         cancelFD: cancelFD).run()
+                let outcome = try RunSupervisor(sandbox: sandbox, job: job, rlimits: (config.fileSizeBytes, config.openFiles),
+                                                cancelFD: cancelFD).run()
+                sandboxes.withLock { $0.used[slot] = ReadySandbox(sandbox) }
+                return outcome
             }
         } onCancel: {
             var one: UInt64 = 1
@@ -100,15 +109,18 @@ public final class NativeBackend: SandboxBackend {
 
     /// Processes in the slots' cgroups now, beyond the ready sandboxes' own inits.
     public func leftoverProcesses() -> [pid_t] {
-        let inits = Set(ready.withLock { $0.compactMap { $0?.instance.initPID } })
+        let inits = Set(sandboxes.withLock { $0.ready.compactMap { $0?.instance.initPID } })
         return cgroups.flatMap { $0.processes() }.filter { !inits.contains($0) }
     }
 
     /// Kills every sandbox and removes the slots' cgroups (daemon shutdown). Later prepares fail.
     public func shutdown() {
         stopped.store(true, ordering: .relaxed)
-        let all = ready.withLock { s in defer { s = s.map { _ in nil } }; return s }
-        for r in all { r?.instance.destroy() }
+        let all = sandboxes.withLock { s in
+            defer { s = (s.ready.map { _ in nil }, s.used.map { _ in nil }) }
+            return (s.ready + s.used).compactMap { $0 }
+        }
+        for r in all { r.instance.destroy() }
         for cg in cgroups {
             cg.killAll(timeoutMs: 5000)
             cg.remove()

@@ -15,6 +15,8 @@ struct RunSupervisor {
 
     func run() throws -> SandboxOutcome {
         let oomBefore = sandbox.cgroup.oomKills()
+        let cpuBefore = sandbox.cgroup.cpuNs()  // the init's setup is not the run's
+        func cpuUsed() -> UInt64 { sandbox.cgroup.cpuNs() &- cpuBefore }
         try handOver()
         let start = monotonicNs()
         let deadline = start + UInt64(job.limits.wallMs) * 1_000_000
@@ -89,15 +91,16 @@ struct RunSupervisor {
             if fds[5].revents != 0 { killSandbox() }
             if !killed && monotonicNs() >= lastCPUCheck + 50_000_000 {
                 lastCPUCheck = monotonicNs()
-                if sandbox.cgroup.cpuNs() >= cpuLimitNs { timedOut = true; killSandbox() }
+                if cpuUsed() >= cpuLimitNs { timedOut = true; killSandbox() }
             }
         }
         let finished = endNs ?? monotonicNs()
-        sandbox.destroy()
         if let execError {
+            sandbox.destroy()
             throw SandboxError("cannot start \(job.argv.first ?? "the program")", errno: execError)
         }
-        let cpu = sandbox.cgroup.cpuNs()
+        // The sandbox is left dying (its init killed): the caller destroys it off the reply's path.
+        let cpu = cpuUsed()
         if waitStatus.map({ $0 & 0x7f == SIGXCPU }) == true || cpu >= cpuLimitNs { timedOut = true }
         return SandboxOutcome(waitStatus: waitStatus, timedOut: timedOut, oomKilled: sandbox.cgroup.oomKills() > oomBefore,
                               output: output, wallNs: finished - start, cpuNs: cpu,

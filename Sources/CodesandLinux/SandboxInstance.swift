@@ -13,16 +13,19 @@ final class SandboxInstance {
     var stdout: Int32    // read
     var stderr: Int32    // read
     private var reaped = false
+    /// The limits the cgroup holds now (writing them again costs a syscall each on the request path).
+    private(set) var limits: LimitSet
 
-    private init(initPID: pid_t, cgroup: SlotCgroup, fds: [Int32]) {
+    private init(initPID: pid_t, cgroup: SlotCgroup, limits: LimitSet, fds: [Int32]) {
         self.initPID = initPID
         self.cgroup = cgroup
+        self.limits = limits
         (control, report, status, stdin, stdout, stderr) = (fds[0], fds[1], fds[2], fds[3], fds[4], fds[5])
     }
 
     /// Spawns the init for `slot` and waits until it reports READY (the sandbox is built).
     static func spawn(layout: SandboxLayout, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet) throws -> SandboxInstance {
-        try cgroup.prepare(limits: limits)
+        try cgroup.apply(limits: limits)
         var cgroupFDs: [Int32] = []
         var ours: [Int32] = [], theirs: [Int32] = []
         defer {
@@ -68,7 +71,7 @@ final class SandboxInstance {
             for fd in ours { close(fd) }
             throw SandboxError("clone() of the sandbox init failed", errno: e)
         }
-        let instance = SandboxInstance(initPID: pid, cgroup: cgroup, fds: ours)
+        let instance = SandboxInstance(initPID: pid, cgroup: cgroup, limits: limits, fds: ours)
         do {
             try instance.awaitReady()
         } catch {
@@ -106,15 +109,26 @@ final class SandboxInstance {
 
     /// Kills everything in the sandbox, reaps the init, closes our pipe ends. Idempotent.
     func destroy() {
-        kill(initPID, SIGKILL)  // as the pid namespace's init, its death takes every process in it along
-        cgroup.killAll(timeoutMs: 5000)
+        // As the pid namespace's init, its death takes every process in it along: the kernel kills
+        // them and the init's exit completes only when they are gone. The cgroup kill is the backstop.
+        kill(initPID, SIGKILL)
         if !reaped {
             var st: Int32 = 0
             while waitpid(initPID, &st, 0) < 0 && errno == EINTR {}
             reaped = true
         }
+        cgroup.killAll(timeoutMs: 5000)
         for fd in [control, report, status, stdin, stdout, stderr] where fd >= 0 { close(fd) }
         (control, report, status, stdin, stdout, stderr) = (-1, -1, -1, -1, -1, -1)
+    }
+
+    /// Sets this run's limits and zeroes the usage counters, so the run's numbers exclude the setup.
+    func beginRun(limits wanted: LimitSet) throws {
+        if wanted != limits {
+            try cgroup.apply(limits: wanted)
+            limits = wanted
+        }
+        try cgroup.resetCounters()
     }
 
     func closeControl() {

@@ -31,14 +31,16 @@ final class CoreRunTests: XCTestCase {
         XCTAssertEqual(r.status, .timeout)
         XCTAssertNil(r.exitCode)
         XCTAssertLessThan(secs, 1.5)
-        XCTAssertEqual(live.leftoverPids(), [])
+        let leftovers = await live.leftoverPids()
+        XCTAssertEqual(leftovers, [])
     }
 
     func test_bash_fork_bomb_is_answered_in_time_and_leaves_nothing() async throws {
         let (r, secs) = try await elapsed { try await live.run("bash", ":(){ :|:& };:", limits: RunLimits(wallMs: 2000)) }
         XCTAssertLessThan(secs, 3.0)
         _ = r
-        XCTAssertEqual(live.leftoverPids(), [])
+        let leftovers = await live.leftoverPids()
+        XCTAssertEqual(leftovers, [])
         XCTAssertEqual(hostProcesses(matching: ":|:&"), [])
         let next = try await live.run("python3", "print(2)")
         XCTAssertEqual(next.stdout, "2\n")
@@ -134,7 +136,8 @@ final class CoreRunTests: XCTestCase {
         }
         XCTAssertEqual(r.stdout, "started\n")
         XCTAssertLessThan(secs, 3)
-        XCTAssertEqual(live.leftoverPids(), [])
+        let leftovers = await live.leftoverPids()
+        XCTAssertEqual(leftovers, [])
     }
 
     func test_a_background_child_holding_stdout_does_not_delay_the_reply() async throws {

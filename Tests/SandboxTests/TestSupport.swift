@@ -60,7 +60,12 @@ final class LiveService: Sendable {
                               peer: PeerInfo(pid: getpid(), uid: 0, gid: 0))
     }
 
-    func leftoverPids() -> [pid_t] { backend.leftoverProcesses() }
+    /// Processes in the slots' cgroups once every used slot has been reset (a run's leftovers die
+    /// at its end; their teardown happens after the reply, before the slot is ready again).
+    func leftoverPids() async -> [pid_t] {
+        await waitUntilReady()
+        return backend.leftoverProcesses()
+    }
 
     func shutdown() {
         backend.shutdown()

@@ -112,7 +112,8 @@ final class WireTests: XCTestCase {
             try await Task.sleep(for: .milliseconds(300))
         }  // closed here
         try await Task.sleep(for: .milliseconds(500))
-        XCTAssertEqual(live.leftoverPids(), [])
+        let leftovers = await live.leftoverPids()
+        XCTAssertEqual(leftovers, [])
         XCTAssertEqual(live.service.status().running, 0)
     }
 

@@ -1,0 +1,219 @@
+import CodesandProtocol
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The numbers `codesand bench` reports, and how it prints them (a table, or JSON with --json).
+
+/// The value at percentile `p` (0–100) of ascending `sorted`, by nearest rank: always a latency that
+/// was really measured, which matters for p99 of a few hundred samples.
+func percentile(_ sorted: [Double], _ p: Double) -> Double {
+    guard !sorted.isEmpty else { return .nan }
+    let rank = Int((p / 100 * Double(sorted.count)).rounded(.up))
+    return sorted[min(max(rank, 1), sorted.count) - 1]
+}
+
+/// Latency percentiles and throughput of one mode (bare or daemon) at one concurrency level.
+struct LatencyStats: Codable, Sendable {
+    var n: Int
+    var p50Ms: Double
+    var p90Ms: Double
+    var p99Ms: Double
+    var meanMs: Double
+    /// Wall time of the mode's phases added up (rounds of the other mode in between not counted).
+    var elapsedS: Double
+    /// Good runs per second of `elapsedS`. For the daemon with --abuse: benign runs only.
+    var runsPerS: Double
+
+    init?(latenciesMs: [Double], elapsedS: Double) {
+        guard !latenciesMs.isEmpty else { return nil }
+        let sorted = latenciesMs.sorted()
+        n = sorted.count
+        p50Ms = percentile(sorted, 50)
+        p90Ms = percentile(sorted, 90)
+        p99Ms = percentile(sorted, 99)
+        meanMs = sorted.reduce(0, +) / Double(sorted.count)
+        self.elapsedS = elapsedS
+        runsPerS = elapsedS > 0 ? Double(sorted.count) / elapsedS : 0
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case n, p50Ms = "p50_ms", p90Ms = "p90_ms", p99Ms = "p99_ms", meanMs = "mean_ms"
+        case elapsedS = "elapsed_s", runsPerS = "runs_per_s"
+    }
+}
+
+/// daemon / bare: above 1 for latency means the sandbox costs time; below 1 for throughput means
+/// fewer runs per second through the daemon.
+struct Ratios: Codable, Sendable {
+    var p50: Double, p90: Double, p99: Double, throughput: Double
+
+    init(daemon: LatencyStats, bare: LatencyStats) {
+        p50 = daemon.p50Ms / bare.p50Ms
+        p90 = daemon.p90Ms / bare.p90Ms
+        p99 = daemon.p99Ms / bare.p99Ms
+        throughput = daemon.runsPerS / bare.runsPerS
+    }
+}
+
+/// How the abusive runs of one kind ended; not part of the latency stats.
+struct AbuseStats: Codable, Sendable {
+    var kind: String
+    var n: Int
+    var byStatus: [String: Int]
+    var p50Ms: Double?
+
+    enum CodingKeys: String, CodingKey { case kind, n, byStatus = "by_status", p50Ms = "p50_ms" }
+}
+
+struct LevelReport: Codable, Sendable {
+    var concurrency: Int
+    var bare: LatencyStats?
+    var daemon: LatencyStats?
+    var ratio: Ratios?
+    /// Daemon replies that were wrong or RPC errors (busy excluded), and bare runs that failed.
+    var daemonFailures: Int
+    var bareFailures: Int
+    /// -32002 replies.
+    var busy: Int
+    var abuse: [AbuseStats]
+
+    enum CodingKeys: String, CodingKey {
+        case concurrency, bare, daemon, ratio, busy, abuse
+        case daemonFailures = "daemon_failures", bareFailures = "bare_failures"
+    }
+}
+
+struct BenchReport: Codable, Sendable {
+    var nproc: Int
+    var kernel: String
+    var language: String
+    var code: String
+    var count: Int
+    var warmup: Int
+    var rounds: Int
+    var abusePercent: Int
+    /// The argv run bare, with {file} replaced; nil when the bare part was skipped.
+    var bareCommand: [String]?
+    var levels: [LevelReport] = []
+    /// Every `run` request that got a result (warm-up and the reference run included).
+    var daemonRuns = 0
+    var runsTotalDelta: Int64?
+    /// The daemon's `status` result after the bench, as received.
+    var status: JSONValue?
+    var failures: [String] = []
+    var notes: [String] = []
+    var ok = true
+
+    enum CodingKeys: String, CodingKey {
+        case nproc, kernel, language, code, count, warmup, rounds, levels, status, failures, notes, ok
+        case abusePercent = "abuse_percent", bareCommand = "bare_command", daemonRuns = "daemon_runs"
+        case runsTotalDelta = "runs_total_delta"
+    }
+
+    /// The report for people: machine, a table row per mode and level, abuse, daemon status, problems.
+    var textLines: [String] {
+        var lines = ["machine: \(nproc) CPUs, Linux \(kernel)",
+                     "bench: \(language) \(Self.quoted(code)), n \(count) per level in \(rounds) rounds, "
+                        + "warm-up \(warmup), abuse \(abusePercent)%",
+                     "bare: " + (bareCommand?.joined(separator: " ") ?? "skipped"), ""]
+        var rows = [["c", "mode", "n", "p50ms", "p90ms", "p99ms", "runs/s"]]
+        var ratioLines: [Int: String] = [:]
+        for level in levels {
+            for (mode, stats) in [("bare", level.bare), ("daemon", level.daemon)] {
+                guard let stats else { continue }
+                rows.append(["\(level.concurrency)", mode, "\(stats.n)", Self.fixed(stats.p50Ms),
+                             Self.fixed(stats.p90Ms), Self.fixed(stats.p99Ms), Self.fixed(stats.runsPerS)])
+            }
+            if let r = level.ratio {
+                ratioLines[rows.count] = "\(level.concurrency)  ratio   p50 daemon/bare \(Self.fixed(r.p50, 2))  "
+                    + "p99 daemon/bare \(Self.fixed(r.p99, 2))  throughput daemon/bare \(Self.fixed(r.throughput, 2))"
+            }
+        }
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for (index, row) in rows.enumerated() {
+            // Numbers right-aligned, c and mode left-aligned.
+            let cells = row.enumerated().map { column, cell in
+                column < 2 ? cell.padded(to: widths[column]) : cell.leftPadded(to: widths[column])
+            }
+            lines.append(cells.joined(separator: "  "))
+            if let ratio = ratioLines[index + 1] { lines.append(ratio) }
+        }
+        for level in levels {
+            for a in level.abuse {
+                let statuses = a.byStatus.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+                lines.append("c \(level.concurrency) abuse \(a.kind): n \(a.n), \(statuses.joined(separator: ", ")), "
+                    + "p50 \(a.p50Ms.map { Self.fixed($0) } ?? "-") ms")
+            }
+            if level.busy + level.daemonFailures + level.bareFailures > 0 {
+                lines.append("c \(level.concurrency): \(level.daemonFailures) daemon failures, \(level.busy) busy, "
+                    + "\(level.bareFailures) bare failures")
+            }
+        }
+        lines.append("")
+        lines.append(contentsOf: statusLines)
+        lines += notes.map { "note: \($0)" }
+        lines += failures.map { "FAIL: \($0)" }
+        lines.append(ok ? "result: ok" : "result: FAILED")
+        return lines
+    }
+
+    private var statusLines: [String] {
+        guard let status = status?.objectValue else { return ["daemon status: unavailable"] }
+        func show(_ key: String) -> String { status[key].map(Self.compact) ?? "-" }
+        var line = "daemon: runs_total \(show("runs_total")) (+\(runsTotalDelta.map(String.init) ?? "?"), "
+            + "this bench \(daemonRuns)), runs_by_status \(show("runs_by_status"))"
+        var pool = "pool: size \(show("pool_size")), slots \(show("slots")), reset p50 \(show("reset_ms_p50")) ms, "
+            + "p99 \(show("reset_ms_p99")) ms, slot_failures \(show("slot_failures"))"
+        if status["stray_processes"] != nil { pool += ", stray_processes \(show("stray_processes"))" }
+        line += ""
+        return [line, pool]
+    }
+
+    static func fixed(_ x: Double, _ digits: Int = 1) -> String {
+        x.isFinite ? String(format: "%.\(digits)f", x) : "-"
+    }
+
+    static func quoted(_ s: String, limit: Int = 60) -> String {
+        let escaped = s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n")
+        return "\"" + (escaped.count > limit ? escaped.prefix(limit) + "…" : escaped) + "\""
+    }
+
+    /// A JSON value on one line, keys sorted, for the status summary.
+    static func compact(_ value: JSONValue) -> String {
+        switch value {
+        case .null: return "null"
+        case .bool(let b): return "\(b)"
+        case .int(let i): return "\(i)"
+        case .double(let d): return fixed(d)
+        case .string(let s): return s
+        case .array(let a): return "[" + a.map(compact).joined(separator: ", ") + "]"
+        case .object(let o):
+            return "{" + o.sorted { $0.key < $1.key }.map { "\($0.key) \(compact($0.value))" }.joined(separator: ", ") + "}"
+        }
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}
+
+/// The running kernel's release and machine, from uname(2).
+func kernelDescription() -> String {
+    var u = utsname()
+    guard uname(&u) == 0 else { return "unknown" }
+    func field<T>(_ value: inout T) -> String {
+        withUnsafeBytes(of: &value) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+    return field(&u.release) + " " + field(&u.machine)
+}
+
+/// A monotonic clock in nanoseconds, readable from any thread without an async context.
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
