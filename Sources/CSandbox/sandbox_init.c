@@ -36,9 +36,9 @@
 enum { FD_CONTROL = 3, FD_REPORT, FD_STATUS, FD_STDIN, FD_STDOUT, FD_STDERR, FD_CGROUP0 };
 
 static const char *const step_names[] = {
-    "none", "fds", "cgroup attach", "private mounts", "root tmpfs", "read-only bind mount", "symlink", "mount /proc",
+    "none", "fds", "cgroup attach", "private mounts", "root tmpfs", "read-only bind mount", "symlink", "synthetic files", "mount /proc",
     "mask /proc entries", "/dev", "tmpfs", "hostname", "loopback", "pivot_root", "read-only root", "read job",
-    "invalid job", "write code file", "fork", "rlimits", "drop capabilities", "setuid", "no_new_privs", "chdir", "execve",
+    "invalid job", "write code file", "fork", "rlimits", "drop capabilities", "setuid", "no_new_privs", "seccomp", "chdir", "execve",
 };
 
 const char *cs_step_name(int step) {
@@ -232,6 +232,23 @@ static void build_proc(const char *root, const char *const *masked) {
     }
 }
 
+// Lays each synthetic file over its path: written to a scratch file in the root tmpfs, bound over
+// the target (which exists in a read-only bind), and the scratch name unlinked (the mount keeps it).
+static void lay_files(const char *root, const char *const *files) {
+    for (int i = 0; files && files[i] && files[i + 1]; i += 2) {
+        char dst[4096], scratch[4096];
+        if (!path_join(dst, sizeof dst, root, files[i])) fail(CS_STEP_FILES);
+        if (access(dst, F_OK) < 0) continue;  // nothing to hide or replace on this host
+        if (!path_join(scratch, sizeof scratch, root, "/.scratch")) fail(CS_STEP_FILES);
+        int fd = open(scratch, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0 || write_all(fd, files[i + 1], str_len(files[i + 1])) < 0) fail(CS_STEP_FILES);
+        close(fd);
+        if (mount(scratch, dst, NULL, MS_BIND, NULL) < 0) fail(CS_STEP_FILES);
+        if (make_readonly(dst) < 0) fail(CS_STEP_FILES);
+        if (unlink(scratch) < 0) fail(CS_STEP_FILES);
+    }
+}
+
 static void bring_up_loopback(void) {
     int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sock < 0) fail(CS_STEP_LOOPBACK);
@@ -262,12 +279,16 @@ static void build_root(const struct cs_sandbox_spec *s) {
         memcpy(name + 1, s->links[i], l + 1);
         if (!path_join(path, sizeof path, root, name) || symlink(s->links[i + 1], path) < 0) fail(CS_STEP_SYMLINK);
     }
+    lay_files(root, s->files);
     build_proc(root, s->masked_paths);
     build_dev(root);
     // Writable places: each its own size- and inode-capped tmpfs, so "disk full" stays inside.
     if (!path_join(path, sizeof path, root, "/dev/shm") || mkdir(path, 01777) < 0) fail(CS_STEP_TMPFS);
     if (mount_tmpfs(path, "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) fail(CS_STEP_TMPFS);
     if (!path_join(path, sizeof path, root, "/tmp") || mkdir(path, 01777) < 0) fail(CS_STEP_TMPFS);
+    if (mount_tmpfs(path, "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) fail(CS_STEP_TMPFS);
+    if (!path_join(path, sizeof path, root, "/var") || mkdir(path, 0755) < 0) fail(CS_STEP_TMPFS);
+    if (!path_join(path, sizeof path, root, "/var/tmp") || mkdir(path, 01777) < 0) fail(CS_STEP_TMPFS);
     if (mount_tmpfs(path, "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) fail(CS_STEP_TMPFS);
     if (!path_join(path, sizeof path, root, s->home) || mkdir_p(path, 0755) < 0) fail(CS_STEP_TMPFS);
     if (mount_tmpfs(path, "0700", s->tmpfs_bytes, s->tmpfs_inodes, s->uid, s->gid) < 0) fail(CS_STEP_TMPFS);
@@ -388,6 +409,7 @@ __attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec 
     if (clear_capabilities() < 0) fail(CS_STEP_CAPS);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(CS_STEP_NO_NEW_PRIVS);
     if (chdir(s->home) < 0) fail(CS_STEP_CHDIR);
+    if (cs_install_seccomp() < 0) fail(CS_STEP_SECCOMP);  // last: the filter also binds everything above
     execve(job->argv[0], job->argv, job->envp);
     report(CS_REPORT_EXEC_FAILED, CS_STEP_EXEC, errno);
     _exit(127);

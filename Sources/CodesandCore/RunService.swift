@@ -3,94 +3,55 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Who sent a request (from SO_PEERCRED), for logs and fairness.
-public struct PeerInfo: Sendable, CustomStringConvertible {
-    public var pid: Int32
-    public var uid: UInt32
-    public var gid: UInt32
-    public init(pid: Int32, uid: UInt32, gid: UInt32) {
-        self.pid = pid
-        self.uid = uid
-        self.gid = gid
-    }
-    public var description: String { "uid=\(uid) pid=\(pid)" }
-}
-
-/// The daemon's core: checks a run request, waits for a slot, runs it, and keeps the counters.
+/// The daemon's core: checks a run request, waits for a slot, runs it, and keeps the numbers.
 public final class RunService: Sendable {
-    public let config: CodesandConfig
-    public let languages: LanguageTable
     public let backend: any SandboxBackend
     public let version: String
-    private let scheduler: SlotScheduler
-    public let board: SlotBoard
+    public let pool: SlotPool
+    public let metrics = Metrics()
     private let logger: Logger
     private let started = ContinuousClock.now
-    private let counters = Mutex(Counters())
-
-    struct Counters {
-        var total: Int64 = 0
-        var byStatus: [String: Int64] = [:]
-        var recentWallMs: [Int64] = []
-    }
+    /// What a config reload may change while serving (limits, languages, logging of code).
+    private let settings: Mutex<(config: CodesandConfig, languages: LanguageTable)>
 
     public init(config: CodesandConfig, languages: LanguageTable, backend: any SandboxBackend, version: String, logger: Logger) {
-        self.config = config
-        self.languages = languages
+        self.settings = Mutex((config, languages))
         self.backend = backend
         self.version = version
         self.logger = logger
-        self.scheduler = SlotScheduler(size: config.poolSize, maxQueue: config.queueMax, maxWaitMs: config.queueMaxWaitMs,
-                                       startFree: false)
-        self.board = SlotBoard(size: config.poolSize)
+        self.pool = SlotPool(size: config.poolSize, maxQueue: config.queueMax, maxWaitMs: config.queueMaxWaitMs,
+                             backend: backend, metrics: metrics, logger: logger)
     }
 
-    /// Prepares every slot in the background; each serves requests as soon as it is ready.
-    public func start() {
-        for slot in 0..<scheduler.size { refill(slot, resetting: false) }
-    }
+    public var config: CodesandConfig { settings.withLock { $0.config } }
+    public var languages: LanguageTable { settings.withLock { $0.languages } }
 
-    /// Waits until every slot is ready (or `timeout` passes): for tests and benchmarks.
-    public func waitUntilReady(timeout: Duration = .seconds(30)) async -> Bool {
-        let end = ContinuousClock.now + timeout
-        while ContinuousClock.now < end {
-            if board.counts[SlotState.ready.rawValue] == scheduler.size { return true }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return false
-    }
+    public func start() { pool.start() }
+    public func waitUntilReady(timeout: Duration = .seconds(30)) async -> Bool { await pool.waitUntilReady(timeout: timeout) }
+    /// No more runs: waiting requests fail with -32003.
+    public func stop() { pool.stop() }
 
-    /// Resets and prepares `slot` off the request path, then hands it back to the scheduler.
-    /// A failed prepare marks the slot broken and retries with backoff; it is never handed out broken.
-    private func refill(_ slot: Int, resetting: Bool) {
-        board.set(slot, resetting ? .resetting : .preparing)
-        Task.detached { [backend, board, scheduler, logger] in
-            var backoffMs: UInt64 = 100
-            while true {
-                let start = ContinuousClock.now
-                do {
-                    try await backend.prepare(slot: slot)
-                    let d = ContinuousClock.now - start
-                    if resetting { board.recordReset(ms: Double(d.components.attoseconds) / 1e15 + Double(d.components.seconds) * 1000) }
-                    board.set(slot, .ready)
-                    scheduler.release(slot)
-                    return
-                } catch is CancellationError {
-                    return
-                } catch {
-                    board.set(slot, .broken)
-                    board.recordFailure("\(error)")
-                    logger.error("slot broken: cannot prepare its sandbox; retrying",
-                                 metadata: ["slot": "\(slot)", "error": "\(error)", "retry_ms": "\(backoffMs)"])
-                    try? await Task.sleep(for: .milliseconds(backoffMs))
-                    backoffMs = min(backoffMs * 2, 30_000)
-                }
+    /// Takes a re-read config. Returns the keys whose change needs a restart (kept as they were).
+    public func reload(config new: CodesandConfig, languages: LanguageTable) -> [String] {
+        settings.withLock { s in
+            let old = s.config
+            var kept: [String] = []
+            var next = new
+            if new.poolSize != old.poolSize { kept.append("pool.size"); next.poolSize = old.poolSize }
+            if new.queueMax != old.queueMax || new.queueMaxWaitMs != old.queueMaxWaitMs { kept.append("queue") }
+            if new.sandbox != old.sandbox { kept.append("sandbox"); next.sandbox = old.sandbox }
+            if new.socketPath != old.socketPath || new.socketGroup != old.socketGroup || new.socketMode != old.socketMode {
+                kept.append("socket")
             }
+            s = (next, languages)
+            return kept
         }
     }
 
     /// Runs a snippet. Throws RPCError for bad requests and daemon failures; a program's failure is a result.
     public func run(_ params: RunParams, peer: PeerInfo) async throws(RPCError) -> RunResult {
+        let received = ContinuousClock.now
+        let (config, languages) = settings.withLock { ($0.config, $0.languages) }
         guard let language = languages.lookup(params.language) else {
             throw RPCError(.unknownLanguage, "unknown language \"\(params.language)\"",
                            data: .object(["known": .array(languages.names.map { .string($0) })]))
@@ -104,19 +65,8 @@ public final class RunService: Sendable {
             env: env.keys.sorted().map { "\($0)=\(env[$0]!)" }, fileName: spec.file,
             code: Array(params.code.utf8), stdin: Array((params.stdin ?? "").utf8), limits: limits)
 
-        let key = "\(peer.uid)/\(params.requester ?? "")"
-        let slot: Int
-        do {
-            slot = try await scheduler.acquire(key: key, retryHintMs: retryHint())
-        } catch let busy as SlotScheduler.Busy {
-            throw RPCError(.busy, "busy: \(busy.reason)", data: .object(["retry_after_ms": .int(busy.retryAfterMs)]))
-        } catch {
-            throw RPCError(.internalError, "the request was cancelled while waiting for a sandbox")
-        }
-        board.set(slot, .busy)
-        // Whatever happens to the run, the slot is reset and prepared again before its next use.
-        defer { refill(slot, resetting: true) }
-
+        let slot = try await acquireSlot(key: "\(peer.uid)/\(params.requester ?? "")")
+        defer { pool.finished(slot) }  // whatever happens, the slot is reset before its next use
         let outcome: SandboxOutcome
         do {
             outcome = try await backend.run(job, slot: slot)
@@ -124,8 +74,15 @@ public final class RunService: Sendable {
             logger.error("sandbox failure", metadata: ["slot": "\(slot)", "error": "\(error)", "peer": "\(peer)"])
             throw RPCError(.internalError, "internal error: the sandbox failed (\(error)); the request may be retried")
         }
+        if Task.isCancelled {
+            metrics.recordKill("cancelled")
+            throw RPCError(.shuttingDown, "the run was stopped before it ended: the daemon is shutting down")
+        }
         let result = RunResult.build(from: outcome)
-        record(result)
+        let latency = ContinuousClock.now - received
+        metrics.recordRun(language: spec.name, status: result.status.rawValue,
+                          latencySeconds: Double(latency.components.seconds) + Double(latency.components.attoseconds) / 1e18,
+                          wallMs: result.wallMs)
         var meta: Logger.Metadata = [
             "peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)", "requester": "\(params.requester ?? "-")",
             "language": "\(spec.name)", "status": "\(result.status.rawValue)", "wall_ms": "\(result.wallMs)",
@@ -136,29 +93,34 @@ public final class RunService: Sendable {
         return result
     }
 
-    private func record(_ r: RunResult) {
-        counters.withLock { c in
-            c.total += 1
-            c.byStatus[r.status.rawValue, default: 0] += 1
-            c.recentWallMs.append(r.wallMs)
-            if c.recentWallMs.count > 64 { c.recentWallMs.removeFirst(c.recentWallMs.count - 64) }
+    private func acquireSlot(key: String) async throws(RPCError) -> Int {
+        // A guess at when a slot frees up: the recent mean run time times the queue's depth per slot.
+        let hint = max(50, metrics.recentMeanWallMs * Int64(pool.scheduler.queued / max(1, pool.size) + 1))
+        do {
+            return try await pool.acquire(key: key, retryHintMs: hint)
+        } catch let busy as SlotScheduler.Busy {
+            throw RPCError(.busy, "busy: \(busy.reason); retry after \(busy.retryAfterMs) ms",
+                           data: .object(["retry_after_ms": .int(busy.retryAfterMs)]))
+        } catch is SlotScheduler.Stopped {
+            throw RPCError(.shuttingDown, "the daemon is shutting down; retry after it restarts")
+        } catch {
+            throw RPCError(.internalError, "the request was cancelled while waiting for a sandbox")
         }
     }
 
-    /// A guess at when a slot frees up: the recent mean run time times the queue's depth per slot.
-    private func retryHint() -> Int64 {
-        let mean = counters.withLock { c in c.recentWallMs.isEmpty ? 100 : c.recentWallMs.reduce(0, +) / Int64(c.recentWallMs.count) }
-        let depth = Int64(scheduler.queued / max(1, scheduler.size) + 1)
-        return max(50, mean * depth)
+    public func status() -> StatusResult {
+        let slots = pool.board.counts
+        let (p50, p99) = pool.board.resetPercentiles
+        return StatusResult(version: version, backend: backend.name, cgroup: backend.cgroupVersion, runsTotal: metrics.runsTotal,
+                            uptimeS: uptimeSeconds, runsByStatus: metrics.runsByStatus,
+                            running: slots[SlotState.busy.rawValue] ?? 0, queued: pool.scheduler.queued, poolSize: pool.size,
+                            slots: slots, resetMsP50: p50, resetMsP99: p99, slotFailures: pool.board.failures.count)
     }
 
-    public func status() -> StatusResult {
-        let (total, byStatus) = counters.withLock { ($0.total, $0.byStatus) }
-        let slots = board.counts
-        let (p50, p99) = board.resetPercentiles
-        return StatusResult(version: version, backend: backend.name, cgroup: backend.cgroupVersion, runsTotal: total,
-                            uptimeS: Int64((ContinuousClock.now - started).components.seconds), runsByStatus: byStatus,
-                            running: slots[SlotState.busy.rawValue] ?? 0, queued: scheduler.queued, poolSize: scheduler.size,
-                            slots: slots, resetMsP50: p50, resetMsP99: p99, slotFailures: board.failures.count)
+    public func metricsText() -> String {
+        metrics.render(slots: pool.board.counts, queued: pool.scheduler.queued, uptimeSeconds: uptimeSeconds,
+                       slotFailures: pool.board.failures.count)
     }
+
+    private var uptimeSeconds: Int64 { Int64((ContinuousClock.now - started).components.seconds) }
 }

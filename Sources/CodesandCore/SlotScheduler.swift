@@ -10,6 +10,9 @@ public final class SlotScheduler: Sendable {
         public var reason: String
     }
 
+    /// The daemon is stopping: no slot will be handed out any more.
+    public struct Stopped: Error, Sendable {}
+
     private struct Waiter {
         let id: UInt64
         let key: String
@@ -22,6 +25,7 @@ public final class SlotScheduler: Sendable {
         var keyOrder: [String] = []      // round-robin order of keys with waiters
         var waiting = 0
         var nextID: UInt64 = 0
+        var stopped = false
     }
 
     public let size: Int
@@ -53,6 +57,7 @@ public final class SlotScheduler: Sendable {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Int, any Error>) in
                 let immediate: Result<Int, any Error>? = state.withLock { s in
                     if Task.isCancelled { return .failure(CancellationError()) }
+                    if s.stopped { return .failure(Stopped()) }
                     if s.waiting == 0, let slot = s.free.popLast() { return .success(slot) }
                     if s.waiting >= maxQueue {
                         return .failure(Busy(retryAfterMs: retryHintMs, reason: "all \(size) sandboxes are busy and \(s.waiting) requests wait"))
@@ -84,6 +89,16 @@ public final class SlotScheduler: Sendable {
             return w
         }
         next?.continuation.resume(returning: slot)
+    }
+
+    /// Fails every waiter and every later acquire with Stopped.
+    public func stop() {
+        let waiters: [Waiter] = state.withLock { s in
+            s.stopped = true
+            defer { s.queues = [:]; s.keyOrder = []; s.waiting = 0 }
+            return s.keyOrder.flatMap { s.queues[$0] ?? [] }
+        }
+        for w in waiters { w.continuation.resume(throwing: Stopped()) }
     }
 
     private func remove(id: UInt64, error: any Error) {

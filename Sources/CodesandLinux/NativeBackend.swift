@@ -20,6 +20,8 @@ public final class NativeBackend: SandboxBackend {
     /// but not yet torn down: the reply does not wait for that; the next prepare does).
     private let sandboxes: Mutex<(ready: [ReadySandbox?], used: [ReadySandbox?])>
     private let stopped = Atomic<Bool>(false)
+    /// Held for the daemon's life: a second daemon with the same cgroup name would kill our sandboxes.
+    private let lockFD: Int32
 
     /// Detects the cgroup version, creates the slots' cgroups (emptying leftovers of an earlier
     /// daemon) and the state directory.
@@ -35,7 +37,8 @@ public final class NativeBackend: SandboxBackend {
         self.driver = driver
         self.defaultLimits = defaultLimits
         self.logger = logger
-        self.layout = try SandboxLayout(config: config)
+        self.layout = try SandboxLayout(config: config, poolSize: poolSize)
+        self.lockFD = try Self.lockSlots(config: config)
         driver.removeStale(keeping: poolSize)
         self.cgroups = try (0..<poolSize).map { try driver.slot($0) }
         self.sandboxes = Mutex((Array(repeating: nil, count: poolSize), Array(repeating: nil, count: poolSize)))
@@ -95,7 +98,23 @@ public final class NativeBackend: SandboxBackend {
     }
 
     private func spawn(_ slot: Int) throws -> SandboxInstance {
-        try SandboxInstance.spawn(layout: layout, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot], limits: defaultLimits)
+        try SandboxInstance.spawn(layout: layout, slot: slot, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot], limits: defaultLimits)
+    }
+
+    /// Takes `state_dir/<cgroup_name>.lock`, so two daemons never share (and kill) the same slot cgroups.
+    static func lockSlots(config: SandboxConfig) throws -> Int32 {
+        let path = "\(config.stateDir)/\(config.cgroupName).lock"
+        let fd = try sys("open", path) { open(path, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o600) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let holder = (try? FileIO.read(path))?.trimmingCharacters(in: " \n") ?? "?"
+            close(fd)
+            throw SandboxError("another codesandd (pid \(holder)) already uses the sandbox cgroups named \"\(config.cgroupName)\"; "
+                               + "stop it, or give this one its own sandbox.cgroup_name")
+        }
+        ftruncate(fd, 0)
+        let pid = Array("\(getpid())\n".utf8)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        return fd
     }
 
     /// Sandbox uids must belong to nobody on the host, or a sandbox could touch that user's files.
@@ -115,7 +134,7 @@ public final class NativeBackend: SandboxBackend {
 
     /// Kills every sandbox and removes the slots' cgroups (daemon shutdown). Later prepares fail.
     public func shutdown() {
-        stopped.store(true, ordering: .relaxed)
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
         let all = sandboxes.withLock { s in
             defer { s = (s.ready.map { _ in nil }, s.used.map { _ in nil }) }
             return (s.ready + s.used).compactMap { $0 }
@@ -125,6 +144,7 @@ public final class NativeBackend: SandboxBackend {
             cg.killAll(timeoutMs: 5000)
             cg.remove()
         }
+        close(lockFD)  // another daemon (or test) may take these cgroups now
     }
 }
 

@@ -108,7 +108,7 @@ struct RunSupervisor {
     }
 
     /// Writes the job (header, strings, code) on the control pipe; the init reads it as we write.
-    private func handOver() throws {
+    func handOver() throws {
         var strings: [UInt8] = []
         for s in job.argv + job.env + [job.fileName] {
             strings.append(contentsOf: s.utf8)

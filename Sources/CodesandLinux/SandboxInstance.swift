@@ -24,7 +24,7 @@ final class SandboxInstance {
     }
 
     /// Spawns the init for `slot` and waits until it reports READY (the sandbox is built).
-    static func spawn(layout: SandboxLayout, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet) throws -> SandboxInstance {
+    static func spawn(layout: SandboxLayout, slot: Int, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet) throws -> SandboxInstance {
         try cgroup.apply(limits: limits)
         var cgroupFDs: [Int32] = []
         var ours: [Int32] = [], theirs: [Int32] = []
@@ -51,6 +51,7 @@ final class SandboxInstance {
         spec.ro_paths = UnsafePointer(layout.roPaths)
         spec.links = UnsafePointer(layout.links)
         spec.masked_paths = UnsafePointer(layout.masked)
+        spec.files = UnsafePointer(layout.files[slot])
         spec.hostname = UnsafePointer(layout.hostname)
         spec.home = UnsafePointer(layout.home)
         spec.uid = uid
@@ -111,8 +112,8 @@ final class SandboxInstance {
     func destroy() {
         // As the pid namespace's init, its death takes every process in it along: the kernel kills
         // them and the init's exit completes only when they are gone. The cgroup kill is the backstop.
-        kill(initPID, SIGKILL)
-        if !reaped {
+        if !reaped {  // once reaped, the pid may belong to another process: never signal it again
+            kill(initPID, SIGKILL)
             var st: Int32 = 0
             while waitpid(initPID, &st, 0) < 0 && errno == EINTR {}
             reaped = true

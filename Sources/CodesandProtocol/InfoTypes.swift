@@ -3,6 +3,8 @@ public enum RPCMethod {
     public static let run = "run"
     public static let languages = "languages"
     public static let status = "status"
+    /// Prometheus text exposition of the daemon's counters (a string result).
+    public static let metrics = "metrics"
 }
 
 /// One entry of the `languages` result.

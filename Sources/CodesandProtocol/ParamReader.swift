@@ -7,7 +7,7 @@ public struct ParamReader {
 
     public init(_ params: JSONValue?, path: String = "params") throws(RPCError) {
         switch params {
-        case nil: self.object = [:]
+        case nil, .array([])?: self.object = [:]  // no params, by name or by position
         case .object(let o)?: self.object = o
         case let other?:
             throw .invalidParams("\(path) must be an object (by-name params), got \(other.typeName)")

@@ -16,8 +16,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
     private let tracker: RequestTracker
     private let logger: Logger
     private var peer = PeerInfo(pid: 0, uid: UInt32.max, gid: UInt32.max)
-    private let tasks = NIOLockedValueBox([UInt64: Task<Void, Never>]())
-    private var nextTask: UInt64 = 0
+    /// This connection's requests in flight (ids in the tracker).
+    private let mine = NIOLockedValueBox(Set<UInt64>())
 
     init(dispatcher: Dispatcher, tracker: RequestTracker, logger: Logger) {
         self.dispatcher = dispatcher
@@ -48,22 +48,21 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: keep-alive, ignored
             let channel = context.channel
             let peer = self.peer
-            nextTask += 1
-            let id = nextTask
-            guard tracker.begin() else {
+            let started = tracker.begin { [dispatcher, tracker, mine] id in
+                mine.withLockedValue { _ = $0.insert(id) }
+                return Task {
+                    defer {
+                        mine.withLockedValue { _ = $0.remove(id) }
+                        tracker.end(id)
+                    }
+                    if let reply = await dispatcher.handle(line: bytes, peer: peer) {
+                        self.write(reply, to: channel)
+                    }
+                }
+            }
+            if started == nil {
                 write(RPCEncoder.error(id: nil, RPCError(.shuttingDown, "the daemon is shutting down")), to: channel)
-                return
             }
-            let task = Task { [dispatcher, tracker, tasks] in
-                defer {
-                    tasks.withLockedValue { $0[id] = nil }
-                    tracker.end()
-                }
-                if let reply = await dispatcher.handle(line: bytes, peer: peer) {
-                    self.write(reply, to: channel)
-                }
-            }
-            tasks.withLockedValue { $0[id] = task }
         }
     }
 
@@ -76,12 +75,12 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
 
     func channelInactive(context: ChannelHandlerContext) {
         // The client is gone: nobody can read these results; stop the runs and free their sandboxes.
-        let running = tasks.withLockedValue { $0 }
+        let running = mine.withLockedValue { $0 }
         if !running.isEmpty {
             logger.info("client disconnected with requests in flight; cancelling", metadata: [
                 "peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)", "requests": "\(running.count)"])
         }
-        for task in running.values { task.cancel() }
+        tracker.cancel(running)
         context.fireChannelInactive()
     }
 
@@ -98,23 +97,42 @@ struct PeerCredentials {
     var gid: UInt32
 }
 
-/// Counts requests in flight, so shutdown can wait for them; refuses new ones once stopping.
+/// The requests in flight across all connections, so shutdown can wait for them or stop them;
+/// refuses new ones once stopping.
 public final class RequestTracker: Sendable {
-    private let state = NIOLockedValueBox((inFlight: 0, stopping: false))
+    private struct State {
+        var tasks: [UInt64: Task<Void, Never>] = [:]
+        var nextID: UInt64 = 0
+        var stopping = false
+    }
+
+    private let state = NIOLockedValueBox(State())
 
     public init() {}
 
-    func begin() -> Bool {
+    /// Registers the task `start` makes for a new request; nil (nothing started) once stopping.
+    func begin(_ start: (UInt64) -> Task<Void, Never>) -> UInt64? {
         state.withLockedValue { s in
-            if s.stopping { return false }
-            s.inFlight += 1
-            return true
+            if s.stopping { return nil }
+            s.nextID += 1
+            s.tasks[s.nextID] = start(s.nextID)
+            return s.nextID
         }
     }
 
-    func end() { state.withLockedValue { $0.inFlight -= 1 } }
+    func end(_ id: UInt64) { _ = state.withLockedValue { $0.tasks.removeValue(forKey: id) } }
 
-    public var inFlight: Int { state.withLockedValue { $0.inFlight } }
+    func cancel(_ ids: Set<UInt64>) {
+        let tasks = state.withLockedValue { s in ids.compactMap { s.tasks[$0] } }
+        for t in tasks { t.cancel() }
+    }
+
+    /// Cancels every request in flight: their runs are killed and answered.
+    public func cancelAll() {
+        for t in state.withLockedValue({ Array($0.tasks.values) }) { t.cancel() }
+    }
+
+    public var inFlight: Int { state.withLockedValue { $0.tasks.count } }
     public var isStopping: Bool { state.withLockedValue { $0.stopping } }
     public func stop() { state.withLockedValue { $0.stopping = true } }
 }

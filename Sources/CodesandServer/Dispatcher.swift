@@ -16,6 +16,7 @@ public struct Dispatcher: Sendable {
     public func handle(line: some Collection<UInt8>, peer: PeerInfo) async -> Data? {
         switch RPCParser.parse(line) {
         case .parseError(let e):
+            service.metrics.recordError(code: e.code)
             return RPCEncoder.error(id: nil, e)
         case .single(let incoming):
             return await handle(incoming, peer: peer)
@@ -36,12 +37,14 @@ public struct Dispatcher: Sendable {
     func handle(_ incoming: RPCIncoming, peer: PeerInfo) async -> Data? {
         switch incoming {
         case .invalid(let id, let e):
+            service.metrics.recordError(code: e.code)
             return RPCEncoder.error(id: id, e)
         case .request(let req):
             let reply: Data
             do {
                 reply = try await call(req, peer: peer)
             } catch {
+                service.metrics.recordError(code: error.code)
                 reply = RPCEncoder.error(id: req.id, error)
             }
             return req.isNotification ? nil : reply
@@ -61,8 +64,11 @@ public struct Dispatcher: Sendable {
             case RPCMethod.status:
                 try ParamReader(req.params).rejectUnknown(allowed: [])
                 return try RPCEncoder.result(id: req.id, service.status())
+            case RPCMethod.metrics:
+                try ParamReader(req.params).rejectUnknown(allowed: [])
+                return try RPCEncoder.result(id: req.id, service.metricsText())
             default:
-                throw RPCError(.methodNotFound, "method \"\(req.method)\" not found (known: run, languages, status)")
+                throw RPCError(.methodNotFound, "method \"\(req.method)\" not found (known: run, languages, status, metrics)")
             }
         } catch let e as RPCError {
             throw e

@@ -12,12 +12,13 @@ struct Daemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "codesandd",
         abstract: "The codesand daemon: runs untrusted code snippets in sandboxes, served as JSON-RPC on a unix socket.",
+        discussion: "Signals: SIGTERM/SIGINT stop (runs in flight finish, then exit 0); SIGHUP re-reads the config file.",
         version: version)
 
-    @Option(help: "Config file (TOML). Without it, the built-in defaults.")
+    @Option(help: "Config file (TOML), laid over the built-in defaults. Without it, the defaults alone.")
     var config: String?
 
-    @Option(help: "Listen on this unix socket path instead of socket.path.")
+    @Option(help: "Listen on this unix socket path instead of socket.path (ignored under socket activation).")
     var socket: String?
 
     @Flag(help: "Check the config and exit: 0 if valid, 1 with a message naming the bad key if not.")
@@ -26,7 +27,7 @@ struct Daemon: AsyncParsableCommand {
     func run() async throws {
         let cfg: CodesandConfig
         do {
-            cfg = try config.map { try ConfigLoader.load(path: $0) } ?? CodesandConfig.defaults()
+            cfg = try loadConfig()
         } catch {
             FileHandle.standardError.write(Data("codesandd: invalid configuration: \(error)\n".utf8))
             throw ExitCode(1)
@@ -35,18 +36,14 @@ struct Daemon: AsyncParsableCommand {
             print("configuration OK (\(cfg.languages.count) languages, pool size \(cfg.poolSize))")
             return
         }
-        let level = Logger.Level(rawValue: cfg.logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
-        let logger = Logger(label: "codesandd")
+        let logger = Self.bootstrapLogging(level: cfg.logLevel)
+        let notify = SystemdNotify()
         let backend: NativeBackend
         do {
             backend = try NativeBackend(config: cfg.sandbox, poolSize: cfg.poolSize, defaultLimits: cfg.defaultLimits, logger: logger)
         } catch {
             logger.critical("cannot set up the sandbox backend: \(error)")
+            notify.send("STATUS=failed: \(error)")
             throw ExitCode(1)
         }
         let languages = LanguageDetector.detect(cfg.languages, logger: logger)
@@ -55,27 +52,91 @@ struct Daemon: AsyncParsableCommand {
         let tracker = RequestTracker()
         let dispatcher = Dispatcher(service: service, isShuttingDown: { tracker.isStopping })
         let server = RPCServer(dispatcher: dispatcher, tracker: tracker, maxMessageBytes: cfg.maxMessageBytes, logger: logger)
+        let signals = Signals.stream()
 
         let channel: Channel
-        if let fd = SocketActivation.listenFD() {
-            channel = try await server.adopt(fd: fd)
-            logger.info("serving on the socket passed by systemd", metadata: ["fd": "\(fd)"])
-        } else {
-            let path = socket ?? cfg.socketPath
-            channel = try await server.bind(path: path, group: cfg.socketGroup, mode: cfg.socketMode)
-            logger.info("serving", metadata: ["socket": "\(path)", "cgroup": "\(backend.cgroupVersion)",
-                                              "pool_size": "\(cfg.poolSize)", "languages": "\(languages.names.joined(separator: ","))"])
+        do {
+            if let fd = SocketActivation.listenFD() {
+                channel = try await server.adopt(fd: fd)
+                logger.info("serving on the socket passed by systemd", metadata: ["fd": "\(fd)"])
+            } else {
+                let path = socket ?? cfg.socketPath
+                channel = try await server.bind(path: path, group: cfg.socketGroup, mode: cfg.socketMode)
+                logger.info("serving", metadata: ["socket": "\(path)"])
+            }
+        } catch {
+            logger.critical("cannot listen: \(error)")
+            backend.shutdown()
+            throw ExitCode(1)
         }
-        await Shutdown.waitForSignal()
-        logger.info("stopping: no new requests; waiting for runs in flight", metadata: ["in_flight": "\(tracker.inFlight)"])
+        logger.info("ready", metadata: ["cgroup": "\(backend.cgroupVersion)", "pool_size": "\(cfg.poolSize)",
+                                        "languages": "\(languages.names.joined(separator: ","))"])
+        notify.send("READY=1\nSTATUS=serving: pool of \(cfg.poolSize), \(languages.names.count) languages")
+        let watchdog = notify.runWatchdog { service.status().slots[SlotState.broken.rawValue] != cfg.poolSize }
+
+        for await signal in signals {
+            if signal == .stop { break }
+            reload(service, logger: logger, notify: notify)
+        }
+        watchdog?.cancel()
+        await stop(service: service, backend: backend, tracker: tracker, channel: channel, server: server,
+                   graceMs: cfg.maxLimits.wallMs + 1000, logger: logger, notify: notify)
+    }
+
+    func loadConfig() throws -> CodesandConfig {
+        try config.map { try ConfigLoader.load(path: $0) } ?? CodesandConfig.defaults()
+    }
+
+    /// SIGHUP: re-read the config; a bad one is logged and the old one kept.
+    func reload(_ service: RunService, logger: Logger, notify: SystemdNotify) {
+        notify.send("RELOADING=1")
+        defer { notify.send("READY=1") }
+        do {
+            let cfg = try loadConfig()
+            let kept = service.reload(config: cfg, languages: LanguageDetector.detect(cfg.languages, logger: logger))
+            logger.notice("configuration reloaded", metadata: kept.isEmpty ? [:] : ["needs_restart": "\(kept.joined(separator: ","))"])
+        } catch {
+            logger.error("configuration not reloaded, the old one stays: \(error)")
+        }
+    }
+
+    /// SIGTERM: stop accepting; runs in flight finish up to `graceMs`, then are killed; every request
+    /// in flight gets its reply (a result or -32003); every sandbox is cleaned; then exit 0.
+    func stop(service: RunService, backend: NativeBackend, tracker: RequestTracker, channel: Channel, server: RPCServer,
+              graceMs: Int64, logger: Logger, notify: SystemdNotify) async {
+        notify.send("STOPPING=1\nSTATUS=stopping: \(tracker.inFlight) requests in flight")
+        logger.info("stopping: no new requests; letting runs in flight finish", metadata: ["in_flight": "\(tracker.inFlight)"])
         tracker.stop()
+        service.stop()
         try? await channel.close()
-        // Runs in flight finish within their wall limit; past the longest allowed one, give up.
-        let deadline = ContinuousClock.now + .milliseconds(cfg.maxLimits.wallMs + 2000)
-        while tracker.inFlight > 0 && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
+        if !(await waitIdle(tracker, ms: graceMs)) {
+            logger.warning("killing the runs still in flight", metadata: ["in_flight": "\(tracker.inFlight)"])
+            tracker.cancelAll()
+            _ = await waitIdle(tracker, ms: 5000)
         }
+        try? await Task.sleep(for: .milliseconds(50))  // let the last replies leave the socket buffers
         backend.shutdown()
+        try? await server.shutdownEventLoops()
         logger.info("stopped")
+    }
+
+    func waitIdle(_ tracker: RequestTracker, ms: Int64) async -> Bool {
+        let end = ContinuousClock.now + .milliseconds(ms)
+        while tracker.inFlight > 0 {
+            if ContinuousClock.now >= end { return false }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return true
+    }
+
+    /// swift-log to stderr, one line per event: journald adds the time, so the line starts with the level.
+    static func bootstrapLogging(level: String) -> Logger {
+        let lvl = Logger.Level(rawValue: level) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = JournalLogHandler(label: label)
+            h.logLevel = lvl
+            return h
+        }
+        return Logger(label: "codesandd")
     }
 }

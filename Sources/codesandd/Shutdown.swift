@@ -5,38 +5,27 @@ import Foundation
 import Glibc
 #endif
 
-/// Waits for SIGTERM or SIGINT (graceful stop).
-enum Shutdown {
-    static func waitForSignal() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let once = OnceFlag()
-            var sources: [DispatchSourceSignal] = []
-            for sig in [SIGTERM, SIGINT] {
+/// The signals the daemon acts on, delivered as an async stream.
+enum DaemonSignal: Sendable {
+    case stop      // SIGTERM, SIGINT: drain and exit
+    case reload    // SIGHUP: re-read the config
+}
+
+enum Signals {
+    /// Keeps the dispatch sources alive for the process's life.
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    static func stream() -> AsyncStream<DaemonSignal> {
+        AsyncStream { continuation in
+            for (sig, what) in [(SIGTERM, DaemonSignal.stop), (SIGINT, .stop), (SIGHUP, .reload)] {
                 signal(sig, SIG_IGN)
                 let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                source.setEventHandler {
-                    if once.fire() { c.resume() }
-                }
+                source.setEventHandler { continuation.yield(what) }
                 source.resume()
                 sources.append(source)
             }
-            Keep.sources = sources
         }
     }
-
-    final class OnceFlag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var fired = false
-        func fire() -> Bool {
-            lock.lock()
-            defer { lock.unlock() }
-            if fired { return false }
-            fired = true
-            return true
-        }
-    }
-
-    enum Keep { nonisolated(unsafe) static var sources: [DispatchSourceSignal] = [] }
 }
 
 /// systemd socket activation: LISTEN_PID is us and LISTEN_FDS ≥ 1 → the socket is fd 3.

@@ -22,7 +22,7 @@ func testConfig(pool: Int = 2) throws -> CodesandConfig {
     c.poolSize = pool
     c.sandbox.cgroupName = "codesand-test-\(getpid())"
     c.sandbox.stateDir = "/run/codesand-test-\(getpid())"
-    c.sandbox.uidBase = 2_147_300_000
+    c.sandbox.uidBase = 2_147_000_000 + UInt32(getpid() % 10_000) * 16  // no two test processes share uids
     c.queueMaxWaitMs = 30_000
     return c
 }

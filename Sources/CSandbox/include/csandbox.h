@@ -14,12 +14,14 @@ struct cs_sandbox_spec {
     const char *root_dir;            // an empty host directory; the new root is mounted on it (in the child's namespace only)
     const char *const *ro_paths;     // NULL-terminated: host directories bind-mounted read-only at the same path
     const char *const *links;        // NULL-terminated pairs (name, target): symlinks at the root, e.g. "bin" -> "usr/bin"
-    const char *const *masked_paths; // NULL-terminated: /proc entries hidden under /dev/null or an empty read-only tmpfs
+    const char *const *masked_paths; // NULL-terminated: /proc entries hidden under /dev/null or made read-only
+    const char *const *files;        // NULL-terminated pairs (path, content): synthetic files laid over the read-only
+                                     // binds, e.g. "/etc/passwd" without the host's accounts; "" content masks a file
     const char *hostname;
     const char *home;                // absolute path inside the sandbox, e.g. "/home/sandbox"
     uid_t uid;
     gid_t gid;
-    uint64_t tmpfs_bytes;            // size cap of each writable tmpfs (home, /tmp, /dev/shm)
+    uint64_t tmpfs_bytes;            // size cap of each writable tmpfs (home, /tmp, /var/tmp, /dev/shm)
     uint64_t tmpfs_inodes;           // inode cap of each writable tmpfs
     int cgroup_fds[CS_MAX_CGROUP_FDS]; // cgroup.procs files opened O_WRONLY by the caller
     int n_cgroup_fds;
@@ -41,9 +43,9 @@ struct cs_report {
 /// Steps of the recipe, for failure reports.
 enum cs_step {
     CS_STEP_NONE = 0, CS_STEP_FDS, CS_STEP_CGROUP, CS_STEP_MOUNT_PRIVATE, CS_STEP_ROOT_TMPFS, CS_STEP_BIND_RO,
-    CS_STEP_SYMLINK, CS_STEP_PROC, CS_STEP_MASK, CS_STEP_DEV, CS_STEP_TMPFS, CS_STEP_HOSTNAME, CS_STEP_LOOPBACK,
+    CS_STEP_SYMLINK, CS_STEP_FILES, CS_STEP_PROC, CS_STEP_MASK, CS_STEP_DEV, CS_STEP_TMPFS, CS_STEP_HOSTNAME, CS_STEP_LOOPBACK,
     CS_STEP_PIVOT_ROOT, CS_STEP_ROOT_RDONLY, CS_STEP_JOB_READ, CS_STEP_JOB_INVALID, CS_STEP_CODE_FILE,
-    CS_STEP_FORK, CS_STEP_RLIMIT, CS_STEP_CAPS, CS_STEP_SETUID, CS_STEP_NO_NEW_PRIVS, CS_STEP_CHDIR, CS_STEP_EXEC,
+    CS_STEP_FORK, CS_STEP_RLIMIT, CS_STEP_CAPS, CS_STEP_SETUID, CS_STEP_NO_NEW_PRIVS, CS_STEP_SECCOMP, CS_STEP_CHDIR, CS_STEP_EXEC,
 };
 
 #define CS_JOB_MAGIC 0x31424a43u  /* "CJB1" */
@@ -90,4 +92,5 @@ int cs_is_cgroup2(const char *path);
 int cs_eventfd(void);
 /// SO_PEERCRED of a unix socket.
 int cs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+#include "cs_seccomp.h"
 #endif

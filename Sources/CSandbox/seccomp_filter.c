@@ -1,0 +1,256 @@
+// The sandboxed program's seccomp filter: a list of syscalls that fail with EPERM.
+//
+// Why hand-built classic BPF instead of libseccomp: cs_install_seccomp runs in the child of a
+// clone() of the multithreaded daemon, between setresuid and execve, where only async-signal-safe
+// code may run (another thread may have held malloc's lock at the clone); libseccomp builds its
+// filter with malloc. A static array needs no allocation, and no runtime library to ship.
+//
+// Why a denylist and not an allowlist: the sandbox hosts whole toolchains and runtimes (gcc, go,
+// java, node, python), which between them use most of the syscall table, and new runtime versions
+// start using new syscalls. Seccomp is not the main wall: no capabilities, an unprivileged uid,
+// pid/mount/net/ipc/uts namespaces, cgroups and no_new_privs are. It shrinks the kernel attack
+// surface behind those walls: rarely needed syscalls with a history of exploitable bugs, ones that
+// reach other processes or the host, and the ways around the walls themselves (new namespaces).
+//
+// Answers: EPERM, so a program gets an ordinary error and can fall back; clone3 gets ENOSYS (see
+// below); x32 syscalls get ENOSYS, as from a kernel without x32; a foreign ABI (i386 via int 0x80,
+// 32-bit arm compat) kills the process, since no sandboxed program legitimately uses one.
+//
+// Async-signal-safe: no allocation, no locks, only the seccomp() / prctl() syscalls.
+#define _GNU_SOURCE
+#include "cs_seccomp.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__aarch64__)
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+
+#ifndef SECCOMP_RET_KILL_PROCESS
+#define SECCOMP_RET_KILL_PROCESS 0x80000000U  // Linux 4.14; older kernels treat it as KILL_THREAD
+#endif
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef TIOCLINUX
+#define TIOCLINUX 0x541C
+#endif
+
+// Syscalls added since Linux 5.1 have one number on every architecture (424 on). Spelled out so a
+// build against older kernel headers still blocks them when it runs on a newer kernel.
+enum {
+    NR_io_uring_setup = 425, NR_io_uring_enter = 426, NR_io_uring_register = 427, NR_open_tree = 428,
+    NR_move_mount = 429, NR_fsopen = 430, NR_fsconfig = 431, NR_fsmount = 432, NR_fspick = 433,
+    NR_clone3 = 435, NR_pidfd_getfd = 438, NR_mount_setattr = 442, NR_quotactl_fd = 443,
+    NR_set_mempolicy_home_node = 450, NR_open_tree_attr = 467,
+};
+
+#if defined(__x86_64__)
+#define ARCH_NATIVE AUDIT_ARCH_X86_64
+#define X32_SYSCALL_BIT 0x40000000U
+#else
+#define ARCH_NATIVE AUDIT_ARCH_AARCH64
+#endif
+
+// The low 32 bits of a 64-bit syscall argument.
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ARG_LO(i) (offsetof(struct seccomp_data, args) + 8 * (i))
+#else
+#define ARG_LO(i) (offsetof(struct seccomp_data, args) + 8 * (i) + 4)
+#endif
+
+#define LOAD(offset) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (offset))
+#define LOAD_NR LOAD(offsetof(struct seccomp_data, nr))
+#define RET(action) BPF_STMT(BPF_RET | BPF_K, (action))
+#define ERRNO(e) (SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
+// if (A == k) goto +jt; else goto +jf  (offsets count the instructions skipped)
+#define IF_EQ(k, jt, jf) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (k), (jt), (jf))
+// The accumulator holds the syscall number: fail that syscall with errno e.
+#define DENY(nr, e) IF_EQ((nr), 0, 1), RET(ERRNO(e))
+
+// Namespace flags: a new namespace is a way around the sandbox's own (and CLONE_NEWUSER hands out
+// capabilities inside it, the usual door to kernel bugs). In clone()'s flags 0x80 is part of the
+// exit signal (always < 65), so including CLONE_NEWTIME there only turns an EINVAL into EPERM.
+#define NS_FLAGS (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | \
+                  CLONE_NEWCGROUP | CLONE_NEWTIME)
+
+static const struct sock_filter filter[] = {
+    // Architecture: only the native ABI. Syscall numbers mean different things under another one,
+    // so every check below would be wrong for it.
+    LOAD(offsetof(struct seccomp_data, arch)),
+    IF_EQ(ARCH_NATIVE, 1, 0),
+    RET(SECCOMP_RET_KILL_PROCESS),
+    LOAD_NR,
+#ifdef X32_SYSCALL_BIT
+    // The x32 ABI shares AUDIT_ARCH_X86_64 but sets this bit in the number: refuse it wholesale.
+    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, X32_SYSCALL_BIT, 0, 1),
+    RET(ERRNO(ENOSYS)),
+#endif
+
+    // clone with a namespace flag (flags are args[0] on x86_64 and aarch64; the kernel uses only
+    // their low 32 bits). Other clones (fork, threads) pass.
+    IF_EQ(__NR_clone, 0, 4),
+    LOAD(ARG_LO(0)),
+    BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_FLAGS, 0, 1),
+    RET(ERRNO(EPERM)),
+    RET(SECCOMP_RET_ALLOW),
+    // clone3 passes its flags in memory, which BPF cannot read. ENOSYS, not EPERM: glibc (2.34+)
+    // and other runtimes then fall back to clone, which is checked above; EPERM would make thread
+    // creation fail.
+    DENY(NR_clone3, ENOSYS),
+
+    // ioctl TIOCSTI pushes bytes into a terminal's input queue, TIOCLINUX can paste the console
+    // selection: either lets a program type commands into a shell that shares its terminal.
+    // (The command is an unsigned int: the kernel looks only at the low 32 bits, as we do.)
+    IF_EQ(__NR_ioctl, 0, 5),
+    LOAD(ARG_LO(1)),
+    IF_EQ(TIOCSTI, 2, 0),
+    IF_EQ(TIOCLINUX, 1, 0),
+    RET(SECCOMP_RET_ALLOW),
+    RET(ERRNO(EPERM)),
+
+    // personality: only PER_LINUX (0) and the 0xffffffff query. Flags such as READ_IMPLIES_EXEC
+    // (readable = executable), ADDR_NO_RANDOMIZE and MMAP_PAGE_ZERO weaken exploit mitigations and
+    // have a history of bugs. (An unsigned int too: the low 32 bits are what the kernel sees.)
+    IF_EQ(__NR_personality, 0, 5),
+    LOAD(ARG_LO(0)),
+    IF_EQ(0, 2, 0),
+    IF_EQ(0xffffffffU, 1, 0),
+    RET(ERRNO(EPERM)),
+    RET(SECCOMP_RET_ALLOW),
+
+    // Reaching into other processes' memory and files: ptrace is also a large bug surface.
+    DENY(__NR_ptrace, EPERM),
+    DENY(__NR_process_vm_readv, EPERM),
+    DENY(__NR_process_vm_writev, EPERM),
+    DENY(__NR_kcmp, EPERM),
+    DENY(NR_pidfd_getfd, EPERM),
+
+    // Mounts and the root: the sandbox's file system view is fixed (and these need capabilities
+    // it does not have, except where a user namespace would grant them).
+    DENY(__NR_mount, EPERM),
+    DENY(__NR_umount2, EPERM),
+    DENY(__NR_pivot_root, EPERM),
+    DENY(__NR_chroot, EPERM),
+    DENY(NR_open_tree, EPERM),
+    DENY(NR_open_tree_attr, EPERM),
+    DENY(NR_move_mount, EPERM),
+    DENY(NR_fsopen, EPERM),
+    DENY(NR_fsconfig, EPERM),
+    DENY(NR_fsmount, EPERM),
+    DENY(NR_fspick, EPERM),
+    DENY(NR_mount_setattr, EPERM),
+
+    // Namespaces: leaving or making them (see NS_FLAGS).
+    DENY(__NR_unshare, EPERM),
+    DENY(__NR_setns, EPERM),
+
+    // Large, bug-prone kernel subsystems that no snippet needs, each with a record of privilege
+    // escalations: the kernel keyring, eBPF, perf events, io_uring, userfaultfd (makes kernel
+    // races easy to win).
+    DENY(__NR_keyctl, EPERM),
+    DENY(__NR_add_key, EPERM),
+    DENY(__NR_request_key, EPERM),
+    DENY(__NR_bpf, EPERM),
+    DENY(__NR_perf_event_open, EPERM),
+    DENY(NR_io_uring_setup, EPERM),
+    DENY(NR_io_uring_enter, EPERM),
+    DENY(NR_io_uring_register, EPERM),
+    DENY(__NR_userfaultfd, EPERM),
+
+    // The host itself: kernels, modules, power, swap, accounting, quotas, the kernel log, the
+    // clock, names. All need capabilities; refused before the kernel's permission code runs.
+    DENY(__NR_kexec_load, EPERM),
+    DENY(__NR_kexec_file_load, EPERM),
+    DENY(__NR_init_module, EPERM),
+    DENY(__NR_finit_module, EPERM),
+    DENY(__NR_delete_module, EPERM),
+    DENY(__NR_reboot, EPERM),
+    DENY(__NR_swapon, EPERM),
+    DENY(__NR_swapoff, EPERM),
+    DENY(__NR_acct, EPERM),
+    DENY(__NR_quotactl, EPERM),
+    DENY(NR_quotactl_fd, EPERM),
+    DENY(__NR_syslog, EPERM),
+    DENY(__NR_settimeofday, EPERM),
+    DENY(__NR_clock_settime, EPERM),
+    DENY(__NR_clock_adjtime, EPERM),
+    DENY(__NR_adjtimex, EPERM),
+    DENY(__NR_sethostname, EPERM),
+    DENY(__NR_setdomainname, EPERM),
+    DENY(__NR_vhangup, EPERM),
+    DENY(__NR_fanotify_init, EPERM),  // whole-mount file access monitoring
+
+    // File handles open any file by inode, bypassing paths and so the mount view.
+    DENY(__NR_open_by_handle_at, EPERM),
+    DENY(__NR_name_to_handle_at, EPERM),
+
+    // NUMA placement: rewrites other processes' memory placement, and mempolicy has had
+    // use-after-free bugs; runtimes treat failure as "no NUMA".
+    DENY(__NR_set_mempolicy, EPERM),
+    DENY(__NR_mbind, EPERM),
+    DENY(__NR_migrate_pages, EPERM),
+    DENY(__NR_move_pages, EPERM),
+    DENY(NR_set_mempolicy_home_node, EPERM),
+
+    // Legacy syscalls, not on every architecture: port I/O, obsolete interfaces.
+#ifdef __NR_iopl
+    DENY(__NR_iopl, EPERM),
+#endif
+#ifdef __NR_ioperm
+    DENY(__NR_ioperm, EPERM),
+#endif
+#ifdef __NR_lookup_dcookie
+    DENY(__NR_lookup_dcookie, EPERM),
+#endif
+#ifdef __NR_nfsservctl
+    DENY(__NR_nfsservctl, EPERM),
+#endif
+#ifdef __NR_uselib
+    DENY(__NR_uselib, EPERM),
+#endif
+#ifdef __NR_sysfs
+    DENY(__NR_sysfs, EPERM),
+#endif
+#ifdef __NR__sysctl
+    DENY(__NR__sysctl, EPERM),
+#endif
+#ifdef __NR_ustat
+    DENY(__NR_ustat, EPERM),
+#endif
+
+    RET(SECCOMP_RET_ALLOW),
+};
+
+int cs_install_seccomp(void) {
+    struct sock_fprog prog = {
+        .len = (unsigned short)(sizeof filter / sizeof filter[0]),
+        .filter = (struct sock_filter *)filter,  // the kernel only reads it
+    };
+#ifdef SYS_seccomp
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+#endif
+    // Kernels before 3.17 have no seccomp() syscall.
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0 ? 0 : -1;
+}
+
+#else  // neither x86_64 nor aarch64
+
+// No filter is written for this architecture: report it instead of failing the build.
+int cs_install_seccomp(void) {
+    errno = ENOSYS;
+    return -1;
+}
+
+#endif

@@ -1,0 +1,85 @@
+import Logging
+
+/// The warm pool: slots handed out by the scheduler, each reset and prepared again right after its
+/// run, off the request path, and only then handed out again.
+public final class SlotPool: Sendable {
+    public let scheduler: SlotScheduler
+    public let board: SlotBoard
+    private let backend: any SandboxBackend
+    private let metrics: Metrics
+    private let logger: Logger
+
+    public init(size: Int, maxQueue: Int, maxWaitMs: Int64, backend: any SandboxBackend, metrics: Metrics, logger: Logger) {
+        self.scheduler = SlotScheduler(size: size, maxQueue: maxQueue, maxWaitMs: maxWaitMs, startFree: false)
+        self.board = SlotBoard(size: size)
+        self.backend = backend
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public var size: Int { scheduler.size }
+
+    /// Prepares every slot in the background; each serves requests as soon as it is ready.
+    public func start() {
+        for slot in 0..<size { refill(slot, resetting: false) }
+    }
+
+    /// Waits for a ready slot (fair across `key`s) and marks it busy.
+    public func acquire(key: String, retryHintMs: Int64) async throws -> Int {
+        let slot = try await scheduler.acquire(key: key, retryHintMs: retryHintMs)
+        board.set(slot, .busy)
+        return slot
+    }
+
+    /// A run ended (however it ended): the slot is reset and prepared before its next use.
+    public func finished(_ slot: Int) {
+        refill(slot, resetting: true)
+    }
+
+    /// Refuses new waits and fails the waiting ones (daemon shutdown).
+    public func stop() {
+        scheduler.stop()
+    }
+
+    /// Waits until every slot is ready (or `timeout` passes): for tests and benchmarks.
+    public func waitUntilReady(timeout: Duration = .seconds(30)) async -> Bool {
+        let end = ContinuousClock.now + timeout
+        while ContinuousClock.now < end {
+            if board.counts[SlotState.ready.rawValue] == size { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+
+    /// A failed prepare marks the slot broken and retries with backoff; it is never handed out broken.
+    private func refill(_ slot: Int, resetting: Bool) {
+        board.set(slot, resetting ? .resetting : .preparing)
+        Task.detached { [backend, board, scheduler, metrics, logger] in
+            var backoffMs: UInt64 = 100
+            while true {
+                let start = ContinuousClock.now
+                do {
+                    try await backend.prepare(slot: slot)
+                    if resetting {
+                        let d = ContinuousClock.now - start
+                        let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                        board.recordReset(ms: seconds * 1000)
+                        metrics.recordReset(seconds: seconds)
+                    }
+                    board.set(slot, .ready)
+                    scheduler.release(slot)
+                    return
+                } catch is CancellationError {
+                    return  // the backend is shutting down
+                } catch {
+                    board.set(slot, .broken)
+                    board.recordFailure("\(error)")
+                    logger.error("slot broken: cannot prepare its sandbox; retrying",
+                                 metadata: ["slot": "\(slot)", "error": "\(error)", "retry_ms": "\(backoffMs)"])
+                    try? await Task.sleep(for: .milliseconds(backoffMs))
+                    backoffMs = min(backoffMs * 2, 30_000)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import CodesandCore
+import Foundation
+import XCTest
+
+@testable import CodesandLinux
+
+/// cgroup v2: the file-level logic against a fake cgroup directory, and the kill path for real
+/// under /sys/fs/cgroup/unified (on this hybrid host its core files work; controllers cannot be enabled).
+final class CgroupV2Tests: XCTestCase {
+    func fakeDir() throws -> String {
+        let dir = NSTemporaryDirectory() + "cgv2-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for f in ["memory.max", "memory.swap.max", "pids.max", "cpu.max", "memory.peak", "cgroup.procs"] {
+            FileManager.default.createFile(atPath: "\(dir)/\(f)", contents: Data())
+        }
+        return dir
+    }
+
+    func read(_ path: String) throws -> String { try String(contentsOfFile: path, encoding: .utf8) }
+
+    func test_limits_are_written_to_the_v2_files() throws {
+        let dir = try fakeDir()
+        let slot = SlotCgroupV2(dir: dir, requireControllers: true)
+        try slot.apply(limits: LimitSet(wallMs: 1, cpuMs: 1, memoryBytes: 64 << 20, pids: 32, outputBytes: 1, outputLines: 1))
+        XCTAssertEqual(try read("\(dir)/memory.max"), "\(64 << 20)")
+        XCTAssertEqual(try read("\(dir)/memory.swap.max"), "0")
+        XCTAssertEqual(try read("\(dir)/pids.max"), "32")
+        XCTAssertEqual(try read("\(dir)/cpu.max"), "100000 100000")
+    }
+
+    func test_a_missing_controller_file_is_an_error_when_controllers_are_required() throws {
+        let dir = try fakeDir()
+        try FileManager.default.removeItem(atPath: "\(dir)/pids.max")
+        let slot = SlotCgroupV2(dir: dir, requireControllers: true)
+        XCTAssertThrowsError(try slot.apply(limits: LimitSet(wallMs: 1, cpuMs: 1, memoryBytes: 1 << 30, pids: 8, outputBytes: 1, outputLines: 1)))
+    }
+
+    func test_counters_are_parsed_from_the_v2_files() throws {
+        let dir = try fakeDir()
+        try "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n".write(toFile: "\(dir)/cpu.stat", atomically: false, encoding: .utf8)
+        try "low 0\nhigh 0\nmax 3\noom 1\noom_kill 2\noom_group_kill 0\n".write(toFile: "\(dir)/memory.events", atomically: false, encoding: .utf8)
+        try "12345678\n".write(toFile: "\(dir)/memory.peak", atomically: false, encoding: .utf8)
+        try "populated 0\nfrozen 0\n".write(toFile: "\(dir)/cgroup.events", atomically: false, encoding: .utf8)
+        let slot = SlotCgroupV2(dir: dir, requireControllers: true)
+        XCTAssertEqual(slot.cpuNs(), 1_500_000)
+        XCTAssertEqual(slot.oomKills(), 2)
+        XCTAssertEqual(slot.memoryPeak(), 12_345_678)
+        XCTAssertTrue(slot.isEmpty())
+        try "populated 1\nfrozen 0\n".write(toFile: "\(dir)/cgroup.events", atomically: false, encoding: .utf8)
+        XCTAssertFalse(slot.isEmpty())
+    }
+
+    /// The real thing: a sandbox whose cgroup is a v2 cgroup, its processes killed by cgroup.kill.
+    func test_cgroup_kill_empties_a_real_v2_cgroup_with_a_running_sandbox() throws {
+        try requireRoot()
+        let unified = "/sys/fs/cgroup/unified"
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: "\(unified)/cgroup.procs"), "no cgroup2 mount at \(unified)")
+        let name = "codesand-v2test-\(getpid())"
+        let driver = CgroupV2Driver(slotsDir: "\(unified)/\(name)", requireControllers: false)
+        let cgroup = try driver.slot(0)
+        defer {
+            cgroup.remove()
+            rmdir("\(unified)/\(name)")
+        }
+        var config = try testConfig(pool: 1).sandbox
+        config.cgroupName = name
+        let layout = try SandboxLayout(config: config, poolSize: 1)
+        let limits = try CodesandConfig.defaults().defaultLimits
+        let sandbox = try SandboxInstance.spawn(layout: layout, slot: 0, uid: config.uidBase, cgroup: cgroup, limits: limits)
+        let job = SandboxJob(argv: ["/bin/bash", "/home/sandbox/main.sh"], env: ["PATH=/usr/bin:/bin"], fileName: "main.sh",
+                             code: Array("sleep 100 & sleep 100 & setsid sleep 100 & wait\n".utf8), stdin: [], limits: limits)
+        try RunSupervisor(sandbox: sandbox, job: job, rlimits: (1 << 20, 64), cancelFD: -1).handOver()
+        XCTAssertTrue(CgroupDetect.poll(timeoutMs: 2000) { cgroup.processes().count >= 5 }, "init, bash and three sleeps")
+        XCTAssertTrue(cgroup.killAll(timeoutMs: 2000))
+        XCTAssertTrue(cgroup.isEmpty())
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(sandbox.initPID, &status, 0), sandbox.initPID)
+        XCTAssertEqual(status & 0x7f, SIGKILL, "the init died of cgroup.kill's SIGKILL")
+    }
+}
