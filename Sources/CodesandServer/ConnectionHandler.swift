@@ -48,7 +48,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: keep-alive, ignored
             let channel = context.channel
             let peer = self.peer
-            let started = tracker.begin { [dispatcher, tracker, mine] id in
+            // Registered even while stopping: the dispatcher then answers -32003 with the request's id.
+            tracker.begin { [dispatcher, tracker, mine] id in
                 mine.withLockedValue { _ = $0.insert(id) }
                 return Task {
                     defer {
@@ -59,9 +60,6 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
                         self.write(reply, to: channel)
                     }
                 }
-            }
-            if started == nil {
-                write(RPCEncoder.error(id: nil, RPCError(.shuttingDown, "the daemon is shutting down")), to: channel)
             }
         }
     }
@@ -97,8 +95,7 @@ struct PeerCredentials {
     var gid: UInt32
 }
 
-/// The requests in flight across all connections, so shutdown can wait for them or stop them;
-/// refuses new ones once stopping.
+/// The requests in flight across all connections, so shutdown can wait for them or stop them.
 public final class RequestTracker: Sendable {
     private struct State {
         var tasks: [UInt64: Task<Void, Never>] = [:]
@@ -110,13 +107,11 @@ public final class RequestTracker: Sendable {
 
     public init() {}
 
-    /// Registers the task `start` makes for a new request; nil (nothing started) once stopping.
-    func begin(_ start: (UInt64) -> Task<Void, Never>) -> UInt64? {
+    /// Registers the task `start` makes for a new request.
+    func begin(_ start: (UInt64) -> Task<Void, Never>) {
         state.withLockedValue { s in
-            if s.stopping { return nil }
             s.nextID += 1
             s.tasks[s.nextID] = start(s.nextID)
-            return s.nextID
         }
     }
 

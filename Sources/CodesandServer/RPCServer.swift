@@ -42,8 +42,8 @@ public final class RPCServer: Sendable {
         let dir = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
-        let old = umask(0o177)  // the socket is born 0600; chmod below opens it to the group
-        defer { umask(old) }
+        // The socket is born 0777 & ~umask; with the daemon's umask 022 others cannot connect
+        // (connecting needs write permission) until chmod below opens it to the group.
         let channel = try await bootstrap().bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
         if let gr = getgrnam(groupName) {
             if chown(path, uid_t.max, gr.pointee.gr_gid) != 0 {

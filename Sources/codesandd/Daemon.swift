@@ -24,7 +24,14 @@ struct Daemon: AsyncParsableCommand {
     @Flag(help: "Check the config and exit: 0 if valid, 1 with a message naming the bad key if not.")
     var checkConfig = false
 
+    @Flag(help: "Print the commented default config (every key, its unit and default) and exit.")
+    var printDefaultConfig = false
+
     func run() async throws {
+        if printDefaultConfig {
+            print(DefaultConfig.toml, terminator: "")
+            return
+        }
         let cfg: CodesandConfig
         do {
             cfg = try loadConfig()
@@ -36,6 +43,7 @@ struct Daemon: AsyncParsableCommand {
             print("configuration OK (\(cfg.languages.count) languages, pool size \(cfg.poolSize))")
             return
         }
+        umask(0o022)
         let logger = Self.bootstrapLogging(level: cfg.logLevel)
         let notify = SystemdNotify()
         let backend: NativeBackend

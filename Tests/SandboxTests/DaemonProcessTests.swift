@@ -1,0 +1,185 @@
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real `codesandd` binary as an admin runs it: socket activation, sd_notify, SIGTERM with
+/// runs in flight, config errors, metrics.
+final class DaemonProcessTests: XCTestCase {
+    var dir = ""
+    var cgName = ""
+
+    override func setUp() async throws {
+        try requireRoot()
+        cgName = "codesand-dtest-\(getpid())-\(UInt32.random(in: 0...99_999))"
+        dir = "/tmp/\(cgName)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // Its own cgroups, state dir and uids: never collides with another daemon on this machine.
+        let uidBase = 2_146_000_000 + UInt32.random(in: 0...99_999) * 8
+        try """
+        [pool]
+        size = 2
+        [sandbox]
+        cgroup_name = "\(cgName)"
+        state_dir = "\(dir)/state"
+        uid_base = \(uidBase)
+        [limits.max]
+        wall_ms = 5000
+        """.write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
+    }
+
+    override func tearDown() async throws {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    var daemon: String { productsDirectory() + "/codesandd" }
+
+    func startDaemon(environment: [String: String] = [:]) throws -> (TestProcess, String) {
+        let sock = "\(dir)/codesand.sock"
+        let p = try TestProcess([daemon, "--config", "\(dir)/config.toml", "--socket", sock], environment: environment,
+                                log: "\(dir)/daemon.log")
+        XCTAssertTrue(waitForSocket(sock), "no socket: \(p.log)")
+        return (p, sock)
+    }
+
+    func runLine(_ id: Int, _ code: String) -> String {
+        let json = String(decoding: try! JSONEncoder().encode(code), as: UTF8.self)
+        return #"{"jsonrpc":"2.0","id":\#(id),"method":"run","params":{"language":"python3","code":\#(json)}}"#
+    }
+
+    func test_socket_activation_serves_a_run_on_the_passed_fd() throws {
+        let sock = "\(dir)/act.sock"
+        let p = try TestProcess(["/usr/bin/systemd-socket-activate", "-l", sock, daemon, "--config", "\(dir)/config.toml"],
+                                log: "\(dir)/act.log")
+        XCTAssertTrue(waitForSocket(sock), p.log)
+        let c = try RawClient(path: sock, timeoutSeconds: 30)
+        XCTAssertEqual(result(c.call(runLine(1, "print(41+1)")))?["stdout"] as? String, "42\n", p.log)
+        XCTAssertTrue(p.log.contains("socket passed by systemd"), p.log)
+        kill(-p.pid, SIGTERM)
+        XCTAssertNotNil(p.wait(timeout: 15))
+    }
+
+    func test_notify_socket_receives_ready_then_stopping_and_the_exit_is_clean() throws {
+        let notifyPath = "\(dir)/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in notifyPath.utf8.enumerated() { raw[i] = b } }
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        XCTAssertEqual(bound, 0)
+        var tv = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        func nextMessage() -> String? {
+            var buf = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n < 0 && errno == EINTR { continue }
+                return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
+            }
+        }
+        let (p, _) = try startDaemon(environment: ["NOTIFY_SOCKET": notifyPath])
+        XCTAssertTrue(nextMessage()?.contains("READY=1") == true, p.log)
+        p.signal(SIGTERM)
+        var sawStopping = false
+        while let m = nextMessage() {
+            if m.contains("STOPPING=1") { sawStopping = true; break }
+        }
+        XCTAssertTrue(sawStopping, p.log)
+        let status = p.wait(timeout: 20)
+        XCTAssertEqual(status, 0, p.log)
+    }
+
+    func test_sigterm_with_runs_in_flight_answers_them_all_and_leaves_nothing() throws {
+        let (p, sock) = try startDaemon()
+        let c = try RawClient(path: sock, timeoutSeconds: 30)
+        // Two runs fill the pool of two; a third waits for a sandbox; a fourth comes after SIGTERM.
+        for i in 1...3 { c.send(runLine(i, "import time; time.sleep(1); print('done \(i)')") + "\n") }
+        usleep(300_000)
+        p.signal(SIGTERM)
+        usleep(100_000)
+        c.send(runLine(9, "print('too late')") + "\n")
+        var replies: [Int: [String: Any]] = [:]
+        while replies.count < 4, let line = c.readJSON() as? [String: Any] { replies[line["id"] as? Int ?? -1] = line }
+        for i in 1...2 { XCTAssertEqual(result(replies[i])?["stdout"] as? String, "done \(i)\n", "\(replies)") }
+        XCTAssertEqual(errorCode(replies[3]), -32003, "the queued one is refused: \(replies)")
+        XCTAssertEqual(errorCode(replies[9]), -32003, "\(replies)")
+        XCTAssertEqual(p.wait(timeout: 20), 0, p.log)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)/slot-0"), "slot cgroup left behind")
+        XCTAssertEqual(hostProcesses(matching: "time.sleep(1)"), [])
+    }
+
+    func test_sigterm_answers_the_running_run_and_refuses_the_queued_one() throws {
+        try "[pool]\nsize = 1\n[sandbox]\ncgroup_name = \"\(cgName)\"\nstate_dir = \"\(dir)/state\"\nuid_base = 2145000000\n[limits.default]\nwall_ms = 1000\n[limits.max]\nwall_ms = 1000\n"
+            .write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
+        let (p, sock) = try startDaemon()
+        let c = try RawClient(path: sock, timeoutSeconds: 30)
+        // The pool has one slot: the first run holds it past the SIGTERM, the second waits for it.
+        c.send(#"{"jsonrpc":"2.0","id":1,"method":"run","params":{"language":"bash","code":"sleep 0.8; echo ok"}}"# + "\n")
+        usleep(150_000)
+        c.send(#"{"jsonrpc":"2.0","id":2,"method":"run","params":{"language":"bash","code":"echo queued"}}"# + "\n")
+        usleep(200_000)
+        p.signal(SIGTERM)
+        var replies: [Int: [String: Any]] = [:]
+        while replies.count < 2, let line = c.readJSON() as? [String: Any] { replies[line["id"] as? Int ?? -1] = line }
+        XCTAssertEqual(result(replies[1])?["stdout"] as? String, "ok\n", "\(replies)")
+        XCTAssertEqual(errorCode(replies[2]), -32003, "\(replies)\n\(p.log)")
+        XCTAssertEqual(p.wait(timeout: 20), 0, p.log)
+    }
+
+    func test_check_config_rejects_a_wrong_type_naming_the_key() throws {
+        try "[pool]\nsize = \"many\"\n".write(toFile: "\(dir)/bad.toml", atomically: true, encoding: .utf8)
+        let p = try TestProcess([daemon, "--check-config", "--config", "\(dir)/bad.toml"], log: "\(dir)/check.log")
+        XCTAssertEqual(p.wait(timeout: 20).map { ($0 >> 8) & 0xff }, 1)
+        XCTAssertTrue(p.log.contains("pool.size"), p.log)
+        try "[limits.default]\nwall_ms = -5\n".write(toFile: "\(dir)/bad2.toml", atomically: true, encoding: .utf8)
+        let q = try TestProcess([daemon, "--check-config", "--config", "\(dir)/bad2.toml"], log: "\(dir)/check2.log")
+        XCTAssertEqual(q.wait(timeout: 20).map { ($0 >> 8) & 0xff }, 1)
+        XCTAssertTrue(q.log.contains("limits.default.wall_ms"), q.log)
+        let ok = try TestProcess([daemon, "--check-config", "--config", "\(dir)/config.toml"], log: "\(dir)/check3.log")
+        XCTAssertEqual(ok.wait(timeout: 20), 0, ok.log)
+    }
+
+    func test_metrics_parse_as_prometheus_text_and_count_the_runs() throws {
+        let (p, sock) = try startDaemon()
+        let c = try RawClient(path: sock)
+        for i in 1...3 { XCTAssertEqual(result(c.call(runLine(i, "print(\(i))")))?["exit_code"] as? Int, 0) }
+        XCTAssertNotNil(result(c.call(runLine(4, "import sys; sys.exit(3)"))))
+        let text = c.call(#"{"jsonrpc":"2.0","id":5,"method":"metrics"}"#)?["result"] as? String ?? ""
+        try text.write(toFile: "\(dir)/metrics.txt", atomically: true, encoding: .utf8)
+        let script = """
+        import sys
+        from prometheus_client.parser import text_string_to_metric_families
+        runs = {}
+        for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
+            for s in fam.samples:
+                if s.name == 'codesand_runs_total':
+                    runs[s.labels['status']] = s.value
+        print(runs.get('ok'), runs.get('error'))
+        """
+        try script.write(toFile: "\(dir)/parse.py", atomically: true, encoding: .utf8)
+        let parse = try TestProcess(["/usr/bin/python3", "\(dir)/parse.py", "\(dir)/metrics.txt"], log: "\(dir)/parse.log")
+        XCTAssertEqual(parse.wait(timeout: 30), 0, parse.log)
+        XCTAssertEqual(parse.log, "3.0 1.0\n", text)
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 20), 0)
+    }
+
+    func test_systemd_units_verify() throws {
+        // The units cgName the installed binary; verify a copy that names the one just built.
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for unit in ["codesand.socket", "codesand.service"] {
+            let text = try String(contentsOfFile: source.path + "/systemd/\(unit)", encoding: .utf8)
+                .replacingOccurrences(of: "/usr/local/bin/codesandd", with: daemon)
+            try text.write(toFile: "\(dir)/\(unit)", atomically: true, encoding: .utf8)
+        }
+        let p = try TestProcess(["/usr/bin/systemd-analyze", "verify", "\(dir)/codesand.socket", "\(dir)/codesand.service"],
+                                log: "\(dir)/verify.log")
+        XCTAssertEqual(p.wait(timeout: 60), 0, p.log)
+        XCTAssertFalse(p.log.contains("codesand"), "warnings about the units: \(p.log)")
+    }
+}

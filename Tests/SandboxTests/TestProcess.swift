@@ -1,0 +1,81 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A child process for tests that start the real daemon (or systemd-socket-activate): argv and
+/// environment given exactly, stdout and stderr to files, its own process group so it can be
+/// stopped whole.
+final class TestProcess {
+    let pid: pid_t
+    let logPath: String
+    private var exitStatus: Int32?
+
+    init(_ argv: [String], environment: [String: String] = [:], log: String) throws {
+        logPath = log
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
+        posix_spawnattr_setpgroup(&attr, 0)
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        var p: pid_t = 0
+        let rc = posix_spawn(&p, argv[0], &actions, &attr, cArgs, cEnv)
+        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EINVAL) }
+        pid = p
+    }
+
+    deinit {
+        if exitStatus == nil {
+            kill(-pid, SIGKILL)
+            _ = wait(timeout: 5)
+        }
+    }
+
+    func signal(_ sig: Int32) { kill(pid, sig) }
+
+    /// The wait status once it exits, or nil if it is still running after `timeout` seconds.
+    func wait(timeout: Double) -> Int32? {
+        if let exitStatus { return exitStatus }
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            var st: Int32 = 0
+            let r = waitpid(pid, &st, WNOHANG)
+            if r == pid { exitStatus = st; return st }
+            if r < 0 && errno != EINTR { return nil }
+            usleep(10_000)
+        }
+        return nil
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+}
+
+/// The directory holding the built products (codesandd, codesand) next to the test bundle.
+func productsDirectory() -> String {
+    // The test runner is .build/<triple>/debug/codesandPackageTests.xctest, beside the products.
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+}
+
+/// Waits until `path` is a socket.
+func waitForSocket(_ path: String, timeout: Double = 20) -> Bool {
+    let end = Date().addingTimeInterval(timeout)
+    while Date() < end {
+        var st = stat()
+        if stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { return true }
+        usleep(20_000)
+    }
+    return false
+}
