@@ -8,9 +8,12 @@ public final class SlotPool: Sendable {
     private let backend: any SandboxBackend
     private let metrics: Metrics
     private let logger: Logger
+    private let sleep: Sleeper
 
-    public init(size: Int, maxQueue: Int, maxWaitMs: Int64, backend: any SandboxBackend, metrics: Metrics, logger: Logger) {
-        self.scheduler = SlotScheduler(size: size, maxQueue: maxQueue, maxWaitMs: maxWaitMs, startFree: false)
+    public init(size: Int, maxQueue: Int, maxWaitMs: Int64, backend: any SandboxBackend, metrics: Metrics, logger: Logger,
+                sleep: @escaping Sleeper = realSleep) {
+        self.sleep = sleep
+        self.scheduler = SlotScheduler(size: size, maxQueue: maxQueue, maxWaitMs: maxWaitMs, startFree: false, sleep: sleep)
         self.board = SlotBoard(size: size)
         self.backend = backend
         self.metrics = metrics
@@ -54,7 +57,7 @@ public final class SlotPool: Sendable {
     /// A failed prepare marks the slot broken and retries with backoff; it is never handed out broken.
     private func refill(_ slot: Int, resetting: Bool) {
         board.set(slot, resetting ? .resetting : .preparing)
-        Task.detached { [backend, board, scheduler, metrics, logger] in
+        Task.detached { [backend, board, scheduler, metrics, logger, sleep] in
             var backoffMs: UInt64 = 100
             while true {
                 let start = ContinuousClock.now
@@ -76,7 +79,7 @@ public final class SlotPool: Sendable {
                     board.recordFailure("\(error)")
                     logger.error("slot broken: cannot prepare its sandbox; retrying",
                                  metadata: ["slot": "\(slot)", "error": "\(error)", "retry_ms": "\(backoffMs)"])
-                    try? await Task.sleep(for: .milliseconds(backoffMs))
+                    try? await sleep(.milliseconds(backoffMs))
                     backoffMs = min(backoffMs * 2, 30_000)
                 }
             }

@@ -1,6 +1,10 @@
 import CodesandProtocol
 import Synchronization
 
+/// Waits for a duration; injected so that timing logic is tested without real sleeps.
+public typealias Sleeper = @Sendable (Duration) async throws -> Void
+public let realSleep: Sleeper = { try await Task.sleep(for: $0) }
+
 /// Hands out sandbox slots 0..<size, one run per slot. When all are busy, requests wait in a
 /// bounded queue that is fair between clients: waiters are grouped by a key (peer uid and
 /// requester) and served round-robin across keys, so one flooding client cannot starve others.
@@ -32,12 +36,15 @@ public final class SlotScheduler: Sendable {
     public let maxQueue: Int
     public let maxWaitMs: Int64
     private let state: Mutex<State>
+    private let sleep: Sleeper
 
     /// With `startFree` false no slot is available until it is released (after its first prepare).
-    public init(size: Int, maxQueue: Int, maxWaitMs: Int64, startFree: Bool = true) {
+    /// `sleep` times the longest wait (tests pass one that does not really sleep).
+    public init(size: Int, maxQueue: Int, maxWaitMs: Int64, startFree: Bool = true, sleep: @escaping Sleeper = realSleep) {
         self.size = size
         self.maxQueue = maxQueue
         self.maxWaitMs = maxWaitMs
+        self.sleep = sleep
         self.state = Mutex(State(free: startFree ? Array((0..<size).reversed()) : []))
     }
 
@@ -48,8 +55,9 @@ public final class SlotScheduler: Sendable {
     /// CancellationError when the task is cancelled while waiting.
     public func acquire(key: String, retryHintMs: Int64) async throws -> Int {
         let id: UInt64 = state.withLock { s in s.nextID += 1; return s.nextID }
-        let waitTask = Task { [maxWaitMs] in
-            try await Task.sleep(for: .milliseconds(maxWaitMs))
+        let waitTask = Task { [maxWaitMs, sleep] in
+            try await sleep(.milliseconds(maxWaitMs))
+            try Task.checkCancellation()
             self.remove(id: id, error: Busy(retryAfterMs: retryHintMs, reason: "no sandbox became free within \(maxWaitMs) ms"))
         }
         defer { waitTask.cancel() }
