@@ -423,6 +423,7 @@ static void on_backup_alarm(int sig) {
 
 __attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s) {
     umask(022);  // never the daemon's: the mount points and files made below must have their modes
+    prctl(PR_SET_NAME, "codesand-init", 0, 0, 0);  // not the daemon thread's name, in ps inside and out
     setup_fds(s);
     join_cgroups(s->n_cgroup_fds);
     // The OOM killer must pick the program, never the init that reports its status.

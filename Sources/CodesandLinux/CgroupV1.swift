@@ -48,8 +48,6 @@ struct CgroupV1Driver: CgroupDriver {
         // The same mount can carry several controllers (cpu,cpuacct): create each directory once.
         for dir in Set(dirs) { try FileIO.mkdirs(dir) }
         let slot = SlotCgroupV1(memory: dirs[0], pids: dirs[1], cpu: dirs[2], cpuacct: dirs[3], freezer: dirs[4])
-        // Leftovers of an earlier daemon: empty the cgroup before its first use.
-        slot.killAll(timeoutMs: 2000)
         // Tasks never leave memory charges behind after kill; move them to the parent on removal.
         try? FileIO.write("\(dirs[0])/memory.move_charge_at_immigrate", "0")
         return slot

@@ -33,8 +33,7 @@ struct CgroupV2Driver: CgroupDriver {
     func removeStale(keeping count: Int) {
         for i in Self.staleSlots(in: slotsDir, keeping: count) {
             let slot = SlotCgroupV2(dir: "\(slotsDir)/slot-\(i)", requireControllers: requireControllers)
-            slot.killAll(timeoutMs: 2000)
-            slot.remove()
+                slot.remove()
         }
     }
 
@@ -42,7 +41,6 @@ struct CgroupV2Driver: CgroupDriver {
         let dir = "\(slotsDir)/slot-\(index)"
         try FileIO.mkdirs(dir)
         let slot = SlotCgroupV2(dir: dir, requireControllers: requireControllers)
-        slot.killAll(timeoutMs: 2000)
         return slot
     }
 }

@@ -41,6 +41,7 @@ public final class NativeBackend: SandboxBackend {
         self.lockFD = try Self.lockSlots(config: config)
         driver.removeStale(keeping: poolSize)
         self.cgroups = try (0..<poolSize).map { try driver.slot($0) }
+        for (slot, cg) in cgroups.enumerated() { Self.recover(slot: slot, cgroup: cg, logger: logger) }
         self.sandboxes = Mutex((Array(repeating: nil, count: poolSize), Array(repeating: nil, count: poolSize)))
     }
 
@@ -99,6 +100,21 @@ public final class NativeBackend: SandboxBackend {
 
     private func spawn(_ slot: Int) throws -> SandboxInstance {
         try SandboxInstance.spawn(layout: layout, slot: slot, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot], limits: defaultLimits)
+    }
+
+    /// Kills what an earlier daemon (killed, crashed) left running in a slot's cgroup.
+    static func recover(slot: Int, cgroup: SlotCgroup, logger: Logger) {
+        let leftovers = cgroup.processes()
+        guard !leftovers.isEmpty else { return }
+        let start = monotonicNs()
+        let emptied = cgroup.killAll(timeoutMs: 5000)
+        let meta: Logger.Metadata = ["slot": "\(slot)", "processes": "\(leftovers.count)",
+                                     "ms": "\((monotonicNs() - start) / 1_000_000)"]
+        if emptied {
+            logger.notice("killed the leftovers of an earlier daemon", metadata: meta)
+        } else {
+            logger.error("leftovers of an earlier daemon survive in a slot cgroup", metadata: meta)
+        }
     }
 
     /// Takes `state_dir/<cgroup_name>.lock`, so two daemons never share (and kill) the same slot cgroups.

@@ -18,6 +18,8 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
     private var peer = PeerInfo(pid: 0, uid: UInt32.max, gid: UInt32.max)
     /// This connection's requests in flight (ids in the tracker).
     private let mine = NIOLockedValueBox(Set<UInt64>())
+    /// The client shut down its sending side: close once every reply is written.
+    private let inputClosed = NIOLockedValueBox(false)
 
     init(dispatcher: Dispatcher, tracker: RequestTracker, logger: Logger) {
         self.dispatcher = dispatcher
@@ -56,19 +58,33 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
                         mine.withLockedValue { _ = $0.remove(id) }
                         tracker.end(id)
                     }
-                    if let reply = await dispatcher.handle(line: bytes, peer: peer) {
-                        self.write(reply, to: channel)
-                    }
+                    let reply = await dispatcher.handle(line: bytes, peer: peer)
+                    mine.withLockedValue { _ = $0.remove(id) }
+                    self.write(reply, to: channel)
                 }
             }
         }
     }
 
-    private func write(_ reply: Data, to channel: Channel) {
+    /// Writes a reply (nil: nothing, for notifications); closes after the last one once the client's input ended.
+    private func write(_ reply: Data?, to channel: Channel) {
+        let closeAfter = { [mine, inputClosed] in
+            if inputClosed.withLockedValue({ $0 }) && mine.withLockedValue({ $0.isEmpty }) { channel.close(promise: nil) }
+        }
+        guard let reply else { return channel.eventLoop.execute(closeAfter) }
         var buffer = channel.allocator.buffer(capacity: reply.count + 1)
         buffer.writeBytes(reply)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        channel.writeAndFlush(buffer, promise: nil)
+        channel.writeAndFlush(buffer).whenComplete { _ in closeAfter() }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed {
+            inputClosed.withLockedValue { $0 = true }
+            if mine.withLockedValue({ $0.isEmpty }) { context.close(promise: nil) }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

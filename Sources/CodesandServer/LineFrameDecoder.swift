@@ -48,7 +48,12 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        // A last line without "\n" at EOF is incomplete: it is dropped, as the protocol requires the newline.
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        // A last message without its "\n" when the client ends its input (`printf … | socat`) still counts.
+        if seenEOF && !failed && buffer.readableBytes > 0 && buffer.readableBytes <= maxLength {
+            let line = buffer.readSlice(length: buffer.readableBytes)!
+            context.fireChannelRead(Self.wrapInboundOut(.line(line)))
+        }
         buffer.moveReaderIndex(to: buffer.writerIndex)
         return .needMoreData
     }

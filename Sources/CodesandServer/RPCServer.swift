@@ -28,6 +28,8 @@ public final class RPCServer: Sendable {
     private func bootstrap() -> ServerBootstrap {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
+            // A client that shuts down its sending side (`echo … | socat`) still gets its replies.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [dispatcher, tracker, maxMessageBytes, logger] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLength: maxMessageBytes)))

@@ -51,6 +51,14 @@ final class LineFrameDecoderTests: XCTestCase {
         XCTAssertEqual(try lines(ch), ["<too long>"])
     }
 
+    func test_a_last_line_without_newline_counts_when_the_input_ends() throws {
+        let ch = try channel()
+        try ch.writeInbound(ByteBuffer(string: "one\ntwo"))
+        XCTAssertEqual(try lines(ch), ["one"])
+        _ = try ch.finish()
+        XCTAssertEqual(try lines(ch), ["two"])
+    }
+
     func test_a_line_of_exactly_the_maximum_is_accepted() throws {
         let ch = try channel(max: 8)
         try ch.writeInbound(ByteBuffer(string: "12345678\n"))

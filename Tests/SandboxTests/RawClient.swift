@@ -17,8 +17,14 @@ final class RawClient {
             let bytes = Array(path.utf8)
             for (i, b) in bytes.enumerated() where i < raw.count - 1 { raw[i] = b }
         }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        // The socket file appears at bind(), a moment before listen(): retry a refused connect briefly.
+        var rc: Int32 = -1
+        for _ in 0..<100 {
+            rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            if rc == 0 || errno != ECONNREFUSED { break }
+            usleep(20_000)
         }
         guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
         var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
@@ -37,6 +43,9 @@ final class RawClient {
             off += n
         }
     }
+
+    /// Ends our sending side, as `echo … | socat` does after its input.
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
     /// The next line, or nil at EOF or timeout.
     func readLine() -> String? {

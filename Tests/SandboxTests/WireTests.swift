@@ -96,6 +96,15 @@ final class WireTests: XCTestCase {
         XCTAssertEqual(result(again.call(runLine(id: 2, "print(4)")))?["stdout"] as? String, "4\n")
     }
 
+    func test_a_client_that_closes_its_sending_side_still_gets_its_replies_then_eof() throws {
+        let c = try RawClient(path: path)
+        c.send(runLine(id: 1, "import time; time.sleep(0.3); print('late')") + "\n" + runLine(id: 2, "print('last')"))
+        c.shutdownWrite()  // the second message has no "\n": ending the input completes it
+        let replies = [c.readJSON(), c.readJSON()].compactMap { $0 as? [String: Any] }
+        XCTAssertEqual(Set(replies.compactMap { result($0)?["stdout"] as? String }), ["late\n", "last\n"])
+        XCTAssertNil(c.readLine(), "the daemon closes after the last reply")
+    }
+
     func test_requests_in_flight_are_answered_in_any_order_by_id() throws {
         let c = try RawClient(path: path)
         c.send(runLine(id: 1, "import time; time.sleep(0.5); print('slow')") + "\n")

@@ -1,0 +1,125 @@
+import CodesandCore
+import CodesandProtocol
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The warm pool on real sandboxes: resets leave nothing behind, bursts are all answered,
+/// broken slots recover, a killed daemon's leftovers are cleaned at the next start.
+final class PoolTests: XCTestCase {
+    override func setUp() async throws {
+        try requireRoot()
+    }
+
+    func test_nothing_of_run_1_reaches_run_2_on_the_same_slot() async throws {
+        let live = try LiveService(pool: 1)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        let first = """
+        import ctypes, os, subprocess
+        open(os.path.expanduser('~/left'), 'w').write('x')
+        open('/dev/shm/left', 'w').write('x')
+        libc = ctypes.CDLL(None, use_errno=True)
+        print('shm', libc.shmget(0x5eed, 4096, 0o1666) >= 0)
+        subprocess.Popen(['setsid', 'sleep', '300'])
+        """
+        let r1 = try await live.run("python3", first, limits: RunLimits(memoryBytes: 32 << 20))
+        XCTAssertEqual(r1.stdout, "shm True\n", r1.stderr)
+        let second = """
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        print(os.path.exists(os.path.expanduser('~/left')), os.listdir('/dev/shm'), libc.shmget(0x5eed, 0, 0) >= 0)
+        print(sorted(open(f'/proc/{p}/comm').read().strip() for p in os.listdir('/proc') if p.isdigit()))
+        x = bytearray(100 << 20)  # above run 1's 32 MiB limit, below the default
+        print('allocated', len(x) >> 20)
+        """
+        let r2 = try await live.run("python3", second)
+        XCTAssertEqual(r2.stdout, "False [] False\n['codesand-init', 'python3']\nallocated 100\n", r2.stderr)
+    }
+
+    func test_a_burst_of_pool_size_plus_20_requests_is_all_answered() async throws {
+        let live = try LiveService(pool: 2) { $0.queueMax = 10 }
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for i in 0..<22 {
+                group.addTask {
+                    do {
+                        let r = try await live.run("python3", "import time; time.sleep(0.05); print(\(i))")
+                        return r.stdout == "\(i)\n" ? "ok" : "wrong: \(r.stdout)"
+                    } catch let e as RPCError {
+                        return e.code == -32002 ? "busy" : "error \(e.code)"
+                    } catch {
+                        return "error \(error)"
+                    }
+                }
+            }
+            var all: [String] = []
+            for await o in group { all.append(o) }
+            return all
+        }
+        XCTAssertEqual(outcomes.count, 22)
+        XCTAssertTrue(outcomes.allSatisfy { $0 == "ok" || $0 == "busy" }, "\(outcomes)")
+        XCTAssertEqual(outcomes.filter { $0 == "ok" }.count, 12, "two running and ten queued are served: \(outcomes)")
+        let status = live.service.status()
+        XCTAssertEqual(status.runsTotal, 12)
+        XCTAssertEqual(status.queued, 0)
+    }
+
+    func test_a_slot_whose_preparation_fails_is_broken_and_recovers_when_the_cause_goes_away() async throws {
+        let live = try LiveService(pool: 1)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        let root = live.config.sandbox.stateDir + "/root"
+        XCTAssertEqual(rmdir(root), 0)  // the mount point of every new sandbox's root
+        _ = try await live.run("python3", "print(1)")  // its slot's reset now fails
+        var waited = 0
+        while live.service.status().slots["broken"] != 1 && waited < 500 { try await Task.sleep(for: .milliseconds(10)); waited += 1 }
+        XCTAssertEqual(live.service.status().slots["broken"], 1)
+        XCTAssertGreaterThan(live.service.status().slotFailures, 0)
+        XCTAssertEqual(mkdir(root, 0o755), 0)
+        let r = try await live.run("python3", "print('recovered')")
+        XCTAssertEqual(r.stdout, "recovered\n")
+    }
+
+    func test_kill_9_of_the_daemon_during_runs_then_a_restart_leaves_nothing_and_serves() throws {
+        let dir = "/tmp/codesand-k9-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let name = "codesand-k9-\(getpid())"
+        try "[pool]\nsize = 2\n[sandbox]\ncgroup_name = \"\(name)\"\nstate_dir = \"\(dir)/state\"\nuid_base = 2144000000\n"
+            .write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
+        let daemon = productsDirectory() + "/codesandd"
+        let sock = "\(dir)/s.sock"
+        let first = try TestProcess([daemon, "--config", "\(dir)/config.toml", "--socket", sock], log: "\(dir)/1.log")
+        XCTAssertTrue(waitForSocket(sock), first.log)
+        let c = try RawClient(path: sock)
+        for i in 1...2 {
+            c.send(#"{"jsonrpc":"2.0","id":\#(i),"method":"run","params":{"language":"bash","code":"setsid sleep 4321 & sleep 4322"}}"# + "\n")
+        }
+        XCTAssertTrue(CgroupDetectProbe.wait { hostProcesses(matching: "sleep 4322").count == 2 }, first.log)
+        first.signal(SIGKILL)
+        XCTAssertNotNil(first.wait(timeout: 10))
+
+        let second = try TestProcess([daemon, "--config", "\(dir)/config.toml", "--socket", sock], log: "\(dir)/2.log")
+        defer { second.signal(SIGTERM); _ = second.wait(timeout: 20) }
+        XCTAssertTrue(waitForSocket(sock), second.log)
+        guard let d = try? RawClient(path: sock) else { return XCTFail("cannot connect: \(second.log)") }
+        XCTAssertEqual(result(d.call(#"{"jsonrpc":"2.0","id":1,"method":"run","params":{"language":"python3","code":"print(1)"}}"#))?["stdout"] as? String, "1\n")
+        XCTAssertEqual(hostProcesses(matching: "sleep 432"), [], "leftovers of the killed daemon survived its restart: \(second.log)")
+    }
+}
+
+enum CgroupDetectProbe {
+    static func wait(timeout: Double = 10, _ check: () -> Bool) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if check() { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+}
