@@ -308,6 +308,7 @@ static void build_root(const struct cs_sandbox_spec *s) {
 
 struct job {
     struct cs_job_header h;
+    char **compile_argv;  // NULL without a compile stage
     char **argv;
     char **envp;
     const char *file_name;
@@ -319,29 +320,34 @@ static void read_job(struct job *job) {
     if (r < 0) fail(CS_STEP_JOB_READ);
     struct cs_job_header *h = &job->h;
     if (h->magic != CS_JOB_MAGIC || h->strings_len == 0 || h->strings_len > CS_JOB_MAX_STRINGS || h->argc == 0 ||
-        h->argc > 65536 || h->envc > 65536) {
+        h->argc > 65536 || h->envc > 65536 || h->compile_argc > 65536) {
         errno = EINVAL;
         fail(CS_STEP_JOB_INVALID);
     }
-    size_t ptrs = ((size_t)h->argc + h->envc + 2) * sizeof(char *);
-    char *mem = mmap(NULL, h->strings_len + 1 + ptrs, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t count = (size_t)h->compile_argc + h->argc + h->envc + 1;
+    size_t ptr_bytes = (count + (count + 3)) * sizeof(char *);  // the strings in order, then three NULL-ended lists
+    char *mem = mmap(NULL, ptr_bytes + h->strings_len + 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) fail(CS_STEP_JOB_READ);
-    char *strings = mem + ptrs;
+    char **items = (char **)mem, **lists = items + count;
+    char *strings = mem + ptr_bytes;
     if (read_all(FD_CONTROL, strings, h->strings_len) != 0) fail(CS_STEP_JOB_READ);
     strings[h->strings_len] = 0;
-    char **list = (char **)mem;
-    size_t want = (size_t)h->argc + h->envc + 1, found = 0;
-    for (char *p = strings; p < strings + h->strings_len && found < want; p += str_len(p) + 1) list[found++] = p;
-    if (found != want) { errno = EINVAL; fail(CS_STEP_JOB_INVALID); }
-    // Lay out argv NULL envp NULL in the pointer area.
-    char *file = list[want - 1];
-    for (size_t i = want - 1; i > h->argc; i--) list[i] = list[i - 1];
-    list[h->argc] = NULL;
-    list[want] = NULL;
-    job->argv = list;
-    job->envp = list + h->argc + 1;
-    job->file_name = file;
-    for (const char *c = file; *c; c++) {
+    size_t found = 0;
+    for (char *p = strings; p < strings + h->strings_len && found < count; p += str_len(p) + 1) items[found++] = p;
+    if (found != count) { errno = EINVAL; fail(CS_STEP_JOB_INVALID); }
+    size_t at = 0, from = 0;
+    char **starts[3];
+    uint32_t lengths[3] = {h->compile_argc, h->argc, h->envc};
+    for (int l = 0; l < 3; l++) {
+        starts[l] = lists + at;
+        for (uint32_t k = 0; k < lengths[l]; k++) lists[at++] = items[from++];
+        lists[at++] = NULL;
+    }
+    job->compile_argv = h->compile_argc ? starts[0] : NULL;
+    job->argv = starts[1];
+    job->envp = starts[2];
+    job->file_name = items[count - 1];
+    for (const char *c = job->file_name; *c; c++) {
         if (*c == '/') { errno = EINVAL; fail(CS_STEP_JOB_INVALID); }
     }
 }
@@ -384,8 +390,11 @@ static void set_rlimit(int resource, uint64_t value) {
 }
 
 // The program's process: stdio, limits, identity, then execve. Failures go on the report pipe.
-__attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec *s, const struct job *job) {
-    if (dup2(FD_STDIN, 0) < 0 || dup2(FD_STDOUT, 1) < 0 || dup2(FD_STDERR, 2) < 0) fail(CS_STEP_FDS);
+__attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec *s, const struct job *job, char **argv,
+                                                    int32_t stage) {
+    // The compiler reads no stdin: the request's stdin is the program's alone.
+    int in = stage == 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : FD_STDIN;
+    if (in < 0 || dup2(in, 0) < 0 || dup2(FD_STDOUT, 1) < 0 || dup2(FD_STDERR, 2) < 0) fail(CS_STEP_FDS);
     close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_STATUS);
     // The daemon ignores SIGPIPE and may block signals; a program must start with the defaults.
     for (int sig = 1; sig < 65; sig++) {
@@ -410,7 +419,7 @@ __attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(CS_STEP_NO_NEW_PRIVS);
     if (chdir(s->home) < 0) fail(CS_STEP_CHDIR);
     if (cs_install_seccomp() < 0) fail(CS_STEP_SECCOMP);  // last: the filter also binds everything above
-    execve(job->argv[0], job->argv, job->envp);
+    execve(argv[0], argv, job->envp);
     report(CS_REPORT_EXEC_FAILED, CS_STEP_EXEC, errno);
     _exit(127);
 }
@@ -419,6 +428,31 @@ static void on_backup_alarm(int sig) {
     (void)sig;
     // The daemon did not end this run in time (it may be gone): exiting kills the whole namespace.
     _exit(125);
+}
+
+static void drop_privileges_of_init(void) {
+    close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_REPORT);
+    drop_bounding_set();
+    clear_capabilities();
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+// Forks the stage's program, reaps until it exits (orphans included), and reports its wait status.
+// Before the last stage's fork the init keeps what it needs to fork again; after it, nothing.
+static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job, char **argv, int32_t stage) {
+    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (child < 0) fail(CS_STEP_FORK);
+    if (child == 0) exec_program(s, job, argv, stage);
+    if (stage == 1) drop_privileges_of_init();  // the init only reaps and reports from here on
+    struct cs_stage_status record = {.stage = stage, .wait_status = 0};
+    for (;;) {
+        int status = 0;
+        pid_t pid = (pid_t)syscall(SYS_wait4, -1, &status, 0, NULL);
+        if (pid == child) { record.wait_status = status; break; }
+        if (pid < 0 && errno == ECHILD) break;
+    }
+    write_all(FD_STATUS, &record, sizeof record);
+    return record.wait_status;
 }
 
 __attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s) {
@@ -436,32 +470,19 @@ __attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s)
     read_job(&job);
     write_code_file(s, &job);
     if (chdir("/") < 0) fail(CS_STEP_CHDIR);
-
-    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-    if (child < 0) fail(CS_STEP_FORK);
-    if (child == 0) exec_program(s, &job);
-
-    close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_REPORT);
-    // The init keeps no privilege: it only reaps and reports.
-    drop_bounding_set();
-    clear_capabilities();
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_backup_alarm;
     sigaction(SIGALRM, &sa, NULL);
     if (job.h.backup_wall_s) alarm(job.h.backup_wall_s);
 
-    for (;;) {
-        int status = 0;
-        pid_t pid = (pid_t)syscall(SYS_wait4, -1, &status, 0, NULL);
-        if (pid == child) {
-            int32_t st = status;
-            write_all(FD_STATUS, &st, sizeof st);
-            break;
-        }
-        if (pid < 0 && errno == ECHILD) break;
+    if (job.compile_argv) {
+        int32_t st = run_stage(s, &job, job.compile_argv, 0);
+        char go = 0;
+        // A failed compile, or the daemon's word, ends the sandbox here; 'r' goes on to the run.
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || read_all(FD_CONTROL, &go, 1) != 0 || go != CS_GO_RUN) _exit(0);
     }
+    run_stage(s, &job, job.argv, 1);
     // Exiting as the namespace's init makes the kernel kill everything the program left behind.
     _exit(0);
 }

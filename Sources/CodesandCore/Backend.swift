@@ -1,28 +1,42 @@
 import CodesandProtocol
 
+/// A compile stage: its argv and its own limits.
+public struct CompileStage: Sendable {
+    public var argv: [String]
+    public var limits: LimitSet
+    public init(argv: [String], limits: LimitSet) {
+        self.argv = argv
+        self.limits = limits
+    }
+}
+
 /// One run for a backend: everything already resolved (argv, env, limits).
 public struct SandboxJob: Sendable {
     public var argv: [String]
-    /// "NAME=value" entries: the whole environment of the program.
+    /// "NAME=value" entries: the whole environment of the program (and of its compiler).
     public var env: [String]
     /// The snippet's file name in the home directory.
     public var fileName: String
     public var code: [UInt8]
     public var stdin: [UInt8]
     public var limits: LimitSet
+    /// Compiled languages: run first; the program runs only if it exits 0.
+    public var compile: CompileStage?
 
-    public init(argv: [String], env: [String], fileName: String, code: [UInt8], stdin: [UInt8], limits: LimitSet) {
+    public init(argv: [String], env: [String], fileName: String, code: [UInt8], stdin: [UInt8], limits: LimitSet,
+                compile: CompileStage? = nil) {
         self.argv = argv
         self.env = env
         self.fileName = fileName
         self.code = code
         self.stdin = stdin
         self.limits = limits
+        self.compile = compile
     }
 }
 
-/// What the kernel said about a run. Interpretation into a RunStatus happens in RunResult.build.
-public struct SandboxOutcome: Sendable {
+/// What the kernel said about one stage (compile or run). RunResult.build interprets it.
+public struct StageOutcome: Sendable {
     /// The main process's wait status, or nil when it did not exit by itself (killed with its sandbox).
     public var waitStatus: Int32?
     public var timedOut: Bool
@@ -41,6 +55,27 @@ public struct SandboxOutcome: Sendable {
         self.wallNs = wallNs
         self.cpuNs = cpuNs
         self.memoryPeakBytes = memoryPeakBytes
+    }
+
+    /// Exited by itself with code 0, within its limits.
+    public var succeeded: Bool { waitStatus == 0 && !timedOut && !oomKilled && !output.truncated }
+}
+
+/// A whole run: the compile stage if any, and the run stage unless the compile failed.
+public struct SandboxOutcome: Sendable {
+    public var compile: StageOutcome?
+    public var run: StageOutcome?
+
+    public init(compile: StageOutcome?, run: StageOutcome?) {
+        self.compile = compile
+        self.run = run
+    }
+
+    /// A run with no compile stage.
+    public init(waitStatus: Int32?, timedOut: Bool, oomKilled: Bool, output: OutputCollector, wallNs: UInt64,
+                cpuNs: UInt64, memoryPeakBytes: Int64) {
+        self.init(compile: nil, run: StageOutcome(waitStatus: waitStatus, timedOut: timedOut, oomKilled: oomKilled,
+                                                  output: output, wallNs: wallNs, cpuNs: cpuNs, memoryPeakBytes: memoryPeakBytes))
     }
 }
 

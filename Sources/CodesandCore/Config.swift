@@ -30,6 +30,17 @@ public struct LanguageSpec: Hashable, Sendable {
     public var env: [String: String]
     /// argv run once on the host at start; its first version-looking word is reported.
     public var version: [String]
+    /// argv of a compile stage (empty: none); placeholders as in `run`, plus `{flags}`.
+    public var compile: [String] = []
+    /// Code without `templateUnless` in it is wrapped: `{code}` in `templateWrap` is replaced by it.
+    public var templateUnless: String? = nil
+    public var templateWrap: String? = nil
+    /// Regex a request's compile_flags must match whole, each; nil: compile_flags are refused.
+    public var flagsPattern: String? = nil
+    /// This language's default limits, where they differ from limits.default.
+    public var limits: RunLimits? = nil
+    /// The compile stage's limits, where they differ from limits.default.
+    public var compileLimits: RunLimits? = nil
 }
 
 public struct SandboxConfig: Hashable, Sendable {

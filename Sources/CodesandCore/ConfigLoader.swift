@@ -86,7 +86,17 @@ public enum ConfigLoader {
         let languagesNode = try root.table("languages")
         var languages: [LanguageSpec] = []
         for name in languagesNode.keys.sorted() {
-            languages.append(try language(name, languagesNode.table(name)))
+            let spec = try language(name, languagesNode.table(name))
+            // A language's own limits are defaults within the daemon's maxima.
+            for (key, partial) in [("limits", spec.limits), ("compile_limits", spec.compileLimits)] {
+                guard let partial else { continue }
+                do {
+                    _ = try LimitSet.resolve(partial, defaults: defaults, max: maxima)
+                } catch {
+                    throw ConfigError(key: "languages.\(name).\(key)", problem: error.message.replacingAll("params.limits.", with: ""))
+                }
+            }
+            languages.append(spec)
         }
         return CodesandConfig(
             socketPath: try socket.path("path"), socketGroup: try socket.string("group"), socketMode: mode,
@@ -140,16 +150,53 @@ public enum ConfigLoader {
     }
 
     static func language(_ name: String, _ t: ConfigNode) throws -> LanguageSpec {
+        let known: Set<String> = ["aliases", "file", "run", "env", "version", "compile", "template", "flags_pattern",
+                                  "limits", "compile_limits"]
+        if let extra = t.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ConfigError(key: "\(t.path).\(extra)", problem: "unknown key")
+        }
         let file = try t.string("file")
         guard !file.isEmpty, !file.contains("/"), file != ".", file != ".." else {
             throw ConfigError(key: "\(t.path).file", problem: "must be a plain file name, got \"\(file)\"")
         }
         let run = try t.stringArray("run")
-        guard let first = run.first, first.hasPrefix("/") else {
-            throw ConfigError(key: "\(t.path).run", problem: "must be an argv array starting with an absolute path")
+        let compile = try t.stringArray("compile", default: [])
+        for (key, argv) in [("run", run), ("compile", compile)] where !argv.isEmpty || key == "run" {
+            guard let first = argv.first, first.hasPrefix("/") || first.hasPrefix("{dir}/") else {
+                throw ConfigError(key: "\(t.path).\(key)", problem: "must be an argv array starting with an absolute path or {dir}/")
+            }
         }
-        let version = try t.stringArray("version", default: [])
-        return LanguageSpec(name: name, aliases: try t.stringArray("aliases", default: []), file: file, run: run,
-                            env: try t.has("env") ? t.stringMap("env") : [:], version: version)
+        var spec = LanguageSpec(name: name, aliases: try t.stringArray("aliases", default: []), file: file, run: run,
+                                env: try t.has("env") ? t.stringMap("env") : [:], version: try t.stringArray("version", default: []))
+        spec.compile = compile
+        if t.has("template") {
+            let tpl = try t.table("template")
+            spec.templateUnless = try tpl.string("unless")
+            spec.templateWrap = try tpl.string("wrap")
+            guard spec.templateWrap!.contains("{code}") else {
+                throw ConfigError(key: "\(tpl.path).wrap", problem: "must contain {code}")
+            }
+        }
+        if t.has("flags_pattern") {
+            let pattern = try t.string("flags_pattern")
+            guard (try? Regex(pattern)) != nil else {
+                throw ConfigError(key: "\(t.path).flags_pattern", problem: "is not a valid regular expression")
+            }
+            spec.flagsPattern = pattern
+        }
+        if t.has("limits") { spec.limits = try runLimits(t.table("limits")) }
+        if t.has("compile_limits") { spec.compileLimits = try runLimits(t.table("compile_limits")) }
+        return spec
+    }
+
+    /// A partial limit table (a language's overrides): known keys, positive integers.
+    static func runLimits(_ t: ConfigNode) throws -> RunLimits {
+        let keys = ["wall_ms", "cpu_ms", "memory_bytes", "pids", "output_bytes", "output_lines"]
+        if let extra = t.keys.sorted().first(where: { !keys.contains($0) }) {
+            throw ConfigError(key: "\(t.path).\(extra)", problem: "unknown limit (known: \(keys.joined(separator: ", ")))")
+        }
+        func get(_ k: String) throws -> Int64? { t.has(k) ? try t.int(k, min: 1, max: 1 << 40) : nil }
+        return RunLimits(wallMs: try get("wall_ms"), cpuMs: try get("cpu_ms"), memoryBytes: try get("memory_bytes"),
+                         pids: try get("pids"), outputBytes: try get("output_bytes"), outputLines: try get("output_lines"))
     }
 }

@@ -35,26 +35,12 @@ public struct LanguageTable: Sendable {
 }
 
 extension LanguageSpec {
-    /// The argv for a run: `{file}` becomes the file's path in the sandbox, `{args}` the request's
-    /// args spliced in as separate elements. Never a shell string.
-    public func argv(filePath: String, args: [String]) -> [String] {
-        var out: [String] = []
-        for element in run {
-            if element == "{args}" {
-                out.append(contentsOf: args)
-            } else {
-                out.append(element.replacingAll("{file}", with: filePath))
-            }
-        }
-        return out
-    }
-
     /// The first word of `text` that looks like a version ("3.11.2", "5.2.15(1)-release" → "5.2.15").
     public static func extractVersion(_ text: String) -> String? {
         for line in text.split(whereSeparator: \.isNewline) {
             for word in line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," }) {
                 var digits = Substring(word)
-                if digits.first == "v" { digits = digits.dropFirst() }
+                for prefix in ["v", "go"] where digits.hasPrefix(prefix) { digits = digits.dropFirst(prefix.count) }
                 let prefix = digits.prefix { $0.isNumber || $0 == "." || $0 == "-" || $0 == "+" || $0 == "~" }
                 if prefix.first?.isNumber == true, prefix.contains(".") || prefix.count == digits.count {
                     return String(prefix.prefix { $0.isNumber || $0 == "." })

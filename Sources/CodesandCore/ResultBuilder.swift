@@ -1,8 +1,24 @@
 import CodesandProtocol
 
 extension RunResult {
-    /// Interprets a sandbox outcome. Precedence: oom > timeout > output_limit > the program's own end.
+    /// Interprets a sandbox outcome: the run stage, and the compile stage if any. A failed compile
+    /// is `compile_error` with the compiler's output in `compile`; the program did not run.
     public static func build(from o: SandboxOutcome) -> RunResult {
+        let compile = o.compile.map { build(stage: $0) }
+        guard let run = o.run else {
+            let empty = OutputCollector(maxBytes: 0, maxLines: 0)
+            return RunResult(status: .compileError, exitCode: nil, signal: nil, timedOut: false, oomKilled: false,
+                             truncated: false, stdout: "", stderr: "", output: [], wallMs: 0, cpuMs: 0, memoryPeakBytes: 0,
+                             compile: compile ?? build(stage: StageOutcome(waitStatus: nil, timedOut: false, oomKilled: false,
+                                                                           output: empty, wallNs: 0, cpuNs: 0, memoryPeakBytes: 0)))
+        }
+        var result = build(stage: run)
+        result.compile = compile
+        return result
+    }
+
+    /// One stage. Precedence: oom > timeout > output_limit > the program's own end.
+    static func build(stage o: StageOutcome) -> RunResult {
         var exitCode: Int32? = nil
         var signal: String? = nil
         if let ws = o.waitStatus {

@@ -56,14 +56,8 @@ public final class RunService: Sendable {
             throw RPCError(.unknownLanguage, "unknown language \"\(params.language)\"",
                            data: .object(["known": .array(languages.names.map { .string($0) })]))
         }
-        let limits = try LimitSet.resolve(params.limits, defaults: config.defaultLimits, max: config.maxLimits)
         let spec = language.spec
-        var env = config.sandbox.env
-        for (k, v) in spec.env { env[k] = v }
-        let job = SandboxJob(
-            argv: spec.argv(filePath: config.sandbox.home + "/" + spec.file, args: params.args ?? []),
-            env: env.keys.sorted().map { "\($0)=\(env[$0]!)" }, fileName: spec.file,
-            code: Array(params.code.utf8), stdin: Array((params.stdin ?? "").utf8), limits: limits)
+        let job = try JobBuilder(config: config, spec: spec).job(for: params)
 
         let slot = try await acquireSlot(key: "\(peer.uid)/\(params.requester ?? "")")
         defer { pool.finished(slot) }  // whatever happens, the slot is reset before its next use
@@ -86,7 +80,7 @@ public final class RunService: Sendable {
         var meta: Logger.Metadata = [
             "peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)", "requester": "\(params.requester ?? "-")",
             "language": "\(spec.name)", "status": "\(result.status.rawValue)", "wall_ms": "\(result.wallMs)",
-            "output_bytes": "\(outcome.output.keptBytes + outcome.output.droppedBytes)", "slot": "\(slot)",
+            "output_bytes": "\(result.stdout.utf8.count + result.stderr.utf8.count)", "slot": "\(slot)",
         ]
         if config.logCode { meta["code"] = "\(params.code)" }
         logger.info("run", metadata: meta)

@@ -121,7 +121,13 @@ public final class NativeBackend: SandboxBackend {
     static func lockSlots(config: SandboxConfig) throws -> Int32 {
         let path = "\(config.stateDir)/\(config.cgroupName).lock"
         let fd = try sys("open", path) { open(path, O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0o600) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        // A daemon that just stopped may hold it a moment longer (through a sandbox it was cloning).
+        var locked = false
+        for _ in 0..<100 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { locked = true; break }
+            usleep(20_000)
+        }
+        if !locked {
             let holder = (try? FileIO.read(path))?.trimmingCharacters(in: " \n") ?? "?"
             close(fd)
             throw SandboxError("another codesandd (pid \(holder)) already uses the sandbox cgroups named \"\(config.cgroupName)\"; "

@@ -51,9 +51,18 @@ public struct RunParams: Codable, Hashable, Sendable {
     public var limits: RunLimits?
     /// Who asked (e.g. "nick@#channel"): for logs and fair scheduling.
     public var requester: String?
+    /// Flags for the compiler of a compiled language (argv elements, each checked against the
+    /// language's allow-list pattern).
+    public var compileFlags: [String]?
+
+    enum CodingKeys: String, CodingKey {
+        case language, code, stdin, args, limits, requester
+        case compileFlags = "compile_flags"
+    }
 
     public init(language: String, code: String, stdin: String? = nil, args: [String]? = nil,
-                limits: RunLimits? = nil, requester: String? = nil) {
+                limits: RunLimits? = nil, requester: String? = nil, compileFlags: [String]? = nil) {
+        self.compileFlags = compileFlags
         self.language = language
         self.code = code
         self.stdin = stdin
@@ -62,7 +71,7 @@ public struct RunParams: Codable, Hashable, Sendable {
         self.requester = requester
     }
 
-    static let fields: Set<String> = ["language", "code", "stdin", "args", "limits", "requester"]
+    static let fields: Set<String> = ["language", "code", "stdin", "args", "limits", "requester", "compile_flags"]
 
     /// Reads params as the daemon receives them, with errors naming the field.
     public init(params: JSONValue?) throws(RPCError) {
@@ -74,6 +83,7 @@ public struct RunParams: Codable, Hashable, Sendable {
         args = try r.stringArray("args")
         limits = try r.nested("limits").map { (n) throws(RPCError) in try RunLimits(reading: n) }
         requester = try r.string("requester")
+        compileFlags = try r.stringArray("compile_flags")
     }
 }
 
@@ -91,6 +101,8 @@ public enum RunStatus: String, Codable, Hashable, Sendable {
     case oom
     /// Killed because its output passed `output_bytes` or `output_lines`.
     case outputLimit = "output_limit"
+    /// The compile stage failed (see `compile` for how); the program did not run.
+    case compileError = "compile_error"
 }
 
 public enum OutputStream: String, Codable, Hashable, Sendable {
@@ -121,10 +133,17 @@ public struct RunResult: Codable, Hashable, Sendable {
     public var wallMs: Int64
     public var cpuMs: Int64
     public var memoryPeakBytes: Int64
+    /// The compile stage of a compiled language, with the same fields (its `compile` is null).
+    public var compile: RunResult? {
+        get { compileBox?.value }
+        set { compileBox = newValue.map(CompileBox.init) }
+    }
+    private var compileBox: CompileBox?
 
     public init(status: RunStatus, exitCode: Int32?, signal: String?, timedOut: Bool, oomKilled: Bool,
                 truncated: Bool, stdout: String, stderr: String, output: [OutputChunk],
-                wallMs: Int64, cpuMs: Int64, memoryPeakBytes: Int64) {
+                wallMs: Int64, cpuMs: Int64, memoryPeakBytes: Int64, compile: RunResult? = nil) {
+        self.compileBox = compile.map(CompileBox.init)
         self.status = status
         self.exitCode = exitCode
         self.signal = signal
@@ -143,6 +162,24 @@ public struct RunResult: Codable, Hashable, Sendable {
         case status, signal, truncated, stdout, stderr, output
         case exitCode = "exit_code", timedOut = "timed_out", oomKilled = "oom_killed"
         case wallMs = "wall_ms", cpuMs = "cpu_ms", memoryPeakBytes = "memory_peak_bytes"
+        case compile
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        status = try c.decode(RunStatus.self, forKey: .status)
+        exitCode = try c.decodeIfPresent(Int32.self, forKey: .exitCode)
+        signal = try c.decodeIfPresent(String.self, forKey: .signal)
+        timedOut = try c.decode(Bool.self, forKey: .timedOut)
+        oomKilled = try c.decode(Bool.self, forKey: .oomKilled)
+        truncated = try c.decode(Bool.self, forKey: .truncated)
+        stdout = try c.decode(String.self, forKey: .stdout)
+        stderr = try c.decode(String.self, forKey: .stderr)
+        output = try c.decode([OutputChunk].self, forKey: .output)
+        wallMs = try c.decode(Int64.self, forKey: .wallMs)
+        cpuMs = try c.decode(Int64.self, forKey: .cpuMs)
+        memoryPeakBytes = try c.decode(Int64.self, forKey: .memoryPeakBytes)
+        compileBox = try c.decodeIfPresent(RunResult.self, forKey: .compile).map(CompileBox.init)
     }
 
     // Always encode exit_code and signal, as null when absent: bots test them for null.
@@ -160,5 +197,14 @@ public struct RunResult: Codable, Hashable, Sendable {
         try c.encode(wallMs, forKey: .wallMs)
         try c.encode(cpuMs, forKey: .cpuMs)
         try c.encode(memoryPeakBytes, forKey: .memoryPeakBytes)
+        if let compile { try c.encode(compile, forKey: .compile) }
     }
+}
+
+/// Holds a nested RunResult (a struct cannot contain itself directly).
+final class CompileBox: Hashable, Sendable {
+    let value: RunResult
+    init(_ value: RunResult) { self.value = value }
+    static func == (a: CompileBox, b: CompileBox) -> Bool { a.value == b.value }
+    func hash(into h: inout Hasher) { h.combine(value) }
 }

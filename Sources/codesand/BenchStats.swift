@@ -14,6 +14,82 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
     return sorted[min(max(rank, 1), sorted.count) - 1]
 }
 
+/// One request's measurement: a bare spawn-to-exit, or a daemon send-to-reply.
+struct Sample: Sendable {
+    var ms: Double
+    var outcome: Outcome
+    /// The daemon replied with a run result, so its runs_total went up by one.
+    var gotResult = false
+
+    enum Outcome: Sendable {
+        case good
+        case failed(String)
+        case busy
+        /// An abusive run: its kind, how it ended, and what is wrong about that if anything.
+        case abusive(kind: String, status: String, problem: String?)
+    }
+}
+
+/// Gathers one concurrency level's samples, phase by phase, into its report.
+struct LevelAccumulator {
+    let concurrency: Int
+    private var bareMs: [Double] = [], daemonMs: [Double] = []
+    private var bareElapsed = 0.0, daemonElapsed = 0.0
+    private var abusive: [String: [(ms: Double, status: String)]] = [:]
+    private var daemonFailures = 0, bareFailures = 0, busy = 0
+    /// Runs the daemon answered with a result.
+    private(set) var results = 0
+    /// The first few failure messages, and how many more there were.
+    private var messages: [String] = []
+    private var unshown = 0
+
+    init(concurrency: Int) { self.concurrency = concurrency }
+
+    /// Warm-up phases are not `measured`: their failures count, their latencies do not.
+    mutating func add(_ samples: [Sample], elapsedS: Double, daemon: Bool, measured: Bool) {
+        if measured, daemon { daemonElapsed += elapsedS } else if measured { bareElapsed += elapsedS }
+        for sample in samples {
+            if sample.gotResult { results += 1 }
+            switch sample.outcome {
+            case .good where measured: if daemon { daemonMs.append(sample.ms) } else { bareMs.append(sample.ms) }
+            case .good: break
+            case .busy: busy += 1
+            case .failed(let message):
+                if daemon { daemonFailures += 1 } else { bareFailures += 1 }
+                note(message)
+            case .abusive(let kind, let status, let problem):
+                abusive[kind, default: []].append((sample.ms, status))
+                if let problem { daemonFailures += 1; note(problem) }
+            }
+        }
+    }
+
+    private mutating func note(_ message: String) {
+        if messages.count < 5 { messages.append("c \(concurrency): \(message)") } else { unshown += 1 }
+    }
+
+    /// What makes the bench fail, for the report's failure list.
+    var problems: [String] {
+        var list = messages
+        if unshown > 0 { list.append("c \(concurrency): … and \(unshown) more failures") }
+        if busy > 0 { list.append("c \(concurrency): \(busy) busy replies (-32002)") }
+        return list
+    }
+
+    var report: LevelReport {
+        let bare = LatencyStats(latenciesMs: bareMs, elapsedS: bareElapsed)
+        let daemon = LatencyStats(latenciesMs: daemonMs, elapsedS: daemonElapsed)
+        let abuse = abusive.sorted { $0.key < $1.key }.map { kind, runs in
+            AbuseStats(kind: kind, n: runs.count,
+                       byStatus: runs.reduce(into: [:]) { $0[$1.status, default: 0] += 1 },
+                       p50Ms: percentile(runs.map(\.ms).sorted(), 50))
+        }
+        return LevelReport(concurrency: concurrency, bare: bare, daemon: daemon,
+                           ratio: daemon.flatMap { d in bare.map { Ratios(daemon: d, bare: $0) } },
+                           daemonFailures: daemonFailures, bareFailures: bareFailures, busy: busy, abuse: abuse)
+    }
+}
+
 /// Latency percentiles and throughput of one mode (bare or daemon) at one concurrency level.
 struct LatencyStats: Codable, Sendable {
     var n: Int
@@ -162,12 +238,11 @@ struct BenchReport: Codable, Sendable {
     private var statusLines: [String] {
         guard let status = status?.objectValue else { return ["daemon status: unavailable"] }
         func show(_ key: String) -> String { status[key].map(Self.compact) ?? "-" }
-        var line = "daemon: runs_total \(show("runs_total")) (+\(runsTotalDelta.map(String.init) ?? "?"), "
+        let line = "daemon: runs_total \(show("runs_total")) (+\(runsTotalDelta.map(String.init) ?? "?"), "
             + "this bench \(daemonRuns)), runs_by_status \(show("runs_by_status"))"
         var pool = "pool: size \(show("pool_size")), slots \(show("slots")), reset p50 \(show("reset_ms_p50")) ms, "
             + "p99 \(show("reset_ms_p99")) ms, slot_failures \(show("slot_failures"))"
         if status["stray_processes"] != nil { pool += ", stray_processes \(show("stray_processes"))" }
-        line += ""
         return [line, pool]
     }
 
@@ -217,3 +292,6 @@ func monotonicNanos() -> UInt64 {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
+
+func millisecondsSince(_ start: UInt64) -> Double { Double(monotonicNanos() - start) / 1e6 }
+func secondsSince(_ start: UInt64) -> Double { Double(monotonicNanos() - start) / 1e9 }

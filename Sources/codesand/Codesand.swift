@@ -12,7 +12,7 @@ struct Codesand: AsyncParsableCommand {
             2 when the daemon refused the request (a JSON-RPC error) or replied with something \
             unreadable; 3 when the daemon cannot be reached.
             """,
-        subcommands: [RunCommand.self, LanguagesCommand.self, StatusCommand.self]
+        subcommands: [RunCommand.self, LanguagesCommand.self, StatusCommand.self, BenchCommand.self]
     )
 }
 

@@ -69,6 +69,10 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     private func show(_ result: RunResult) {
+        if let compile = result.compile, result.status == .compileError {
+            // The compiler's complaints are what the user needs to see.
+            for chunk in compile.output { FileHandle.standardError.write(Data(chunk.text.utf8)) }
+        }
         if result.output.isEmpty {
             FileHandle.standardOutput.write(Data(result.stdout.utf8))
             FileHandle.standardError.write(Data(result.stderr.utf8))
@@ -89,11 +93,17 @@ struct RunCommand: AsyncParsableCommand {
         case .oom: return "killed: out of memory (peak \(result.memoryPeakBytes) bytes)"
         case .outputLimit: return "killed: output limit reached, output truncated"
         case .signal: return "killed by \(result.signal ?? "a signal")"
+        case .compileError:
+            let c = result.compile
+            if c?.timedOut == true { return "compile timed out" }
+            if c?.oomKilled == true { return "compile ran out of memory" }
+            return "compile failed" + (c?.exitCode.map { " (exit \($0))" } ?? "")
         }
     }
 
     static func exitStatus(of result: RunResult) -> Int32 {
         if result.status == .timeout { return 124 }
+        if result.status == .compileError { return 1 }
         if let code = result.exitCode { return code }
         if let name = result.signal, let number = signalNumbers[name] { return 128 + number }
         return 1

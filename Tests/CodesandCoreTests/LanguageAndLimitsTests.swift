@@ -6,10 +6,35 @@ final class LanguageAndLimitsTests: XCTestCase {
     let spec = LanguageSpec(name: "python3", aliases: ["py"], file: "main.py",
                             run: ["/usr/bin/python3", "{file}", "{args}"], env: [:], version: [])
 
-    func test_args_are_spliced_as_separate_argv_elements() {
-        XCTAssertEqual(spec.argv(filePath: "/home/s/main.py", args: ["a b", "; rm -rf /", "$(x)"]),
+    func test_args_are_spliced_as_separate_argv_elements() throws {
+        let b = JobBuilder(config: try CodesandConfig.defaults(), spec: spec)
+        XCTAssertEqual(b.expand(spec.run, home: "/home/s", args: ["a b", "; rm -rf /", "$(x)"], flags: []),
                        ["/usr/bin/python3", "/home/s/main.py", "a b", "; rm -rf /", "$(x)"])
-        XCTAssertEqual(spec.argv(filePath: "/f", args: []), ["/usr/bin/python3", "/f"])
+        XCTAssertEqual(b.expand(spec.run, home: "/h", args: [], flags: []), ["/usr/bin/python3", "/h/main.py"])
+    }
+
+    func test_compile_flags_must_match_the_allow_list_and_stay_argv_elements() throws {
+        var gcc = LanguageSpec(name: "gcc", aliases: [], file: "main.c", run: ["{dir}/main"], env: [:], version: [])
+        gcc.compile = ["/usr/bin/gcc", "-o", "{dir}/main", "{file}", "{flags}"]
+        gcc.flagsPattern = "-O[0-3]|-D[A-Za-z_]+(=.*)?"
+        let b = JobBuilder(config: try CodesandConfig.defaults(), spec: gcc)
+        XCTAssertEqual(try b.checkedFlags(["-O2", "-DMSG=a;b $(x)"]), ["-O2", "-DMSG=a;b $(x)"])
+        XCTAssertThrowsError(try b.checkedFlags(["-O2; touch /tmp/x"])) {
+            XCTAssertTrue(($0 as! RPCError).message.contains("params.compile_flags[0]"))
+        }
+        XCTAssertEqual(b.expand(gcc.compile, home: "/h", args: [], flags: ["-O2", "-DX=1 2"]),
+                       ["/usr/bin/gcc", "-o", "/h/main", "/h/main.c", "-O2", "-DX=1 2"])
+        let py = JobBuilder(config: try CodesandConfig.defaults(), spec: spec)
+        XCTAssertThrowsError(try py.checkedFlags(["-O2"]))
+    }
+
+    func test_a_template_wraps_code_that_lacks_its_marker() throws {
+        var php = LanguageSpec(name: "php", aliases: [], file: "main.php", run: ["/usr/bin/php", "{file}"], env: [:], version: [])
+        php.templateUnless = "<?php"
+        php.templateWrap = "<?php\n{code}"
+        let b = JobBuilder(config: try CodesandConfig.defaults(), spec: php)
+        XCTAssertEqual(b.applyTemplate("echo 1;"), "<?php\necho 1;")
+        XCTAssertEqual(b.applyTemplate("<?php echo 1;"), "<?php echo 1;")
     }
 
     func test_lookup_by_name_and_alias() {

@@ -52,8 +52,10 @@ enum cs_step {
 #define CS_JOB_MAX_STRINGS (4u << 20)
 
 /// The job, written by the daemon on the control pipe. Followed by `strings_len` bytes of
-/// NUL-terminated strings (argc argv elements, envc environment entries, then the file name,
-/// relative to the home directory) and `code_len` bytes of the file's content.
+/// NUL-terminated strings (compile_argc compile argv elements, argc run argv elements, envc
+/// environment entries, then the file name, relative to the home directory) and `code_len` bytes
+/// of the file's content. With a compile stage, the init reports the compiler's status (stage 0)
+/// and waits for one byte on the control pipe: 'r' runs the program, anything else (or EOF) ends.
 struct cs_job_header {
     uint32_t magic;
     uint32_t argc;
@@ -64,8 +66,16 @@ struct cs_job_header {
     uint64_t rlimit_fsize;       // RLIMIT_FSIZE, bytes (0 = unlimited)
     uint64_t rlimit_nofile;      // RLIMIT_NOFILE
     uint32_t backup_wall_s;      // init kills everything after this many seconds, should the daemon be gone
-    uint32_t reserved;
+    uint32_t compile_argc;       // 0: no compile stage
 };
+
+/// On the status pipe: how a stage's main process ended.
+struct cs_stage_status {
+    int32_t stage;               // 0 compile, 1 run
+    int32_t wait_status;
+};
+
+enum { CS_GO_RUN = 'r' };  // the byte that starts the run stage after a compile
 
 /// Clones a sandbox init into new pid, mount, network, ipc and uts namespaces. The init builds the
 /// sandbox, reports READY on report_fd, then waits for one job on control_fd, runs it as `uid`, and

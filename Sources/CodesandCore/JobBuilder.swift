@@ -1,0 +1,61 @@
+import CodesandProtocol
+
+/// Turns a `run` request for a language into a sandbox job: template, argv, flags, environment, limits.
+struct JobBuilder {
+    let config: CodesandConfig
+    let spec: LanguageSpec
+
+    func job(for params: RunParams) throws(RPCError) -> SandboxJob {
+        let flags = try checkedFlags(params.compileFlags ?? [])
+        // The language's own defaults (the JVM needs more than Python), then the request's values.
+        let defaults = try LimitSet.resolve(spec.limits, defaults: config.defaultLimits, max: config.maxLimits)
+        let limits = try LimitSet.resolve(params.limits, defaults: defaults, max: config.maxLimits)
+        var env = config.sandbox.env
+        for (k, v) in spec.env { env[k] = v }
+        let home = config.sandbox.home
+        let compile: CompileStage?
+        if spec.compile.isEmpty {
+            compile = nil
+        } else {
+            let compileLimits = try LimitSet.resolve(spec.compileLimits, defaults: config.defaultLimits, max: config.maxLimits)
+            compile = CompileStage(argv: expand(spec.compile, home: home, args: [], flags: flags), limits: compileLimits)
+        }
+        return SandboxJob(argv: expand(spec.run, home: home, args: params.args ?? [], flags: flags),
+                          env: env.keys.sorted().map { "\($0)=\(env[$0]!)" }, fileName: spec.file,
+                          code: Array(applyTemplate(params.code).utf8), stdin: Array((params.stdin ?? "").utf8),
+                          limits: limits, compile: compile)
+    }
+
+    /// PHP without `<?php`, Java without a class, C without main(): wrapped so it just works.
+    func applyTemplate(_ code: String) -> String {
+        guard let unless = spec.templateUnless, let wrap = spec.templateWrap, !code.contains(unless) else { return code }
+        return wrap.replacingAll("{code}", with: code)
+    }
+
+    /// Each flag must match the language's allow-list whole; they reach the compiler as argv elements.
+    func checkedFlags(_ flags: [String]) throws(RPCError) -> [String] {
+        guard !flags.isEmpty else { return [] }
+        let takesFlags = spec.compile.contains("{flags}") || spec.run.contains("{flags}")
+        guard takesFlags, let pattern = spec.flagsPattern, let regex = try? Regex(pattern) else {
+            throw .invalidParams("params.compile_flags: \(spec.name) takes no compile flags")
+        }
+        for (i, flag) in flags.enumerated() where (try? regex.wholeMatch(in: flag)) == nil {
+            throw .invalidParams("params.compile_flags[\(i)] \"\(flag)\" is not allowed for \(spec.name) (allowed: \(pattern))")
+        }
+        return flags
+    }
+
+    /// `{file}`, `{dir}` inside elements; `{args}` and `{flags}` as whole elements, spliced.
+    func expand(_ argv: [String], home: String, args: [String], flags: [String]) -> [String] {
+        var out: [String] = []
+        for element in argv {
+            switch element {
+            case "{args}": out.append(contentsOf: args)
+            case "{flags}": out.append(contentsOf: flags)
+            default:
+                out.append(element.replacingAll("{file}", with: home + "/" + spec.file).replacingAll("{dir}", with: home))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,493 @@
+import ArgumentParser
+import CodesandClient
+import CodesandProtocol
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure runs through the daemon against the same program run bare on the host.",
+        discussion: """
+            For each concurrency level: warm-up runs (not measured), then COUNT runs per mode in \
+            rounds that alternate bare and daemon phases, so machine noise hits both. Bare runs spawn \
+            the interpreter directly on a temp file holding the code: no shell, no sandbox. Every \
+            benign daemon reply must print what the bare program printed (so the code should be \
+            deterministic). runs/s counts good benign runs only. Exit status 1 when a reply was \
+            wrong, an RPC error or busy, or the daemon reports stray processes; 2 when the daemon \
+            refused the setup; 3 when it cannot be reached.
+            """)
+
+    /// Each level's COUNT runs per mode are split into this many bare/daemon round pairs.
+    static let rounds = 4
+    /// How long a reply may take: the longest wait for a sandbox plus the longest wall limit, and some.
+    static let replyTimeout = Duration.seconds(120)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(name: [.short, .long], help: "The language, by name or alias (see `codesand languages`).")
+    var language = "python3"
+
+    @Option(help: "The snippet to run; it should print the same thing every time.")
+    var code = "print(1)"
+
+    @Option(name: [.customShort("n"), .long], help: "Measured runs per mode and concurrency level.")
+    var count = 200
+
+    @Option(name: [.customShort("c"), .long], help: ArgumentHelp(
+        "Concurrent workers; a comma list (1,2,4,8) runs one level each.", valueName: "c[,c…]"))
+    var concurrency = ConcurrencyLevels(values: [1])
+
+    @Option(help: ArgumentHelp("Unmeasured runs per mode before each level.", valueName: "n"))
+    var warmup = 10
+
+    @Option(help: ArgumentHelp("""
+        Percent of daemon runs replaced by abusive snippets (fork bomb, sleep, memory bomb, output \
+        flood), reported apart from the latencies.
+        """, valueName: "percent"))
+    var abuse = 0
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @Flag(name: .customLong("no-bare"), help: "Skip the bare runs; the daemon's first reply is the expected output.")
+    var noBare = false
+
+    @Option(help: ArgumentHelp("The bare argv, split on spaces; {file} is the temp file with the code.",
+                               valueName: "command"))
+    var bareCommand: String?
+
+    func validate() throws {
+        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard (0...100).contains(abuse) else { throw ValidationError("--abuse is a percentage, 0 to 100") }
+    }
+
+    func run() async throws {
+        var report = BenchReport(
+            nproc: sysconf(Int32(_SC_NPROCESSORS_ONLN)), kernel: kernelDescription(), language: language,
+            code: code, count: count, warmup: warmup, rounds: min(Self.rounds, count), abusePercent: abuse)
+        let control = try await connect()
+        let name = try await canonicalLanguage(control)
+        let bare = noBare ? nil : BareRunner.make(language: name, code: code, override: bareCommand, notes: &report.notes)
+        report.bareCommand = bare?.argv
+        let benign = RunParams(language: name, code: code, requester: "codesand-bench")
+        let before = await Self.status(control)
+
+        // What every benign run must print: the bare program's output, else the daemon's first reply.
+        let expected: Expected
+        if let bare {
+            switch bare.run() {
+            case .success(let exit): expected = Expected(stdout: exit.stdout, exitedZero: exit.exitedZero)
+            case .failure(let error):
+                printError("codesand: the bare command \(bare.argv.joined(separator: " ")) failed: \(error.message)")
+                throw ExitCode(2)
+            }
+        } else {
+            do {
+                let result = try await control.run(benign, timeout: Self.replyTimeout)
+                expected = Expected(stdout: result.stdout, exitedZero: result.status == .ok)
+                report.daemonRuns += 1
+            } catch {
+                printError("codesand: the reference run failed: \(error)")
+                throw ExitCode(2)
+            }
+        }
+
+        for level in concurrency.values {
+            var acc = LevelAccumulator(concurrency: level)
+            var clients: [CodesandClient] = []
+            for _ in 0..<level { clients.append(try await connect()) }
+            if warmup > 0 {
+                if let bare {
+                    let (samples, elapsed) = await bare.phase(runs: warmup, concurrency: level, expected: expected)
+                    acc.add(samples, elapsedS: elapsed, daemon: false, measured: false)
+                }
+                let (samples, elapsed) = await daemonPhase(clients, 0..<warmup, abuse: 0, benign: benign,
+                                                           expected: expected)
+                acc.add(samples, elapsedS: elapsed, daemon: true, measured: false)
+            }
+            var done = 0
+            for round in 0..<report.rounds {
+                let size = count / report.rounds + (round < count % report.rounds ? 1 : 0)
+                if let bare {
+                    let (samples, elapsed) = await bare.phase(runs: size, concurrency: level, expected: expected)
+                    acc.add(samples, elapsedS: elapsed, daemon: false, measured: true)
+                }
+                // Run indices go on across rounds so abusive runs are spread over the whole level.
+                let (samples, elapsed) = await daemonPhase(clients, done..<done + size, abuse: abuse,
+                                                           benign: benign, expected: expected)
+                acc.add(samples, elapsedS: elapsed, daemon: true, measured: true)
+                done += size
+            }
+            for client in clients { await client.close() }
+            report.levels.append(acc.report)
+            report.daemonRuns += acc.results
+            report.failures += acc.problems
+        }
+
+        let after = await Self.status(control)
+        await control.close()
+        check(before: before?.objectValue, after: after, report: &report)
+        report.ok = report.failures.isEmpty
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
+        } else {
+            report.textLines.forEach(printOut)
+        }
+        if !report.ok { throw ExitCode(1) }
+    }
+
+    /// C workers, each on its own connection, take run indices from a shared counter until none are left.
+    private func daemonPhase(_ clients: [CodesandClient], _ indices: Range<Int>, abuse: Int, benign: RunParams,
+                             expected: Expected) async -> (samples: [Sample], elapsedS: Double) {
+        let next = Counter(start: indices.lowerBound)
+        let start = monotonicNanos()
+        let samples = await withTaskGroup(of: [Sample].self) { group in
+            for client in clients {
+                group.addTask {
+                    var mine: [Sample] = []
+                    while true {
+                        let index = next.take()
+                        guard index < indices.upperBound else { return mine }
+                        let kind = AbuseKind.forRun(index, percent: abuse)
+                        mine.append(await Self.daemonRun(client, kind?.params ?? benign, kind: kind, expected: expected))
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0 += $1 }
+        }
+        return (samples, secondsSince(start))
+    }
+
+    /// One request, timed from send to parsed reply, and checked.
+    private static func daemonRun(_ client: CodesandClient, _ params: RunParams, kind: AbuseKind?,
+                                  expected: Expected) async -> Sample {
+        let start = monotonicNanos()
+        let what = kind.map { "abuse \($0.name)" } ?? "run"
+        let result: RunResult
+        do {
+            result = try await client.run(params, timeout: replyTimeout)
+        } catch {
+            if case .rpc(let rpc) = error, rpc.code == RPCErrorCode.busy.rawValue {
+                return Sample(ms: millisecondsSince(start), outcome: .busy)
+            }
+            return Sample(ms: millisecondsSince(start), outcome: .failed("\(what): \(error)"))
+        }
+        let ms = millisecondsSince(start)
+        if let kind {
+            let problem = kind.expected.map { $0.contains(result.status) } == false
+                ? "\(what) ended \(describe(result)) after \(result.wallMs) ms: not what its limit should give" : nil
+            return Sample(ms: ms, outcome: .abusive(kind: kind.name, status: result.status.rawValue, problem: problem),
+                          gotResult: true)
+        }
+        if result.stdout != expected.stdout || (expected.exitedZero && result.status != .ok) {
+            return Sample(ms: ms, outcome: .failed("\(what) printed \(BenchReport.quoted(result.stdout)), expected "
+                + "\(BenchReport.quoted(expected.stdout)); ended \(describe(result)) after \(result.wallMs) ms"
+                + (expected.exitedZero ? " (bare exited 0)" : "") + ", stderr \(BenchReport.quoted(result.stderr))"),
+                          gotResult: true)
+        }
+        return Sample(ms: ms, outcome: .good, gotResult: true)
+    }
+
+    /// "ok", "error (exit 1)", "signal (SIGKILL)", "timeout (SIGKILL)"…
+    private static func describe(_ result: RunResult) -> String {
+        let how = result.signal ?? result.exitCode.map { "exit \($0)" } ?? "?"
+        return result.status == .ok ? "ok" : "\(result.status.rawValue) (\(how))"
+    }
+
+    /// Compares the daemon's counters after the bench with before it. Other clients may use the
+    /// daemon too, so a runs_total mismatch is a note, not a failure; stray processes are a failure.
+    private func check(before: [String: JSONValue]?, after: JSONValue?, report: inout BenchReport) {
+        report.status = after
+        guard let after = after?.objectValue else {
+            report.failures.append("the daemon's status could not be read after the bench")
+            return
+        }
+        if case .int(let b)? = before?["runs_total"], case .int(let a)? = after["runs_total"] {
+            report.runsTotalDelta = a - b
+            if a - b != Int64(report.daemonRuns) {
+                report.notes.append("runs_total went up by \(a - b) but this bench got \(report.daemonRuns) results "
+                    + "(another client, or a counter off)")
+            }
+        }
+        if case .int(let b)? = before?["slot_failures"], case .int(let a)? = after["slot_failures"], a > b {
+            report.notes.append("\(a - b) sandbox prepares failed during the bench (slot_failures)")
+        }
+        if let stray = after["stray_processes"], stray != .int(0), stray != .double(0), stray != .array([]) {
+            report.failures.append("the daemon reports stray_processes \(BenchReport.compact(stray))")
+        }
+    }
+
+    private func connect() async throws -> CodesandClient {
+        do {
+            return try await CodesandClient.connect(socketPath: global.socketPath)
+        } catch {
+            printError("codesand: \(error)")
+            throw ExitCode(3)
+        }
+    }
+
+    /// The daemon's name for `language` (an alias such as `py` picks the bare interpreter of `python3`).
+    private func canonicalLanguage(_ client: CodesandClient) async throws -> String {
+        let languages: [LanguageInfo]
+        do {
+            languages = try await client.languages(timeout: Self.replyTimeout)
+        } catch {
+            printError("codesand: languages: \(error)")
+            throw ExitCode(2)
+        }
+        let names = Set(languages.map(\.name))
+        if abuse > 0, !names.isSuperset(of: ["bash", "python3"]) {
+            printError("codesand: --abuse needs the daemon's bash and python3")
+            throw ExitCode(2)
+        }
+        guard let info = languages.first(where: { $0.name == language || $0.aliases.contains(language) }) else {
+            printError("codesand: the daemon has no language \(language) (it has \(names.sorted().joined(separator: ", ")))")
+            throw ExitCode(2)
+        }
+        return info.name
+    }
+
+    /// The status result as raw JSON, so fields this CLI does not know (e.g. stray_processes) show too.
+    private static func status(_ client: CodesandClient) async -> JSONValue? {
+        guard let data = try? await client.call(method: RPCMethod.status, timeout: replyTimeout) else { return nil }
+        return try? JSONDecoder().decode(JSONValue.self, from: data)
+    }
+}
+
+/// What a benign run must print, and whether it must end `ok`.
+struct Expected: Sendable {
+    var stdout: String
+    var exitedZero: Bool
+}
+
+/// `-c 1,2,4,8`: one concurrency level per value.
+struct ConcurrencyLevels: ExpressibleByArgument, Sendable {
+    var values: [Int]
+
+    init(values: [Int]) { self.values = values }
+
+    init?(argument: String) {
+        let values = argument.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 1 }) else { return nil }
+        self.values = values.compactMap { $0 }
+    }
+
+    var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
+}
+
+/// The snippets --abuse sends instead of the benign one, in turn.
+enum AbuseKind: Int, CaseIterable, Sendable {
+    case forkBomb, sleep, memoryBomb, outputFlood
+
+    var name: String { ["fork-bomb", "sleep", "memory-bomb", "output-flood"][rawValue] }
+
+    var params: RunParams {
+        let (language, code, limits): (String, String, RunLimits?) = switch self {
+        case .forkBomb: ("bash", ":(){ :|:& };:", RunLimits(wallMs: 2000))
+        case .sleep: ("python3", "import time; time.sleep(3600)", RunLimits(wallMs: 1000))
+        case .memoryBomb: ("python3", "x = bytearray(1<<30)", RunLimits(memoryBytes: 64 << 20))
+        case .outputFlood: ("python3", "print('x'*10_000_000)", nil)
+        }
+        return RunParams(language: language, code: code, limits: limits, requester: "codesand-bench-abuse")
+    }
+
+    /// The statuses that show the limit held; any other is a failure. The fork bomb's own shell
+    /// returns at once (the bomb runs in the background, killed with the sandbox): any status.
+    var expected: Set<RunStatus>? {
+        switch self {
+        case .forkBomb: nil
+        case .sleep: [.timeout]
+        case .memoryBomb: [.oom, .error]  // error: a MemoryError, if the allocation itself fails
+        case .outputFlood: [.outputLimit]
+        }
+    }
+
+    /// Abusive runs are spread evenly: `percent` of every 100 consecutive indices, kinds in turn.
+    static func forRun(_ index: Int, percent: Int) -> AbuseKind? {
+        let before = index * percent / 100
+        guard (index + 1) * percent / 100 > before else { return nil }
+        return AbuseKind(rawValue: before % allCases.count)
+    }
+}
+
+/// A shared "next run index", safe from any thread or task.
+final class Counter: Sendable {
+    private let value: Atomic<Int>
+    init(start: Int) { value = Atomic(start) }
+    /// The value before adding `step`.
+    func take(_ step: Int = 1) -> Int { value.wrappingAdd(step, ordering: .relaxed).oldValue }
+}
+
+// MARK: - Bare runs (self-contained: could move to a file of its own)
+
+/// The program run bare on the host: the interpreter spawned directly on a temp file holding the
+/// code (posix_spawn, no shell, no Foundation.Process, whose overhead would blur the comparison).
+final class BareRunner: Sendable {
+    /// Interpreters by the daemon's language name: absolute Debian paths, never a PATH lookup (which
+    /// may find a pyenv shim), with the file extension and environment the daemon's sandbox uses.
+    static let interpreters: [String: (path: String, ext: String, env: [String])] = [
+        "python3": ("/usr/bin/python3", "py", ["PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"]),
+        "bash": ("/bin/bash", "sh", []), "sh": ("/bin/sh", "sh", []), "php": ("/usr/bin/php", "php", []),
+        "javascript": ("/usr/bin/node", "js", []), "ruby": ("/usr/bin/ruby", "rb", []),
+        "perl": ("/usr/bin/perl", "pl", []),
+    ]
+
+    let argv: [String]
+    let env: [String]
+    let directory: String
+
+    private init(argv: [String], env: [String], directory: String) {
+        self.argv = argv
+        self.env = env
+        self.directory = directory
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+    /// nil, with a note saying why, when there is nothing to run bare.
+    static func make(language: String, code: String, override: String?, notes: inout [String]) -> BareRunner? {
+        let known = interpreters[language]
+        let words = override.map { $0.split(separator: " ").map(String.init) } ?? known.map { [$0.path, "{file}"] }
+        guard let words, let program = words.first else {
+            notes.append("no bare interpreter known for \(language): bare part skipped (see --bare-command)")
+            return nil
+        }
+        if program.contains("/"), access(program, X_OK) != 0 {
+            notes.append("\(program) is not executable here: bare part skipped")
+            return nil
+        }
+        var template = Array("/tmp/codesand-bench-XXXXXX".utf8CString)
+        guard let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!).map { String(cString: $0) } })
+        else {
+            notes.append("cannot make a temp directory: bare part skipped")
+            return nil
+        }
+        let file = directory + "/main" + (known.map { "." + $0.ext } ?? "")
+        guard FileManager.default.createFile(atPath: file, contents: Data(code.utf8)) else {
+            notes.append("cannot write \(file): bare part skipped")
+            return nil
+        }
+        // The sandbox's environment, so that e.g. unbuffered Python costs the same in both modes.
+        let env = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(directory)", "LANG=C.UTF-8", "TMPDIR=/tmp"]
+            + (known?.env ?? [])
+        return BareRunner(argv: words.map { $0.replacingOccurrences(of: "{file}", with: file) }, env: env,
+                          directory: directory)
+    }
+
+    /// C threads spawn and wait for runs until `runs` are done. Threads, not tasks: waitpid and read
+    /// block, and blocked tasks would starve Swift's cooperative pool (one thread per core).
+    func phase(runs: Int, concurrency: Int, expected: Expected) async -> (samples: [Sample], elapsedS: Double) {
+        let next = Counter(start: 0)
+        let collected = Mutex<[Sample]>([])
+        let start = monotonicNanos()
+        await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+            let workersLeft = Counter(start: concurrency)
+            for _ in 0..<concurrency {
+                Thread { [self] in
+                    var mine: [Sample] = []
+                    while next.take() < runs { mine.append(measure(expected)) }
+                    collected.withLock { $0 += mine }
+                    if workersLeft.take(-1) == 1 { finished.resume() }
+                }.start()
+            }
+        }
+        return (collected.withLock { $0 }, secondsSince(start))
+    }
+
+    private func measure(_ expected: Expected) -> Sample {
+        let start = monotonicNanos()
+        let outcome = run()
+        let ms = millisecondsSince(start)
+        switch outcome {
+        case .failure(let error): return Sample(ms: ms, outcome: .failed("bare: \(error.message)"))
+        case .success(let exit) where exit.stdout != expected.stdout:
+            return Sample(ms: ms, outcome: .failed("bare printed \(BenchReport.quoted(exit.stdout)), first time "
+                + BenchReport.quoted(expected.stdout)))
+        case .success: return Sample(ms: ms, outcome: .good)
+        }
+    }
+
+    struct Exit { var stdout: String; var exitedZero: Bool }
+    struct Failure: Error { var message: String }
+
+    /// Spawns the program with stdin from /dev/null, reads stdout and stderr until both close
+    /// (stderr is thrown away), and waits for it to exit.
+    func run() -> Result<Exit, Failure> {
+        var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
+        // O_CLOEXEC: a child spawned meanwhile by another worker must not hold our pipes open.
+        guard Self.pipe2(&out, O_CLOEXEC) == 0 else { return .failure(Failure(message: "pipe: \(errnoText())")) }
+        guard Self.pipe2(&err, O_CLOEXEC) == 0 else {
+            close(out[0]); close(out[1])
+            return .failure(Failure(message: "pipe: \(errnoText())"))
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+        // The child starts with no blocked signals and SIGPIPE at its default, as a shell would give it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t(), pipeSignal = sigset_t()
+        sigemptyset(&noSignals)
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &pipeSignal)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let cArgv = argv.map { strdup($0) } + [nil], cEnv = env.map { strdup($0) } + [nil]
+        defer { (cArgv + cEnv).forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = argv[0].contains("/")
+            ? posix_spawn(&pid, argv[0], &actions, &attributes, cArgv, cEnv)
+            : posix_spawnp(&pid, argv[0], &actions, &attributes, cArgv, cEnv)
+        close(out[1])
+        close(err[1])
+        guard spawned == 0 else {
+            close(out[0]); close(err[0])
+            return .failure(Failure(message: "\(argv[0]): \(String(cString: strerror(spawned)))"))
+        }
+
+        var stdout: [UInt8] = []
+        var open = [out[0], err[0]]
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !open.isEmpty {
+            var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { break }
+            for fd in fds where fd.revents != 0 {
+                let n = read(fd.fd, &buffer, buffer.count)
+                if n > 0, fd.fd == out[0] { stdout += buffer[0..<n] }
+                if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
+                    close(fd.fd)
+                    open.removeAll { $0 == fd.fd }
+                }
+            }
+        }
+        open.forEach { close($0) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { return .failure(Failure(message: "waitpid: \(errnoText())")) }
+        }
+        // WIFEXITED and WEXITSTATUS are C macros Swift cannot import.
+        return .success(Exit(stdout: String(decoding: stdout, as: UTF8.self),
+                             exitedZero: status & 0x7f == 0 && (status >> 8) & 0xff == 0))
+    }
+
+    /// pipe2(2), which Swift's Glibc module does not export: pipe() then FD_CLOEXEC would leave a
+    /// moment in which another worker's posix_spawn passes our pipe to its child.
+    private static let pipe2 = unsafeBitCast(dlsym(nil, "pipe2"),
+                                             to: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32).self)
+
+    private func errnoText() -> String { String(cString: strerror(errno)) }
+}
