@@ -55,15 +55,26 @@ env = { PATH = "/usr/local/bin:/usr/bin:/bin", HOME = "/home/sandbox", LANG = "C
 level = "info"                         # trace, debug, info, notice, warning, error, critical
 log_code = false                       # log each snippet's code (off: code is the users' business)
 
-# Languages. Each: aliases, file (the snippet's file name in the home directory), run (argv;
-# {file} is the file's path, {args} the request's args), env (added to sandbox.env), version
-# (argv run once at start on the host; a language whose binary is missing is left out).
+# Languages. Each: aliases; file (the snippet's file name in the home directory); run (argv:
+# {file} is the file's path, {dir} the home directory, {args} the request's args, {flags} its
+# compile_flags, spliced as separate elements — never a shell string); compile (the same, for a
+# compile stage); template (code without `unless` in it is put into `wrap` at {code}); flags_pattern
+# (regex each compile flag must match whole; without it compile_flags are refused); env (added to
+# sandbox.env); limits and compile_limits (this language's defaults, within limits.max); version
+# (argv run once at start on the host; a language whose program is missing is left out).
 [languages.python3]
 aliases = ["py", "py3", "python"]
 file = "main.py"
 run = ["/usr/bin/python3", "{file}", "{args}"]
 env = { PYTHONUNBUFFERED = "1", PYTHONDONTWRITEBYTECODE = "1" }
 version = ["/usr/bin/python3", "--version"]
+
+[languages.php]
+aliases = []
+file = "main.php"
+run = ["/usr/bin/php", "-d", "display_errors=stderr", "{file}", "{args}"]
+template = { unless = "<?", wrap = "<?php\n{code}" }
+version = ["/usr/bin/php", "--version"]
 
 [languages.bash]
 aliases = []
@@ -76,5 +87,91 @@ aliases = ["dash"]
 file = "main.sh"
 run = ["/bin/sh", "{file}", "{args}"]
 version = ["/usr/bin/dpkg-query", "-W", "-f", "${Version}", "dash"]
+
+[languages.fish]
+aliases = []
+file = "main.fish"
+run = ["/usr/bin/fish", "--no-config", "{file}", "{args}"]
+version = ["/usr/bin/fish", "--version"]
+
+[languages.zsh]
+aliases = []
+file = "main.zsh"
+run = ["/usr/bin/zsh", "-f", "{file}", "{args}"]
+version = ["/usr/bin/zsh", "--version"]
+
+[languages.perl]
+aliases = ["pl"]
+file = "main.pl"
+run = ["/usr/bin/perl", "{file}", "{args}"]
+version = ["/usr/bin/perl", "-e", "print $^V"]
+
+[languages.ruby]
+aliases = ["rb"]
+file = "main.rb"
+run = ["/usr/bin/ruby", "{file}", "{args}"]
+version = ["/usr/bin/ruby", "--version"]
+
+[languages.tcl]
+aliases = ["tclsh"]
+file = "main.tcl"
+run = ["/usr/bin/tclsh", "{file}", "{args}"]
+version = ["/usr/bin/dpkg-query", "-W", "-f", "${Version}", "tcl"]
+
+[languages.javascript]
+aliases = ["js", "node", "nodejs"]
+file = "main.js"
+run = ["/usr/bin/node", "{file}", "{args}"]
+version = ["/usr/bin/node", "--version"]
+limits = { pids = 128 }
+
+[languages.go]
+aliases = ["golang"]
+file = "main.go"
+compile = ["/usr/bin/go", "build", "-o", "{dir}/main", "{flags}", "{file}"]
+run = ["{dir}/main", "{args}"]
+env = { GOCACHE = "/tmp/go-cache", GOPATH = "/tmp/go", GO111MODULE = "off", CGO_ENABLED = "0", GOTOOLCHAIN = "local" }
+flags_pattern = "-race|-gcflags=[A-Za-z0-9=,_ -]+|-ldflags=[A-Za-z0-9=,._ -]+"
+limits = { pids = 256 }
+compile_limits = { wall_ms = 20000, cpu_ms = 30000, memory_bytes = 1073741824, pids = 512 }
+version = ["/usr/bin/go", "version"]
+
+[languages.c]
+aliases = ["tcc"]
+file = "main.c"
+run = ["/usr/bin/tcc", "{flags}", "-run", "{file}", "{args}"]
+template = { unless = "main", wrap = "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\nint main(void) {\n{code}\n;\nreturn 0;\n}\n" }
+flags_pattern = "-O[0-3s]?|-W[A-Za-z0-9=-]*|-D[A-Za-z_][A-Za-z0-9_]*(=.*)?|-std=[a-z0-9+]+|-l[a-z0-9_]+|-g|-b"
+version = ["/usr/bin/tcc", "-v"]
+
+[languages.gcc]
+aliases = ["cc"]
+file = "main.c"
+compile = ["/usr/bin/gcc", "-o", "{dir}/main", "{file}", "{flags}", "-lm"]
+run = ["{dir}/main", "{args}"]
+template = { unless = "main", wrap = "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\nint main(void) {\n{code}\n;\nreturn 0;\n}\n" }
+flags_pattern = "-O[0-3sg]?|-W[A-Za-z0-9=-]*|-D[A-Za-z_][A-Za-z0-9_]*(=.*)?|-std=[a-z0-9+]+|-l[a-z0-9_]+|-g|-f[a-z0-9-]+|-march=native|-pthread"
+compile_limits = { wall_ms = 10000, cpu_ms = 10000, memory_bytes = 536870912 }
+version = ["/usr/bin/gcc", "--version"]
+
+[languages."g++"]
+aliases = ["cpp", "c++", "gpp"]
+file = "main.cpp"
+compile = ["/usr/bin/g++", "-o", "{dir}/main", "{file}", "{flags}"]
+run = ["{dir}/main", "{args}"]
+flags_pattern = "-O[0-3sg]?|-W[A-Za-z0-9=-]*|-D[A-Za-z_][A-Za-z0-9_]*(=.*)?|-std=[a-z0-9+]+|-l[a-z0-9_]+|-g|-f[a-z0-9-]+|-march=native|-pthread"
+compile_limits = { wall_ms = 15000, cpu_ms = 15000, memory_bytes = 805306368 }
+version = ["/usr/bin/g++", "--version"]
+
+[languages.java]
+aliases = []
+file = "Main.java"
+compile = ["/usr/bin/javac", "-J-Xmx256m", "-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1", "-d", "{dir}", "{flags}", "{file}"]
+run = ["/usr/bin/java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp", "{dir}", "Main", "{args}"]
+template = { unless = "class ", wrap = "import java.util.*;\nimport java.io.*;\npublic class Main {\npublic static void main(String[] args) throws Exception {\n{code}\n}\n}\n" }
+flags_pattern = "-Xlint(:[a-z,-]+)?|-g|-nowarn|-deprecation|--release=[0-9]+"
+limits = { wall_ms = 15000, cpu_ms = 15000, memory_bytes = 1073741824, pids = 256 }
+compile_limits = { wall_ms = 20000, cpu_ms = 30000, memory_bytes = 1073741824, pids = 256 }
+version = ["/usr/bin/javac", "-version"]
 """#
 }

@@ -8,9 +8,11 @@ public enum LanguageDetector {
     public static func detect(_ specs: [LanguageSpec], logger: Logger) -> LanguageTable {
         var entries: [LanguageTable.Entry] = []
         for spec in specs {
-            guard let binary = spec.run.first, FileManager.default.isExecutableFile(atPath: binary) else {
+            // A compiled language needs its compiler; its run argv names the program it builds.
+            let program = spec.compile.first ?? spec.run.first ?? ""
+            guard FileManager.default.isExecutableFile(atPath: program) else {
                 logger.notice("language left out: its program is not installed", metadata: [
-                    "language": "\(spec.name)", "program": "\(spec.run.first ?? "")"])
+                    "language": "\(spec.name)", "program": "\(program)"])
                 continue
             }
             let text = spec.version.isEmpty ? nil : HostCommand.output(spec.version)
