@@ -268,8 +268,8 @@ static void build_root(const struct cs_sandbox_spec *s) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(CS_STEP_MOUNT_PRIVATE);
     // The root itself: a tiny tmpfs holding only mount points and symlinks; made read-only at the end.
     if (mount_tmpfs(root, "0755", 1 << 20, 4096, 0, 0) < 0) fail(CS_STEP_ROOT_TMPFS);
-    for (int i = 0; s->ro_paths && s->ro_paths[i]; i++) {
-        if (!path_join(path, sizeof path, root, s->ro_paths[i]) || mkdir_p(path, 0755) < 0) fail(CS_STEP_BIND_RO);
+    for (int i = 0; s->ro_paths && s->ro_paths[i] && s->ro_paths[i + 1]; i += 2) {
+        if (!path_join(path, sizeof path, root, s->ro_paths[i + 1]) || mkdir_p(path, 0755) < 0) fail(CS_STEP_BIND_RO);
         if (bind_readonly(s->ro_paths[i], path) < 0) fail(CS_STEP_BIND_RO);
     }
     for (int i = 0; s->links && s->links[i] && s->links[i + 1]; i += 2) {

@@ -22,6 +22,8 @@ public struct SandboxJob: Sendable {
     public var limits: LimitSet
     /// Compiled languages: run first; the program runs only if it exits 0.
     public var compile: CompileStage?
+    /// Which configuration the sandbox must be built from (0 at start; each reload adds one).
+    public var generation: Int = 0
 
     public init(argv: [String], env: [String], fileName: String, code: [UInt8], stdin: [UInt8], limits: LimitSet,
                 compile: CompileStage? = nil) {

@@ -46,6 +46,9 @@ public struct LanguageSpec: Hashable, Sendable {
 public struct SandboxConfig: Hashable, Sendable {
     public var stateDir: String
     public var cgroupName: String
+    /// "host": the host's system directories, read-only; "image": those of the directory `image`.
+    public var rootfs: String
+    public var image: String
     public var uidBase: UInt32
     public var hostname: String
     public var home: String

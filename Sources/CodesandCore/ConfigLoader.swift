@@ -87,15 +87,6 @@ public enum ConfigLoader {
         var languages: [LanguageSpec] = []
         for name in languagesNode.keys.sorted() {
             let spec = try language(name, languagesNode.table(name))
-            // A language's own limits are defaults within the daemon's maxima.
-            for (key, partial) in [("limits", spec.limits), ("compile_limits", spec.compileLimits)] {
-                guard let partial else { continue }
-                do {
-                    _ = try LimitSet.resolve(partial, defaults: defaults, max: maxima)
-                } catch {
-                    throw ConfigError(key: "languages.\(name).\(key)", problem: error.message.replacingAll("params.limits.", with: ""))
-                }
-            }
             languages.append(spec)
         }
         return CodesandConfig(
@@ -132,12 +123,21 @@ public enum ConfigLoader {
             throw ConfigError(key: "sandbox.masked_paths", problem: "\(bad) is not under /proc")
         }
         return SandboxConfig(
-            stateDir: try t.path("state_dir"), cgroupName: try cgroupName(t), uidBase: UInt32(uidBase), hostname: try t.string("hostname"), home: home,
+            stateDir: try t.path("state_dir"), cgroupName: try cgroupName(t), rootfs: try rootfs(t), image: try t.path("image"),
+            uidBase: UInt32(uidBase), hostname: try t.string("hostname"), home: home,
             tmpfsBytes: try t.int("tmpfs_bytes", min: 1 << 20, max: 1 << 40),
             tmpfsInodes: try t.int("tmpfs_inodes", min: 64, max: 1 << 30),
             readonlyPaths: try t.paths("readonly_paths"), rootLinks: links, maskedPaths: masked,
             fileSizeBytes: try t.int("file_size_bytes", min: 1, max: 1 << 40),
             openFiles: try t.int("open_files", min: 16, max: 1 << 20), env: try t.stringMap("env"))
+    }
+
+    static func rootfs(_ t: ConfigNode) throws -> String {
+        let mode = try t.string("rootfs")
+        guard mode == "host" || mode == "image" else {
+            throw ConfigError(key: "sandbox.rootfs", problem: "must be \"host\" or \"image\", got \"\(mode)\"")
+        }
+        return mode
     }
 
     static func cgroupName(_ t: ConfigNode) throws -> String {

@@ -44,7 +44,9 @@ hostname = "sandbox"
 home = "/home/sandbox"                 # the program's home and working directory (a private tmpfs)
 tmpfs_bytes = 67108864                 # size cap of each private tmpfs: home, /tmp, /dev/shm
 tmpfs_inodes = 16384                   # file count cap of each private tmpfs
-readonly_paths = ["/usr", "/etc"]      # host directories visible read-only inside
+rootfs = "host"                        # "host": the host's /usr, /etc… read-only; "image": those of `image`
+image = "/var/lib/codesand/image"      # a root filesystem made by `codesand image build` (rootfs = "image")
+readonly_paths = ["/usr", "/etc"]      # system directories visible read-only inside
 root_links = { bin = "usr/bin", sbin = "usr/sbin", lib = "usr/lib", lib64 = "usr/lib64" }
 masked_paths = ["/proc/kcore", "/proc/sysrq-trigger", "/proc/keys", "/proc/timer_list", "/proc/kallsyms", "/proc/sys", "/proc/sysvipc", "/proc/acpi", "/proc/scsi"]
 file_size_bytes = 67108864             # RLIMIT_FSIZE: largest file a program may write
@@ -60,7 +62,7 @@ log_code = false                       # log each snippet's code (off: code is t
 # compile_flags, spliced as separate elements — never a shell string); compile (the same, for a
 # compile stage); template (code without `unless` in it is put into `wrap` at {code}); flags_pattern
 # (regex each compile flag must match whole; without it compile_flags are refused); env (added to
-# sandbox.env); limits and compile_limits (this language's defaults, within limits.max); version
+# sandbox.env); limits and compile_limits (this language's defaults, cut to limits.max); version
 # (argv run once at start on the host; a language whose program is missing is left out).
 [languages.python3]
 aliases = ["py", "py3", "python"]

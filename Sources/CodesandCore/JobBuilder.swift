@@ -7,8 +7,10 @@ struct JobBuilder {
 
     func job(for params: RunParams) throws(RPCError) -> SandboxJob {
         let flags = try checkedFlags(params.compileFlags ?? [])
-        // The language's own defaults (the JVM needs more than Python), then the request's values.
-        let defaults = try LimitSet.resolve(spec.limits, defaults: config.defaultLimits, max: config.maxLimits)
+        // The language's own defaults (the JVM needs more than Python), cut to the daemon's maxima,
+        // then the request's values.
+        let defaults = try LimitSet.resolve(spec.limits?.capped(by: config.maxLimits), defaults: config.defaultLimits,
+                                            max: config.maxLimits)
         let limits = try LimitSet.resolve(params.limits, defaults: defaults, max: config.maxLimits)
         var env = config.sandbox.env
         for (k, v) in spec.env { env[k] = v }
@@ -17,7 +19,8 @@ struct JobBuilder {
         if spec.compile.isEmpty {
             compile = nil
         } else {
-            let compileLimits = try LimitSet.resolve(spec.compileLimits, defaults: config.defaultLimits, max: config.maxLimits)
+            let compileLimits = try LimitSet.resolve(spec.compileLimits?.capped(by: config.maxLimits),
+                                                     defaults: config.defaultLimits, max: config.maxLimits)
             compile = CompileStage(argv: expand(spec.compile, home: home, args: [], flags: flags), limits: compileLimits)
         }
         return SandboxJob(argv: expand(spec.run, home: home, args: params.args ?? [], flags: flags),
@@ -57,5 +60,14 @@ struct JobBuilder {
             }
         }
         return out
+    }
+}
+
+extension RunLimits {
+    /// Each value no higher than the maximum: an admin's lower maxima win over a language's defaults.
+    func capped(by max: LimitSet) -> RunLimits {
+        RunLimits(wallMs: wallMs.map { min($0, max.wallMs) }, cpuMs: cpuMs.map { min($0, max.cpuMs) },
+                  memoryBytes: memoryBytes.map { min($0, max.memoryBytes) }, pids: pids.map { min($0, max.pids) },
+                  outputBytes: outputBytes.map { min($0, max.outputBytes) }, outputLines: outputLines.map { min($0, max.outputLines) })
     }
 }

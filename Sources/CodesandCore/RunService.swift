@@ -11,11 +11,11 @@ public final class RunService: Sendable {
     public let metrics = Metrics()
     private let logger: Logger
     private let started = ContinuousClock.now
-    /// What a config reload may change while serving (limits, languages, logging of code).
-    private let settings: Mutex<(config: CodesandConfig, languages: LanguageTable)>
+    /// What a config reload may change while serving (limits, languages, sandboxes), switched at once.
+    private let settings: Mutex<(config: CodesandConfig, languages: LanguageTable, generation: Int)>
 
     public init(config: CodesandConfig, languages: LanguageTable, backend: any SandboxBackend, version: String, logger: Logger) {
-        self.settings = Mutex((config, languages))
+        self.settings = Mutex((config, languages, 0))
         self.backend = backend
         self.version = version
         self.logger = logger
@@ -31,19 +31,28 @@ public final class RunService: Sendable {
     /// No more runs: waiting requests fail with -32003.
     public func stop() { pool.stop() }
 
-    /// Takes a re-read config. Returns the keys whose change needs a restart (kept as they were).
-    public func reload(config new: CodesandConfig, languages: LanguageTable) -> [String] {
+    /// Takes a re-read config, whose sandboxes the backend builds as `generation`. Returns the keys
+    /// whose change needs a restart (kept as they were).
+    public func reload(config new: CodesandConfig, languages: LanguageTable, generation: Int) -> [String] {
         settings.withLock { s in
             let old = s.config
             var kept: [String] = []
             var next = new
             if new.poolSize != old.poolSize { kept.append("pool.size"); next.poolSize = old.poolSize }
             if new.queueMax != old.queueMax || new.queueMaxWaitMs != old.queueMaxWaitMs { kept.append("queue") }
-            if new.sandbox != old.sandbox { kept.append("sandbox"); next.sandbox = old.sandbox }
+            // The slots' identity stays; what sandboxes are built from may change (see switchLayout).
+            for (key, changed) in [("sandbox.uid_base", new.sandbox.uidBase != old.sandbox.uidBase),
+                                   ("sandbox.cgroup_name", new.sandbox.cgroupName != old.sandbox.cgroupName),
+                                   ("sandbox.state_dir", new.sandbox.stateDir != old.sandbox.stateDir)] where changed {
+                kept.append(key)
+            }
+            next.sandbox.uidBase = old.sandbox.uidBase
+            next.sandbox.cgroupName = old.sandbox.cgroupName
+            next.sandbox.stateDir = old.sandbox.stateDir
             if new.socketPath != old.socketPath || new.socketGroup != old.socketGroup || new.socketMode != old.socketMode {
                 kept.append("socket")
             }
-            s = (next, languages)
+            s = (next, languages, generation)
             return kept
         }
     }
@@ -51,13 +60,14 @@ public final class RunService: Sendable {
     /// Runs a snippet. Throws RPCError for bad requests and daemon failures; a program's failure is a result.
     public func run(_ params: RunParams, peer: PeerInfo) async throws(RPCError) -> RunResult {
         let received = ContinuousClock.now
-        let (config, languages) = settings.withLock { ($0.config, $0.languages) }
+        let (config, languages, generation) = settings.withLock { ($0.config, $0.languages, $0.generation) }
         guard let language = languages.lookup(params.language) else {
             throw RPCError(.unknownLanguage, "unknown language \"\(params.language)\"",
                            data: .object(["known": .array(languages.names.map { .string($0) })]))
         }
         let spec = language.spec
-        let job = try JobBuilder(config: config, spec: spec).job(for: params)
+        var job = try JobBuilder(config: config, spec: spec).job(for: params)
+        job.generation = generation
 
         let slot = try await acquireSlot(key: "\(peer.uid)/\(params.requester ?? "")")
         defer { pool.finished(slot) }  // whatever happens, the slot is reset before its next use

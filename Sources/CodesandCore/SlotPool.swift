@@ -39,6 +39,17 @@ public final class SlotPool: Sendable {
         refill(slot, resetting: true)
     }
 
+    /// After a reload: takes each slot in turn (between requests, fairly) and prepares it again, so
+    /// the pool moves over slot by slot. (A sandbox built before the reload is never used anyway.)
+    public func recycleAll() {
+        Task.detached { [self] in
+            for _ in 0..<size {
+                guard let slot = try? await scheduler.acquire(key: "\u{0}reload", retryHintMs: 0) else { return }
+                refill(slot, resetting: true)
+            }
+        }
+    }
+
     /// Refuses new waits and fails the waiting ones (daemon shutdown).
     public func stop() {
         scheduler.stop()

@@ -11,8 +11,13 @@ public final class NativeBackend: SandboxBackend {
     public let name = "native"
     public var cgroupVersion: String { driver.version }
     private let driver: CgroupDriver
-    private let layout: SandboxLayout
+    /// Layouts by generation (a reload adds one, see addLayout). New sandboxes are prepared from the
+    /// newest; a run uses its job's generation, so it never mixes two configurations.
+    private let layouts: Mutex<(newest: Int, byGeneration: [Int: SandboxLayout])>
+    /// The slots' cgroups, and one more (the last) for probes such as language versions.
     private let cgroups: [SlotCgroup]
+    private let probeLock = Mutex(())
+    private let poolSize: Int
     private let config: SandboxConfig
     private let defaultLimits: LimitSet
     private let logger: Logger
@@ -32,15 +37,16 @@ public final class NativeBackend: SandboxBackend {
 
     init(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, driver: CgroupDriver, logger: Logger) throws {
         signal(SIGPIPE, SIG_IGN)  // a sandbox that closes its stdin must not kill the daemon
-        try Self.checkUIDsAreFree(base: config.uidBase, count: poolSize)
+        try Self.checkUIDsAreFree(base: config.uidBase, count: poolSize + 1)
         self.config = config
         self.driver = driver
         self.defaultLimits = defaultLimits
         self.logger = logger
-        self.layout = try SandboxLayout(config: config, poolSize: poolSize)
+        self.poolSize = poolSize
+        self.layouts = Mutex((0, [0: try SandboxLayout(config: config, poolSize: poolSize + 1)]))
         self.lockFD = try Self.lockSlots(config: config)
-        driver.removeStale(keeping: poolSize)
-        self.cgroups = try (0..<poolSize).map { try driver.slot($0) }
+        driver.removeStale(keeping: poolSize + 1)
+        self.cgroups = try (0...poolSize).map { try driver.slot($0) }
         for (slot, cg) in cgroups.enumerated() { Self.recover(slot: slot, cgroup: cg, logger: logger) }
         self.sandboxes = Mutex((Array(repeating: nil, count: poolSize), Array(repeating: nil, count: poolSize)))
     }
@@ -53,9 +59,10 @@ public final class NativeBackend: SandboxBackend {
         }
         let fresh: ReadySandbox
         do {
+            let layout = self.layout
             fresh = try await onThread("codesand-prepare-\(slot)") { [self] in
                 for o in old { o.instance.destroy() }  // the slot's cgroup is empty before it is used again
-                return ReadySandbox(try spawn(slot))
+                return ReadySandbox(try spawn(slot, layout), layout: layout)
             }
         } catch {
             if stopped.load(ordering: .relaxed) { throw CancellationError() }  // its cgroup is gone: not a failure
@@ -77,19 +84,22 @@ public final class NativeBackend: SandboxBackend {
         guard cancelFD >= 0 else { throw SandboxError("eventfd", errno: errno) }
         defer { close(cancelFD) }
         let prepared = sandboxes.withLock { s in defer { s.ready[slot] = nil }; return s.ready[slot] }
+        let layout = layouts.withLock { $0.byGeneration[job.generation] ?? $0.byGeneration[$0.newest]! }
         return try await withTaskCancellationHandler {
             // A thread of its own: the supervisor blocks in poll(), which must not starve Swift's pool.
             try await onThread("codesand-run-\(slot)") { [self] in
-                let sandbox = try prepared?.instance ?? spawn(slot)
+                // A sandbox built for another generation is not used: one run, one configuration.
+                if let stale = prepared, stale.layout !== layout { stale.instance.destroy() }
+                let sandbox = try prepared.flatMap { $0.layout === layout ? $0.instance : nil } ?? spawn(slot, layout)
                 do {
                     try sandbox.beginRun(limits: job.limits)
                 } catch {
                     sandbox.destroy()
                     throw error
                 }
-                let outcome = try RunSupervisor(sandbox: sandbox, job: job, rlimits: (config.fileSizeBytes, config.openFiles),
-                                                cancelFD: cancelFD).run()
-                sandboxes.withLock { $0.used[slot] = ReadySandbox(sandbox) }
+                let outcome = try RunSupervisor(sandbox: sandbox, job: job,
+                                                rlimits: (layout.config.fileSizeBytes, layout.config.openFiles), cancelFD: cancelFD).run()
+                sandboxes.withLock { $0.used[slot] = ReadySandbox(sandbox, layout: layout) }
                 return outcome
             }
         } onCancel: {
@@ -98,8 +108,46 @@ public final class NativeBackend: SandboxBackend {
         }
     }
 
-    private func spawn(_ slot: Int) throws -> SandboxInstance {
-        try SandboxInstance.spawn(layout: layout, slot: slot, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot], limits: defaultLimits)
+    private var layout: SandboxLayout { layouts.withLock { $0.byGeneration[$0.newest]! } }
+
+    private func spawn(_ slot: Int, _ layout: SandboxLayout) throws -> SandboxInstance {
+        try SandboxInstance.spawn(layout: layout, slot: slot, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot],
+                                  limits: defaultLimits)
+    }
+
+    /// Adds a layout built from `config` (a reload: another image, other mounts or caps) and
+    /// returns its generation: jobs of that generation run in sandboxes built from it, and new
+    /// sandboxes are prepared from it. Throws, changing nothing, if it is invalid.
+    public func addLayout(_ config: SandboxConfig) throws -> Int {
+        let next = try SandboxLayout(config: config, poolSize: poolSize + 1)
+        return layouts.withLock { l in
+            l.newest += 1
+            l.byGeneration[l.newest] = next
+            // Two generations live at once at most: runs that started before a reload, and new ones.
+            l.byGeneration = l.byGeneration.filter { $0.key >= l.newest - 1 }
+            return l.newest
+        }
+    }
+
+    /// True when `path` is an executable in the sandboxes' system (the host's, or the image's).
+    public func isExecutable(_ path: String) -> Bool { layout.isExecutable(path) }
+
+    /// Runs `argv` in a sandbox of its own (the probe slot) and returns its stdout and stderr, or nil
+    /// if it failed: to ask an image's programs for their versions.
+    public func probe(_ argv: [String], env: [String]) async -> String? {
+        let layout = self.layout
+        return try? await onThread("codesand-probe") { [self] () -> String? in
+            probeLock.withLock { _ in
+                guard let sandbox = try? spawn(poolSize, layout) else { return nil }
+                defer { sandbox.destroy() }
+                let limits = LimitSet(wallMs: 10_000, cpuMs: 10_000, memoryBytes: 1 << 30, pids: 256, outputBytes: 65536, outputLines: 100)
+                let job = SandboxJob(argv: argv, env: env, fileName: "probe", code: [], stdin: [], limits: limits)
+                guard let run = try? RunSupervisor(sandbox: sandbox, job: job, rlimits: (1 << 20, 256), cancelFD: -1).run().run,
+                      run.succeeded else { return nil }
+                let t = run.output.texts()
+                return t.stdout + t.stderr
+            }
+        }
     }
 
     /// Kills what an earlier daemon (killed, crashed) left running in a slot's cgroup.
@@ -173,7 +221,12 @@ public final class NativeBackend: SandboxBackend {
 /// A prepared sandbox moving between threads; only one owner uses it at a time.
 final class ReadySandbox: @unchecked Sendable {
     let instance: SandboxInstance
-    init(_ instance: SandboxInstance) { self.instance = instance }
+    /// What it was built from: a run uses it only if that is still the current layout.
+    let layout: SandboxLayout
+    init(_ instance: SandboxInstance, layout: SandboxLayout) {
+        self.instance = instance
+        self.layout = layout
+    }
 }
 
 /// Runs blocking work on a new thread and awaits its result.

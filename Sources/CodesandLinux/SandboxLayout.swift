@@ -2,8 +2,9 @@ import CSandbox
 import CodesandCore
 import Glibc
 
-/// The parts of the C sandbox spec that are the same for every slot, as C strings allocated once
-/// for the backend's lifetime (the clone child reads them from its copy of our memory).
+/// The parts of the C sandbox spec that are the same for every slot, as C strings (the clone child
+/// reads them from its copy of our memory). One layout per configuration: a reload makes a new one,
+/// and each sandbox is built from exactly one, so a run never mixes two root filesystems.
 final class SandboxLayout: @unchecked Sendable {  // immutable after init
     let rootDir: UnsafeMutablePointer<CChar>
     let hostname: UnsafeMutablePointer<CChar>
@@ -14,22 +15,36 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
     /// Per slot: the synthetic /etc files (the sandbox user's uid differs per slot).
     let files: [UnsafeMutablePointer<UnsafePointer<CChar>?>]
     let config: SandboxConfig
+    /// Where the sandbox's system directories come from: "" (the host) or the image directory.
+    let systemRoot: String
 
     init(config: SandboxConfig, poolSize: Int) throws {
         self.config = config
+        systemRoot = config.rootfs == "image" ? config.image : ""
+        if !systemRoot.isEmpty {
+            var st = stat()
+            guard stat(systemRoot + "/usr/bin", &st) == 0 else {
+                throw SandboxError("sandbox.image \(systemRoot) is not a root filesystem (no usr/bin); build one with `codesand image build`")
+            }
+        }
         let root = config.stateDir + "/root"
         try FileIO.mkdirs(root, mode: 0o755)
-        // Top-level names like /bin: a symlink on the host (merged /usr) stays a symlink inside;
+        var ro: [String] = []
+        for path in config.readonlyPaths where FileIO.exists(systemRoot + path) { ro += [systemRoot + path, path] }
+        // Top-level names like /bin: a symlink (merged /usr) stays the same symlink inside;
         // a real directory is bind-mounted read-only instead.
-        var ro = config.readonlyPaths
         var linkPairs: [String] = []
-        for (name, target) in config.rootLinks.sorted(by: { $0.key < $1.key }) {
+        for name in config.rootLinks.keys.sorted() {
+            let source = systemRoot + "/" + name
             var st = stat()
-            guard lstat("/" + name, &st) == 0 else { continue }  // absent on this host
+            guard lstat(source, &st) == 0 else { continue }  // absent on this system
             if st.st_mode & S_IFMT == S_IFLNK {
-                linkPairs += [name, target]
-            } else if st.st_mode & S_IFMT == S_IFDIR, !ro.contains("/" + name) {
-                ro.append("/" + name)
+                var target = [CChar](repeating: 0, count: 4096)
+                let n = readlink(source, &target, target.count - 1)
+                guard n > 0 else { continue }
+                linkPairs += [name, String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)]
+            } else if st.st_mode & S_IFMT == S_IFDIR, !config.readonlyPaths.contains("/" + name) {
+                ro += [source, "/" + name]
             }
         }
         rootDir = strdup(root)
@@ -55,6 +70,20 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
             ("/etc/resolv.conf", ""),
             ("/etc/shadow", ""), ("/etc/gshadow", ""), ("/etc/subuid", ""), ("/etc/subgid", ""),
         ]
+    }
+
+    deinit {
+        for p in [rootDir, hostname, home] { free(p) }
+        for list in [roPaths, links, masked] + files { Self.freeCArray(list) }
+    }
+
+    /// True when `path` (absolute, inside the sandbox) is an executable file of its system.
+    func isExecutable(_ path: String) -> Bool { access(systemRoot + path, X_OK) == 0 }
+
+    private static func freeCArray(_ p: UnsafeMutablePointer<UnsafePointer<CChar>?>) {
+        var i = 0
+        while let s = p[i] { free(UnsafeMutablePointer(mutating: s)); i += 1 }
+        p.deallocate()
     }
 
     private static func cArray(_ items: [String]) -> UnsafeMutablePointer<UnsafePointer<CChar>?> {

@@ -5,6 +5,8 @@ public enum RPCMethod {
     public static let status = "status"
     /// Prometheus text exposition of the daemon's counters (a string result).
     public static let metrics = "metrics"
+    /// Re-read the config (and image) and move the pool over to it, slot by slot.
+    public static let poolReload = "pool.reload"
 }
 
 /// One entry of the `languages` result.

@@ -7,10 +7,14 @@ public struct Dispatcher: Sendable {
     public let service: RunService
     /// Set when the daemon stops: new requests get -32003.
     public let isShuttingDown: @Sendable () -> Bool
+    /// `pool.reload`: re-read the config, move the pool to it; nil where reloading is not possible.
+    public let reload: (@Sendable () async throws -> JSONValue)?
 
-    public init(service: RunService, isShuttingDown: @escaping @Sendable () -> Bool = { false }) {
+    public init(service: RunService, isShuttingDown: @escaping @Sendable () -> Bool = { false },
+                reload: (@Sendable () async throws -> JSONValue)? = nil) {
         self.service = service
         self.isShuttingDown = isShuttingDown
+        self.reload = reload
     }
 
     public func handle(line: some Collection<UInt8>, peer: PeerInfo) async -> Data? {
@@ -64,11 +68,15 @@ public struct Dispatcher: Sendable {
             case RPCMethod.status:
                 try ParamReader(req.params).rejectUnknown(allowed: [])
                 return try RPCEncoder.result(id: req.id, service.status())
+            case RPCMethod.poolReload:
+                try ParamReader(req.params).rejectUnknown(allowed: [])
+                guard let reload else { throw RPCError(.internalError, "this daemon cannot reload") }
+                return try RPCEncoder.result(id: req.id, try await reload())
             case RPCMethod.metrics:
                 try ParamReader(req.params).rejectUnknown(allowed: [])
                 return try RPCEncoder.result(id: req.id, service.metricsText())
             default:
-                throw RPCError(.methodNotFound, "method \"\(req.method)\" not found (known: run, languages, status, metrics)")
+                throw RPCError(.methodNotFound, "method \"\(req.method)\" not found (known: run, languages, status, metrics, pool.reload)")
             }
         } catch let e as RPCError {
             throw e

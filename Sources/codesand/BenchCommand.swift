@@ -137,7 +137,7 @@ struct BenchCommand: AsyncParsableCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            FileHandle.standardOutput.write(try encoder.encode(report) + Data("\n".utf8))
+            writeOut(1, try encoder.encode(report) + Data("\n".utf8))
         } else {
             report.textLines.forEach(printOut)
         }

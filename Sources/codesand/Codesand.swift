@@ -12,7 +12,8 @@ struct Codesand: AsyncParsableCommand {
             2 when the daemon refused the request (a JSON-RPC error) or replied with something \
             unreadable; 3 when the daemon cannot be reached.
             """,
-        subcommands: [RunCommand.self, LanguagesCommand.self, StatusCommand.self, BenchCommand.self]
+        subcommands: [RunCommand.self, LanguagesCommand.self, StatusCommand.self, MetricsCommand.self, PoolCommand.self,
+                      BenchCommand.self, ImageCommand.self]
     )
 }
 
@@ -68,9 +69,23 @@ struct GlobalOptions: ParsableArguments {
 }
 
 func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    writeOut(2, Data((line + "\n").utf8))
 }
 
 func printOut(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    writeOut(1, Data((line + "\n").utf8))
+}
+
+/// Writes to fd 1 or 2. A reader that went away (`codesand … | head`) ends the program quietly,
+/// as it would a C program, instead of a trap in FileHandle.
+func writeOut(_ fd: Int32, _ data: Data) {
+    data.withUnsafeBytes { raw in
+        var off = 0
+        while off < raw.count {
+            let n = write(fd, raw.baseAddress! + off, raw.count - off)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { exit(errno == EPIPE ? 0 : 1) }
+            off += n
+        }
+    }
 }

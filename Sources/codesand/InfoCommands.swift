@@ -17,7 +17,7 @@ struct LanguagesCommand: AsyncParsableCommand {
             let raw = try await global.withClient { client throws(CodesandClientError) in
                 try await client.call(method: RPCMethod.languages)
             }
-            FileHandle.standardOutput.write(raw + Data("\n".utf8))
+            writeOut(1, raw + Data("\n".utf8))
             return
         }
         let languages = try await global.withClient { client throws(CodesandClientError) in
@@ -46,7 +46,7 @@ struct StatusCommand: AsyncParsableCommand {
             let raw = try await global.withClient { client throws(CodesandClientError) in
                 try await client.call(method: RPCMethod.status)
             }
-            FileHandle.standardOutput.write(raw + Data("\n".utf8))
+            writeOut(1, raw + Data("\n".utf8))
             return
         }
         let s = try await global.withClient { client throws(CodesandClientError) in
@@ -79,5 +79,43 @@ struct StatusCommand: AsyncParsableCommand {
 extension String {
     func padded(to width: Int) -> String {
         count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}
+
+struct MetricsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics", abstract: "Print the daemon's counters in the Prometheus text format.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let raw = try await global.withClient { client throws(CodesandClientError) in
+            try await client.call(method: RPCMethod.metrics)
+        }
+        guard let text = try? JSONDecoder().decode(String.self, from: raw) else {
+            printError("codesand: the metrics reply is not a string")
+            throw ExitCode(2)
+        }
+        writeOut(1, Data(text.utf8))
+    }
+}
+
+struct PoolCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pool", abstract: "Manage the daemon's sandbox pool.", subcommands: [Reload.self])
+
+    struct Reload: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "reload",
+            abstract: "Re-read the daemon's config (and image) and move the pool over to it, slot by slot, while it serves.")
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            let raw = try await global.withClient { client throws(CodesandClientError) in
+                try await client.call(method: RPCMethod.poolReload, timeout: .seconds(120))
+            }
+            writeOut(1, raw + Data("\n".utf8))
+        }
     }
 }

@@ -58,7 +58,7 @@ struct RunCommand: AsyncParsableCommand {
             let raw = try await global.withClient { client throws(CodesandClientError) in
                 try await client.call(method: RPCMethod.run, params: params)
             }
-            FileHandle.standardOutput.write(raw + Data("\n".utf8))
+            writeOut(1, raw + Data("\n".utf8))
             return
         }
         let result = try await global.withClient { client throws(CodesandClientError) in
@@ -71,15 +71,14 @@ struct RunCommand: AsyncParsableCommand {
     private func show(_ result: RunResult) {
         if let compile = result.compile, result.status == .compileError {
             // The compiler's complaints are what the user needs to see.
-            for chunk in compile.output { FileHandle.standardError.write(Data(chunk.text.utf8)) }
+            for chunk in compile.output { writeOut(2, Data(chunk.text.utf8)) }
         }
         if result.output.isEmpty {
-            FileHandle.standardOutput.write(Data(result.stdout.utf8))
-            FileHandle.standardError.write(Data(result.stderr.utf8))
+            writeOut(1, Data(result.stdout.utf8))
+            writeOut(2, Data(result.stderr.utf8))
         }
         for chunk in result.output {
-            let handle = chunk.stream == .stdout ? FileHandle.standardOutput : FileHandle.standardError
-            handle.write(Data(chunk.text.utf8))
+            writeOut(chunk.stream == .stdout ? 1 : 2, Data(chunk.text.utf8))
         }
         if let note = Self.note(for: result) {
             printError("codesand: \(note)")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CodesandCore
 import CodesandLinux
+import CodesandProtocol
 import CodesandServer
 import Foundation
 import Logging
@@ -54,11 +55,13 @@ struct Daemon: AsyncParsableCommand {
             notify.send("STATUS=failed: \(error)")
             throw ExitCode(1)
         }
-        let languages = LanguageDetector.detect(cfg.languages, logger: logger)
+        let languages = await LanguageDetector.detect(cfg.languages, backend: backend, config: cfg.sandbox, logger: logger)
         let service = RunService(config: cfg, languages: languages, backend: backend, version: Self.version, logger: logger)
         service.start()
         let tracker = RequestTracker()
-        let dispatcher = Dispatcher(service: service, isShuttingDown: { tracker.isStopping })
+        let dispatcher = Dispatcher(service: service, isShuttingDown: { tracker.isStopping }, reload: {
+            try await self.reload(service, backend: backend, logger: logger, notify: notify)
+        })
         let server = RPCServer(dispatcher: dispatcher, tracker: tracker, maxMessageBytes: cfg.maxMessageBytes, logger: logger)
         let signals = Signals.stream()
 
@@ -84,7 +87,7 @@ struct Daemon: AsyncParsableCommand {
 
         for await signal in signals {
             if signal == .stop { break }
-            reload(service, logger: logger, notify: notify)
+            _ = try? await reload(service, backend: backend, logger: logger, notify: notify)
         }
         watchdog?.cancel()
         await stop(service: service, backend: backend, tracker: tracker, channel: channel, server: server,
@@ -95,16 +98,17 @@ struct Daemon: AsyncParsableCommand {
         try config.map { try ConfigLoader.load(path: $0) } ?? CodesandConfig.defaults()
     }
 
-    /// SIGHUP: re-read the config; a bad one is logged and the old one kept.
-    func reload(_ service: RunService, logger: Logger, notify: SystemdNotify) {
+    /// SIGHUP or `pool.reload`: re-read the config, build new sandboxes from it (another image,
+    /// other limits or languages) and move the pool over slot by slot while serving. A bad config
+    /// is refused and the old one stays.
+    func reload(_ service: RunService, backend: NativeBackend, logger: Logger, notify: SystemdNotify) async throws -> JSONValue {
         notify.send("RELOADING=1")
         defer { notify.send("READY=1") }
         do {
-            let cfg = try loadConfig()
-            let kept = service.reload(config: cfg, languages: LanguageDetector.detect(cfg.languages, logger: logger))
-            logger.notice("configuration reloaded", metadata: kept.isEmpty ? [:] : ["needs_restart": "\(kept.joined(separator: ","))"])
+            return try await PoolReloader(backend: backend, service: service, logger: logger).apply(try loadConfig())
         } catch {
             logger.error("configuration not reloaded, the old one stays: \(error)")
+            throw RPCError(.invalidParams, "configuration not reloaded, the old one stays: \(error)")
         }
     }
 

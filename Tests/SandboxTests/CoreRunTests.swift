@@ -8,7 +8,7 @@ final class CoreRunTests: XCTestCase {
 
     override func setUp() async throws {
         try requireRoot()
-        live = try LiveService()
+        live = try await LiveService()
         await live.waitUntilReady()
     }
 

@@ -43,7 +43,7 @@ final class LanguageTests: XCTestCase {
 
     override func setUp() async throws {
         try requireRoot()
-        live = try LiveService(pool: 2)
+        live = try await LiveService(pool: 2)
         await live.waitUntilReady()
     }
 

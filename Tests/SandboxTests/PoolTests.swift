@@ -15,7 +15,7 @@ final class PoolTests: XCTestCase {
     }
 
     func test_nothing_of_run_1_reaches_run_2_on_the_same_slot() async throws {
-        let live = try LiveService(pool: 1)
+        let live = try await LiveService(pool: 1)
         defer { live.shutdown() }
         await live.waitUntilReady()
         let first = """
@@ -41,7 +41,7 @@ final class PoolTests: XCTestCase {
     }
 
     func test_a_burst_of_pool_size_plus_20_requests_is_all_answered() async throws {
-        let live = try LiveService(pool: 2) { $0.queueMax = 10 }
+        let live = try await LiveService(pool: 2) { $0.queueMax = 10 }
         defer { live.shutdown() }
         await live.waitUntilReady()
         let outcomes = await withTaskGroup(of: String.self) { group in
@@ -70,7 +70,7 @@ final class PoolTests: XCTestCase {
     }
 
     func test_a_slot_whose_preparation_fails_is_broken_and_recovers_when_the_cause_goes_away() async throws {
-        let live = try LiveService(pool: 1)
+        let live = try await LiveService(pool: 1)
         defer { live.shutdown() }
         await live.waitUntilReady()
         let root = live.config.sandbox.stateDir + "/root"

@@ -39,12 +39,13 @@ final class LiveService: Sendable {
     let backend: NativeBackend
     let service: RunService
 
-    init(pool: Int = 2, configure: (inout CodesandConfig) -> Void = { _ in }) throws {
+    /// Detects the languages (as the daemon does at start), then starts preparing the pool.
+    init(pool: Int = 2, configure: (inout CodesandConfig) -> Void = { _ in }) async throws {
         var c = try testConfig(pool: pool)
         configure(&c)
         config = c
         backend = try NativeBackend(config: c.sandbox, poolSize: c.poolSize, defaultLimits: c.defaultLimits, logger: testLogger)
-        let langs = LanguageDetector.detect(c.languages, logger: testLogger)
+        let langs = await LanguageDetector.detect(c.languages, backend: backend, config: c.sandbox, logger: testLogger)
         service = RunService(config: c, languages: langs, backend: backend, version: "test", logger: testLogger)
         service.start()
     }

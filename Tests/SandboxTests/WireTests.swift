@@ -15,7 +15,7 @@ final class WireTests: XCTestCase {
 
     override func setUp() async throws {
         try requireRoot()
-        live = try LiveService(pool: 2) { $0.maxMessageBytes = 4096 }
+        live = try await LiveService(pool: 2) { $0.maxMessageBytes = 4096 }
         await live.waitUntilReady()
         let tracker = RequestTracker()
         server = RPCServer(dispatcher: Dispatcher(service: live.service, isShuttingDown: { tracker.isStopping }),

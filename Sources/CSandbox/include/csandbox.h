@@ -12,7 +12,7 @@
 /// and are left open in the caller (close the sandbox-side ends yourself after the spawn).
 struct cs_sandbox_spec {
     const char *root_dir;            // an empty host directory; the new root is mounted on it (in the child's namespace only)
-    const char *const *ro_paths;     // NULL-terminated: host directories bind-mounted read-only at the same path
+    const char *const *ro_paths;     // NULL-terminated pairs (host source, path inside): read-only bind mounts
     const char *const *links;        // NULL-terminated pairs (name, target): symlinks at the root, e.g. "bin" -> "usr/bin"
     const char *const *masked_paths; // NULL-terminated: /proc entries hidden under /dev/null or made read-only
     const char *const *files;        // NULL-terminated pairs (path, content): synthetic files laid over the read-only
