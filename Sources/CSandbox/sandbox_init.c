@@ -38,7 +38,7 @@ enum { FD_CONTROL = 3, FD_REPORT, FD_STATUS, FD_STDIN, FD_STDOUT, FD_STDERR, FD_
 static const char *const step_names[] = {
     "none", "fds", "cgroup attach", "private mounts", "root tmpfs", "read-only bind mount", "symlink", "synthetic files", "mount /proc",
     "mask /proc entries", "/dev", "tmpfs", "hostname", "loopback", "pivot_root", "read-only root", "read job",
-    "invalid job", "write code file", "fork", "rlimits", "drop capabilities", "setuid", "no_new_privs", "seccomp", "chdir", "execve",
+    "invalid job", "write code file", "fork", "rlimits", "drop capabilities", "setuid", "no_new_privs", "seccomp", "chdir", "execve", "pre-started interpreter",
 };
 
 const char *cs_step_name(int step) {
@@ -389,13 +389,22 @@ static void set_rlimit(int resource, uint64_t value) {
     if (setrlimit(resource, &rl) < 0) fail(CS_STEP_RLIMIT);
 }
 
+struct exec_limits {
+    uint64_t cpu_s, fsize, nofile;
+};
+
 // The program's process: stdio, limits, identity, then execve. Failures go on the report pipe.
-__attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec *s, const struct job *job, char **argv,
-                                                    int32_t stage) {
+// `stage` 0 (a compiler) gets /dev/null as stdin; `go_fd` >= 0 becomes fd 3 (a pre-started interpreter).
+__attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec *s, char *const *argv, char *const *envp,
+                                                    struct exec_limits limits, int32_t stage, int go_fd) {
     // The compiler reads no stdin: the request's stdin is the program's alone.
     int in = stage == 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : FD_STDIN;
     if (in < 0 || dup2(in, 0) < 0 || dup2(FD_STDOUT, 1) < 0 || dup2(FD_STDERR, 2) < 0) fail(CS_STEP_FDS);
     close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_STATUS);
+    if (go_fd >= 0) {
+        if (dup2(go_fd, 3) < 0) fail(CS_STEP_FDS);  // not close-on-exec: the interpreter reads its job there
+        close(go_fd);
+    }
     // The daemon ignores SIGPIPE and may block signals; a program must start with the defaults.
     for (int sig = 1; sig < 65; sig++) {
         if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
@@ -404,9 +413,9 @@ __attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec 
     sigemptyset(&none);
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(uint64_t));
     setsid();
-    set_rlimit(RLIMIT_CPU, job->h.rlimit_cpu_s);
-    set_rlimit(RLIMIT_FSIZE, job->h.rlimit_fsize);
-    set_rlimit(RLIMIT_NOFILE, job->h.rlimit_nofile);
+    set_rlimit(RLIMIT_CPU, limits.cpu_s);
+    set_rlimit(RLIMIT_FSIZE, limits.fsize);
+    set_rlimit(RLIMIT_NOFILE, limits.nofile);
     struct rlimit no_core = {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);  // core files would fill the home tmpfs
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) fail(CS_STEP_CAPS);
@@ -419,7 +428,7 @@ __attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(CS_STEP_NO_NEW_PRIVS);
     if (chdir(s->home) < 0) fail(CS_STEP_CHDIR);
     if (cs_install_seccomp() < 0) fail(CS_STEP_SECCOMP);  // last: the filter also binds everything above
-    execve(argv[0], argv, job->envp);
+    execve(argv[0], argv, envp);
     report(CS_REPORT_EXEC_FAILED, CS_STEP_EXEC, errno);
     _exit(127);
 }
@@ -428,6 +437,23 @@ static void on_backup_alarm(int sig) {
     (void)sig;
     // The daemon did not end this run in time (it may be gone): exiting kills the whole namespace.
     _exit(125);
+}
+
+// Starts the pre-started interpreter, if any: it waits on fd 3 for the argv of its one run.
+static pid_t start_prestart(const struct cs_sandbox_spec *s, int *go_fd) {
+    if (!s->prestart_argv || !s->prestart_argv[0]) return 0;
+    int go[2];
+    if (pipe2(go, O_CLOEXEC) < 0) fail(CS_STEP_PRESTART);
+    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (child < 0) fail(CS_STEP_PRESTART);
+    if (child == 0) {
+        close(go[1]);
+        struct exec_limits limits = {s->prestart_rlimit_cpu_s, s->prestart_rlimit_fsize, s->prestart_rlimit_nofile};
+        exec_program(s, (char *const *)s->prestart_argv, (char *const *)s->prestart_env, limits, 1, go[0]);
+    }
+    close(go[0]);
+    *go_fd = go[1];
+    return child;
 }
 
 static void drop_privileges_of_init(void) {
@@ -439,10 +465,13 @@ static void drop_privileges_of_init(void) {
 
 // Forks the stage's program, reaps until it exits (orphans included), and reports its wait status.
 // Before the last stage's fork the init keeps what it needs to fork again; after it, nothing.
-static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job, char **argv, int32_t stage) {
-    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-    if (child < 0) fail(CS_STEP_FORK);
-    if (child == 0) exec_program(s, job, argv, stage);
+static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job, char **argv, int32_t stage, pid_t child) {
+    if (child <= 0) {
+        child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+        if (child < 0) fail(CS_STEP_FORK);
+        struct exec_limits limits = {job->h.rlimit_cpu_s, job->h.rlimit_fsize, job->h.rlimit_nofile};
+        if (child == 0) exec_program(s, argv, job->envp, limits, stage, -1);
+    }
     if (stage == 1) drop_privileges_of_init();  // the init only reaps and reports from here on
     struct cs_stage_status record = {.stage = stage, .wait_status = 0};
     for (;;) {
@@ -464,6 +493,8 @@ __attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s)
     int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (adj >= 0) { (void)!write(adj, "-1000", 5); close(adj); }
     build_root(s);
+    int go_fd = -1;
+    pid_t prestarted = start_prestart(s, &go_fd);
     report(CS_REPORT_READY, CS_STEP_NONE, 0);
 
     struct job job;
@@ -476,13 +507,27 @@ __attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s)
     sigaction(SIGALRM, &sa, NULL);
     if (job.h.backup_wall_s) alarm(job.h.backup_wall_s);
 
+    if (prestarted > 0 && (job.h.flags & CS_JOB_USE_PRESTART)) {
+        // Hand the waiting interpreter its argv; it runs the file just written.
+        for (char **a = job.argv; *a; a++) {
+            if ((a != job.argv && write_all(go_fd, "", 1) < 0) || write_all(go_fd, *a, str_len(*a)) < 0) fail(CS_STEP_PRESTART);
+        }
+        close(go_fd);
+        run_stage(s, &job, job.argv, 1, prestarted);
+        _exit(0);
+    }
+    if (prestarted > 0) {  // a job for another language: the interpreter is not needed
+        kill(prestarted, SIGKILL);
+        close(go_fd);
+        while (syscall(SYS_wait4, prestarted, NULL, 0, NULL) < 0 && errno == EINTR) {}
+    }
     if (job.compile_argv) {
-        int32_t st = run_stage(s, &job, job.compile_argv, 0);
+        int32_t st = run_stage(s, &job, job.compile_argv, 0, 0);
         char go = 0;
         // A failed compile, or the daemon's word, ends the sandbox here; 'r' goes on to the run.
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || read_all(FD_CONTROL, &go, 1) != 0 || go != CS_GO_RUN) _exit(0);
     }
-    run_stage(s, &job, job.argv, 1);
+    run_stage(s, &job, job.argv, 1, 0);
     // Exiting as the namespace's init makes the kernel kill everything the program left behind.
     _exit(0);
 }

@@ -24,6 +24,9 @@ public struct SandboxJob: Sendable {
     public var compile: CompileStage?
     /// Which configuration the sandbox must be built from (0 at start; each reload adds one).
     public var generation: Int = 0
+    /// For a language with a pre-started interpreter: its name and the argv handed to the waiting
+    /// interpreter (the file's path, then the args). A slot pre-started for it runs the job that way.
+    public var prestart: (language: String, argv: [String])? = nil
 
     public init(argv: [String], env: [String], fileName: String, code: [UInt8], stdin: [UInt8], limits: LimitSet,
                 compile: CompileStage? = nil) {
@@ -34,6 +37,19 @@ public struct SandboxJob: Sendable {
         self.stdin = stdin
         self.limits = limits
         self.compile = compile
+    }
+}
+
+/// An interpreter to start in a prepared sandbox before any request, waiting for its program.
+public struct PrestartSpec: Sendable, Equatable {
+    public var language: String
+    public var argv: [String]
+    /// "NAME=value" entries.
+    public var env: [String]
+    public init(language: String, argv: [String], env: [String]) {
+        self.language = language
+        self.argv = argv
+        self.env = env
     }
 }
 
@@ -67,6 +83,8 @@ public struct StageOutcome: Sendable {
 public struct SandboxOutcome: Sendable {
     public var compile: StageOutcome?
     public var run: StageOutcome?
+    /// The run went to an interpreter started in advance (see PrestartSpec).
+    public var prestarted = false
 
     public init(compile: StageOutcome?, run: StageOutcome?) {
         self.compile = compile
@@ -102,7 +120,8 @@ public protocol SandboxBackend: Sendable {
     var cgroupVersion: String { get }
     /// Makes `slot` ready: a clean sandbox, fully built, waiting for a job. A sandbox left by a
     /// run is killed and thrown away first. Called off the request path, right after each run.
-    func prepare(slot: Int) async throws
+    /// `prestart`: an interpreter to start in it now, for a request of that language to find waiting.
+    func prepare(slot: Int, prestart: PrestartSpec?) async throws
     /// Runs one job in `slot`'s ready sandbox (building one first if the slot has none), then
     /// kills it; the slot has no sandbox afterwards until the next prepare. Never two runs at once
     /// in one slot. Cancelling the task kills the run and returns what it produced so far.

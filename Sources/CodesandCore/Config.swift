@@ -41,6 +41,9 @@ public struct LanguageSpec: Hashable, Sendable {
     public var limits: RunLimits? = nil
     /// The compile stage's limits, where they differ from limits.default.
     public var compileLimits: RunLimits? = nil
+    /// argv of a launcher that starts the interpreter ahead of a request and then reads the
+    /// program's argv ("path\0arg…") from fd 3 (empty: this language runs the plain way only).
+    public var prestart: [String] = []
 }
 
 public struct SandboxConfig: Hashable, Sendable {

@@ -151,7 +151,7 @@ public enum ConfigLoader {
 
     static func language(_ name: String, _ t: ConfigNode) throws -> LanguageSpec {
         let known: Set<String> = ["aliases", "file", "run", "env", "version", "compile", "template", "flags_pattern",
-                                  "limits", "compile_limits"]
+                                  "limits", "compile_limits", "prestart"]
         if let extra = t.keys.sorted().first(where: { !known.contains($0) }) {
             throw ConfigError(key: "\(t.path).\(extra)", problem: "unknown key")
         }
@@ -161,7 +161,8 @@ public enum ConfigLoader {
         }
         let run = try t.stringArray("run")
         let compile = try t.stringArray("compile", default: [])
-        for (key, argv) in [("run", run), ("compile", compile)] where !argv.isEmpty || key == "run" {
+        let prestart = try t.stringArray("prestart", default: [])
+        for (key, argv) in [("run", run), ("compile", compile), ("prestart", prestart)] where !argv.isEmpty || key == "run" {
             guard let first = argv.first, first.hasPrefix("/") || first.hasPrefix("{dir}/") else {
                 throw ConfigError(key: "\(t.path).\(key)", problem: "must be an argv array starting with an absolute path or {dir}/")
             }
@@ -169,6 +170,10 @@ public enum ConfigLoader {
         var spec = LanguageSpec(name: name, aliases: try t.stringArray("aliases", default: []), file: file, run: run,
                                 env: try t.has("env") ? t.stringMap("env") : [:], version: try t.stringArray("version", default: []))
         spec.compile = compile
+        spec.prestart = prestart
+        if !prestart.isEmpty && !compile.isEmpty {
+            throw ConfigError(key: "\(t.path).prestart", problem: "a compiled language cannot be pre-started")
+        }
         if t.has("template") {
             let tpl = try t.table("template")
             spec.templateUnless = try tpl.string("unless")

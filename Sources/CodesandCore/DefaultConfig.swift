@@ -70,6 +70,45 @@ file = "main.py"
 run = ["/usr/bin/python3", "{file}", "{args}"]
 env = { PYTHONUNBUFFERED = "1", PYTHONDONTWRITEBYTECODE = "1" }
 version = ["/usr/bin/python3", "--version"]
+# Started before a request, it waits on fd 3 for "path\0arg…", then runs the file as `python3 path args`
+# would: __main__, __file__, sys.argv, sys.path[0], exit codes, tracebacks without its own frame.
+prestart = ["/usr/bin/python3", "-c", '''
+import os, sys
+compile("", "<codesand>", "exec")
+def _codesand_run():
+    import types, importlib.machinery
+    data = b""
+    while True:
+        chunk = os.read(3, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(3)
+    argv = [a.decode("utf-8", "surrogateescape") for a in data.split(b"\0")]
+    path = argv[0]
+    sys.argv[:] = argv
+    sys.path[0] = os.path.dirname(path)
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__cached__ = None
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+    main.__builtins__ = __builtins__
+    sys.modules["__main__"] = main
+    with open(path, "rb") as f:
+        source = f.read()
+    try:
+        code = compile(source, path, "exec")
+        del source, data, f
+        exec(code, main.__dict__)
+    except SystemExit:
+        raise
+    except BaseException:
+        kind, value, tb = sys.exc_info()
+        tb = tb.tb_next if kind is not SyntaxError else None  # this launcher's frame is not the program's
+        sys.excepthook(kind, value.with_traceback(tb), tb)
+        sys.exit(1)
+_codesand_run()
+''']
 
 [languages.php]
 aliases = []
@@ -77,6 +116,13 @@ file = "main.php"
 run = ["/usr/bin/php", "-d", "display_errors=stderr", "{file}", "{args}"]
 template = { unless = "<?", wrap = "<?php\n{code}" }
 version = ["/usr/bin/php", "--version"]
+prestart = ["/usr/bin/php", "-d", "display_errors=stderr", "-r", '''
+$__codesand = explode("\0", stream_get_contents(fopen("php://fd/3", "r")));
+$argv = $__codesand; $argc = count($argv); unset($__codesand);
+$_SERVER["argv"] = $argv; $_SERVER["argc"] = $argc;
+$_SERVER["SCRIPT_FILENAME"] = $_SERVER["SCRIPT_NAME"] = $_SERVER["PHP_SELF"] = $argv[0];
+require $argv[0];
+''']
 
 [languages.bash]
 aliases = []
@@ -113,6 +159,12 @@ aliases = ["rb"]
 file = "main.rb"
 run = ["/usr/bin/ruby", "{file}", "{args}"]
 version = ["/usr/bin/ruby", "--version"]
+prestart = ["/usr/bin/ruby", "-e", '''
+codesand_argv = IO.new(3).read.split("\0", -1)
+$0 = codesand_argv[0]
+ARGV.replace(codesand_argv[1..] || [])
+load codesand_argv.shift
+''']
 
 [languages.tcl]
 aliases = ["tclsh"]
@@ -126,6 +178,13 @@ file = "main.js"
 run = ["/usr/bin/node", "{file}", "{args}"]
 version = ["/usr/bin/node", "--version"]
 limits = { pids = 128 }
+prestart = ["/usr/bin/node", "-e", '''
+process.stdout; process.stderr;
+const codesandArgv = require("fs").readFileSync(3).toString("utf8").split("\0");
+require("fs").closeSync(3);
+process.argv = [process.execPath].concat(codesandArgv);
+require("module")._load(codesandArgv[0], null, true);
+''']
 
 [languages.go]
 aliases = ["golang"]

@@ -12,8 +12,6 @@ struct JobBuilder {
         let defaults = try LimitSet.resolve(spec.limits?.capped(by: config.maxLimits), defaults: config.defaultLimits,
                                             max: config.maxLimits)
         let limits = try LimitSet.resolve(params.limits, defaults: defaults, max: config.maxLimits)
-        var env = config.sandbox.env
-        for (k, v) in spec.env { env[k] = v }
         let home = config.sandbox.home
         let compile: CompileStage?
         if spec.compile.isEmpty {
@@ -23,10 +21,27 @@ struct JobBuilder {
                                                      defaults: config.defaultLimits, max: config.maxLimits)
             compile = CompileStage(argv: expand(spec.compile, home: home, args: [], flags: flags), limits: compileLimits)
         }
-        return SandboxJob(argv: expand(spec.run, home: home, args: params.args ?? [], flags: flags),
-                          env: env.keys.sorted().map { "\($0)=\(env[$0]!)" }, fileName: spec.file,
-                          code: Array(applyTemplate(params.code).utf8), stdin: Array((params.stdin ?? "").utf8),
-                          limits: limits, compile: compile)
+        let args = params.args ?? []
+        if let i = args.firstIndex(where: { $0.contains("\0") }) {
+            throw .invalidParams("params.args[\(i)] contains a NUL character, which no argv element can hold")
+        }
+        var job = SandboxJob(argv: expand(spec.run, home: home, args: args, flags: flags), env: environment(),
+                             fileName: spec.file, code: Array(applyTemplate(params.code).utf8),
+                             stdin: Array((params.stdin ?? "").utf8), limits: limits, compile: compile)
+        if !spec.prestart.isEmpty { job.prestart = (spec.name, [home + "/" + spec.file] + args) }
+        return job
+    }
+
+    /// The sandbox's environment plus the language's, as "NAME=value" entries.
+    func environment() -> [String] {
+        var env = config.sandbox.env
+        for (k, v) in spec.env { env[k] = v }
+        return env.keys.sorted().map { "\($0)=\(env[$0]!)" }
+    }
+
+    /// What a slot must start in advance to serve this language pre-started (nil: not pre-startable).
+    func prestartSpec() -> PrestartSpec? {
+        spec.prestart.isEmpty ? nil : PrestartSpec(language: spec.name, argv: spec.prestart, env: environment())
     }
 
     /// PHP without `<?php`, Java without a class, C without main(): wrapped so it just works.

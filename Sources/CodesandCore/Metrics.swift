@@ -24,6 +24,7 @@ public final class Metrics: Sendable {
         var kills: [String: Int64] = [:]    // why a run was killed: timeout, oom, output_limit, cancelled
         var errors: [Int: Int64] = [:]      // JSON-RPC errors by code
         var recentWallMs: [Int64] = []
+        var prestart: [String: (hits: Int64, misses: Int64)] = [:]
     }
 
     struct RunKey: Hashable {
@@ -43,6 +44,19 @@ public final class Metrics: Sendable {
             if s.recentWallMs.count > 64 { s.recentWallMs.removeFirst(s.recentWallMs.count - 64) }
             if ["timeout", "oom", "output_limit"].contains(status) { s.kills[status, default: 0] += 1 }
         }
+    }
+
+    /// A run of a pre-startable language found its interpreter waiting (hit) or not (miss).
+    public func recordPrestart(language: String, hit: Bool) {
+        state.withLock { s in
+            var c = s.prestart[language] ?? (0, 0)
+            if hit { c.hits += 1 } else { c.misses += 1 }
+            s.prestart[language] = c
+        }
+    }
+
+    public func prestartCounts(_ language: String) -> (hits: Int64, misses: Int64) {
+        state.withLock { $0.prestart[language] ?? (0, 0) }
     }
 
     public func recordKill(_ reason: String) { state.withLock { $0.kills[reason, default: 0] += 1 } }
@@ -83,6 +97,11 @@ public final class Metrics: Sendable {
         }
         family("codesand_rpc_errors_total", "counter", "JSON-RPC error replies, by code.")
         for (code, v) in s.errors.sorted(by: { $0.key < $1.key }) { out += "codesand_rpc_errors_total{code=\"\(code)\"} \(v)\n" }
+        family("codesand_prestart_total", "counter", "Runs of pre-startable languages, by whether their interpreter was waiting.")
+        for (lang, c) in s.prestart.sorted(by: { $0.key < $1.key }) {
+            out += "codesand_prestart_total{language=\"\(escape(lang))\",result=\"hit\"} \(c.hits)\n"
+            out += "codesand_prestart_total{language=\"\(escape(lang))\",result=\"miss\"} \(c.misses)\n"
+        }
         family("codesand_slots", "gauge", "Sandbox slots by state.")
         for state in SlotState.allCases { out += "codesand_slots{state=\"\(state.rawValue)\"} \(slots[state.rawValue] ?? 0)\n" }
         family("codesand_queue_length", "gauge", "Requests waiting for a sandbox.")

@@ -21,6 +21,11 @@ public final class RunService: Sendable {
         self.logger = logger
         self.pool = SlotPool(size: config.poolSize, maxQueue: config.queueMax, maxWaitMs: config.queueMaxWaitMs,
                              backend: backend, metrics: metrics, logger: logger)
+        pool.planner.update(specs: Self.prestartSpecs(config, languages))
+    }
+
+    static func prestartSpecs(_ config: CodesandConfig, _ languages: LanguageTable) -> [PrestartSpec] {
+        languages.entries.compactMap { JobBuilder(config: config, spec: $0.spec).prestartSpec() }
     }
 
     public var config: CodesandConfig { settings.withLock { $0.config } }
@@ -53,6 +58,7 @@ public final class RunService: Sendable {
                 kept.append("socket")
             }
             s = (next, languages, generation)
+            pool.planner.update(specs: Self.prestartSpecs(next, languages))
             return kept
         }
     }
@@ -69,7 +75,7 @@ public final class RunService: Sendable {
         var job = try JobBuilder(config: config, spec: spec).job(for: params)
         job.generation = generation
 
-        let slot = try await acquireSlot(key: "\(peer.uid)/\(params.requester ?? "")")
+        let slot = try await acquireSlot(key: "\(peer.uid)/\(params.requester ?? "")", language: spec.name)
         defer { pool.finished(slot) }  // whatever happens, the slot is reset before its next use
         let outcome: SandboxOutcome
         do {
@@ -82,6 +88,7 @@ public final class RunService: Sendable {
             metrics.recordKill("cancelled")
             throw RPCError(.shuttingDown, "the run was stopped before it ended: the daemon is shutting down")
         }
+        if job.prestart != nil { metrics.recordPrestart(language: spec.name, hit: outcome.prestarted) }
         let result = RunResult.build(from: outcome)
         let latency = ContinuousClock.now - received
         metrics.recordRun(language: spec.name, status: result.status.rawValue,
@@ -97,11 +104,11 @@ public final class RunService: Sendable {
         return result
     }
 
-    private func acquireSlot(key: String) async throws(RPCError) -> Int {
+    private func acquireSlot(key: String, language: String) async throws(RPCError) -> Int {
         // A guess at when a slot frees up: the recent mean run time times the queue's depth per slot.
         let hint = max(50, metrics.recentMeanWallMs * Int64(pool.scheduler.queued / max(1, pool.size) + 1))
         do {
-            return try await pool.acquire(key: key, retryHintMs: hint)
+            return try await pool.acquire(key: key, language: language, retryHintMs: hint)
         } catch let busy as SlotScheduler.Busy {
             throw RPCError(.busy, "busy: \(busy.reason); retry after \(busy.retryAfterMs) ms",
                            data: .object(["retry_after_ms": .int(busy.retryAfterMs)]))

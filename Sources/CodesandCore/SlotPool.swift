@@ -5,6 +5,7 @@ import Logging
 public final class SlotPool: Sendable {
     public let scheduler: SlotScheduler
     public let board: SlotBoard
+    public let planner: PrestartPlanner
     private let backend: any SandboxBackend
     private let metrics: Metrics
     private let logger: Logger
@@ -15,6 +16,7 @@ public final class SlotPool: Sendable {
         self.sleep = sleep
         self.scheduler = SlotScheduler(size: size, maxQueue: maxQueue, maxWaitMs: maxWaitMs, startFree: false, sleep: sleep)
         self.board = SlotBoard(size: size)
+        self.planner = PrestartPlanner(size: size)
         self.backend = backend
         self.metrics = metrics
         self.logger = logger
@@ -27,9 +29,13 @@ public final class SlotPool: Sendable {
         for slot in 0..<size { refill(slot, resetting: false) }
     }
 
-    /// Waits for a ready slot (fair across `key`s) and marks it busy.
-    public func acquire(key: String, retryHintMs: Int64) async throws -> Int {
-        let slot = try await scheduler.acquire(key: key, retryHintMs: retryHintMs)
+    /// Waits for a ready slot (fair across `key`s), preferring one with `language`'s interpreter
+    /// already started, and marks it busy.
+    public func acquire(key: String, language: String? = nil, retryHintMs: Int64) async throws -> Int {
+        if let language { planner.noteRequest(language: language) }
+        let slot = try await scheduler.acquire(key: key, retryHintMs: retryHintMs) { [planner] slot in
+            language != nil && planner.language(of: slot) == language
+        }
         board.set(slot, .busy)
         return slot
     }
@@ -68,12 +74,12 @@ public final class SlotPool: Sendable {
     /// A failed prepare marks the slot broken and retries with backoff; it is never handed out broken.
     private func refill(_ slot: Int, resetting: Bool) {
         board.set(slot, resetting ? .resetting : .preparing)
-        Task.detached { [backend, board, scheduler, metrics, logger, sleep] in
+        Task.detached { [backend, board, scheduler, metrics, logger, sleep, planner] in
             var backoffMs: UInt64 = 100
             while true {
                 let start = ContinuousClock.now
                 do {
-                    try await backend.prepare(slot: slot)
+                    try await backend.prepare(slot: slot, prestart: planner.choose(for: slot))
                     if resetting {
                         let d = ContinuousClock.now - start
                         let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18

@@ -53,7 +53,8 @@ public final class SlotScheduler: Sendable {
 
     /// Waits for a free slot. Throws Busy when the queue is full or the wait passes max_wait_ms,
     /// CancellationError when the task is cancelled while waiting.
-    public func acquire(key: String, retryHintMs: Int64) async throws -> Int {
+    /// A free slot for which `prefer` is true is taken first (a slot with the right interpreter waiting).
+    public func acquire(key: String, retryHintMs: Int64, prefer: (Int) -> Bool = { _ in false }) async throws -> Int {
         let id: UInt64 = state.withLock { s in s.nextID += 1; return s.nextID }
         let waitTask = Task { [maxWaitMs, sleep] in
             try await sleep(.milliseconds(maxWaitMs))
@@ -66,7 +67,10 @@ public final class SlotScheduler: Sendable {
                 let immediate: Result<Int, any Error>? = state.withLock { s in
                     if Task.isCancelled { return .failure(CancellationError()) }
                     if s.stopped { return .failure(Stopped()) }
-                    if s.waiting == 0, let slot = s.free.popLast() { return .success(slot) }
+                    if s.waiting == 0, !s.free.isEmpty {
+                        let i = s.free.lastIndex(where: prefer) ?? s.free.count - 1
+                        return .success(s.free.remove(at: i))
+                    }
                     if s.waiting >= maxQueue {
                         return .failure(Busy(retryAfterMs: retryHintMs, reason: "all \(size) sandboxes are busy and \(s.waiting) requests wait"))
                     }

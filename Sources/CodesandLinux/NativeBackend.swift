@@ -51,7 +51,7 @@ public final class NativeBackend: SandboxBackend {
         self.sandboxes = Mutex((Array(repeating: nil, count: poolSize), Array(repeating: nil, count: poolSize)))
     }
 
-    public func prepare(slot: Int) async throws {
+    public func prepare(slot: Int, prestart: PrestartSpec?) async throws {
         guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
         let old = sandboxes.withLock { s in
             defer { (s.ready[slot], s.used[slot]) = (nil, nil) }
@@ -62,7 +62,7 @@ public final class NativeBackend: SandboxBackend {
             let layout = self.layout
             fresh = try await onThread("codesand-prepare-\(slot)") { [self] in
                 for o in old { o.instance.destroy() }  // the slot's cgroup is empty before it is used again
-                return ReadySandbox(try spawn(slot, layout), layout: layout)
+                return ReadySandbox(try spawn(slot, layout, prestart: prestart), layout: layout)
             }
         } catch {
             if stopped.load(ordering: .relaxed) { throw CancellationError() }  // its cgroup is gone: not a failure
@@ -110,9 +110,9 @@ public final class NativeBackend: SandboxBackend {
 
     private var layout: SandboxLayout { layouts.withLock { $0.byGeneration[$0.newest]! } }
 
-    private func spawn(_ slot: Int, _ layout: SandboxLayout) throws -> SandboxInstance {
+    private func spawn(_ slot: Int, _ layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
         try SandboxInstance.spawn(layout: layout, slot: slot, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot],
-                                  limits: defaultLimits)
+                                  limits: defaultLimits, prestart: prestart)
     }
 
     /// Adds a layout built from `config` (a reload: another image, other mounts or caps) and
@@ -196,10 +196,11 @@ public final class NativeBackend: SandboxBackend {
         }
     }
 
-    /// Processes in the slots' cgroups now, beyond the ready sandboxes' own inits.
+    /// Processes in the slots' cgroups now, beyond the ready sandboxes' own (their init and any
+    /// interpreter started in advance): what runs left behind.
     public func leftoverProcesses() -> [pid_t] {
-        let inits = Set(sandboxes.withLock { $0.ready.compactMap { $0?.instance.initPID } })
-        return cgroups.flatMap { $0.processes() }.filter { !inits.contains($0) }
+        let readySlots = Set(sandboxes.withLock { s in s.ready.indices.filter { s.ready[$0] != nil } })
+        return cgroups.indices.filter { !readySlots.contains($0) }.flatMap { cgroups[$0].processes() }
     }
 
     /// Kills every sandbox and removes the slots' cgroups (daemon shutdown). Later prepares fail.

@@ -14,10 +14,13 @@ struct RunSupervisor {
     /// Becomes readable when the request is cancelled (client gone, daemon stopping).
     let cancelFD: Int32
 
+    var usesPrestart: Bool { job.prestart != nil && job.prestart?.language == sandbox.prestarted }
+
     func run() throws -> SandboxOutcome {
         try handOver()
         var pipes = SandboxPipes(sandbox: sandbox, stdin: job.stdin)
         var outcome = SandboxOutcome(compile: nil, run: nil)
+        outcome.prestarted = usesPrestart
         if let compile = job.compile {
             let stage = supervise(stage: 0, limits: compile.limits, pipes: &pipes)
             outcome.compile = stage
@@ -110,15 +113,19 @@ struct RunSupervisor {
     /// Writes the job (header, strings, code) on the control pipe; the init reads it as we write.
     func handOver() throws {
         let compileArgv = job.compile?.argv ?? []
+        // The interpreter started in advance for this language takes the program's argv instead.
+        let usePrestart = usesPrestart
+        let argv = usePrestart ? job.prestart!.argv : job.argv
         var strings: [UInt8] = []
-        for s in compileArgv + job.argv + job.env + [job.fileName] {
+        for s in compileArgv + argv + job.env + [job.fileName] {
             strings.append(contentsOf: s.utf8)
             strings.append(0)
         }
         var header = cs_job_header()
         header.magic = CS_JOB_MAGIC
         header.compile_argc = UInt32(compileArgv.count)
-        header.argc = UInt32(job.argv.count)
+        header.argc = UInt32(argv.count)
+        header.flags = usePrestart ? UInt32(CS_JOB_USE_PRESTART) : 0
         header.envc = UInt32(job.env.count)
         header.strings_len = UInt32(strings.count)
         header.code_len = UInt64(job.code.count)

@@ -24,7 +24,11 @@ final class SandboxInstance {
     }
 
     /// Spawns the init for `slot` and waits until it reports READY (the sandbox is built).
-    static func spawn(layout: SandboxLayout, slot: Int, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet) throws -> SandboxInstance {
+    /// The interpreter started in it in advance, if any (see PrestartSpec).
+    private(set) var prestarted: String?
+
+    static func spawn(layout: SandboxLayout, slot: Int, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet,
+                      prestart: PrestartSpec? = nil) throws -> SandboxInstance {
         try cgroup.apply(limits: limits)
         var cgroupFDs: [Int32] = []
         var ours: [Int32] = [], theirs: [Int32] = []
@@ -66,6 +70,15 @@ final class SandboxInstance {
         (spec.control_fd, spec.report_fd, spec.status_fd) = (theirs[0], theirs[1], theirs[2])
         (spec.stdin_fd, spec.stdout_fd, spec.stderr_fd) = (theirs[3], theirs[4], theirs[5])
 
+        let prestartArgv = prestart.map { SandboxLayout.cArray($0.argv) }
+        let prestartEnv = prestart.map { SandboxLayout.cArray($0.env) }
+        defer { [prestartArgv, prestartEnv].forEach { $0.map(SandboxLayout.freeCArray) } }
+        spec.prestart_argv = prestartArgv.map { UnsafePointer($0) }
+        spec.prestart_env = prestartEnv.map { UnsafePointer($0) }
+        spec.prestart_rlimit_cpu_s = UInt64(limits.cpuMs / 1000 + 2)
+        spec.prestart_rlimit_fsize = UInt64(layout.config.fileSizeBytes)
+        spec.prestart_rlimit_nofile = UInt64(layout.config.openFiles)
+
         let pid = cs_sandbox_spawn(&spec)
         if pid < 0 {
             let e = errno
@@ -73,6 +86,7 @@ final class SandboxInstance {
             throw SandboxError("clone() of the sandbox init failed", errno: e)
         }
         let instance = SandboxInstance(initPID: pid, cgroup: cgroup, limits: limits, fds: ours)
+        instance.prestarted = prestart?.language
         do {
             try instance.awaitReady()
         } catch {

@@ -80,13 +80,13 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
     /// True when `path` (absolute, inside the sandbox) is an executable file of its system.
     func isExecutable(_ path: String) -> Bool { access(systemRoot + path, X_OK) == 0 }
 
-    private static func freeCArray(_ p: UnsafeMutablePointer<UnsafePointer<CChar>?>) {
+    static func freeCArray(_ p: UnsafeMutablePointer<UnsafePointer<CChar>?>) {
         var i = 0
         while let s = p[i] { free(UnsafeMutablePointer(mutating: s)); i += 1 }
         p.deallocate()
     }
 
-    private static func cArray(_ items: [String]) -> UnsafeMutablePointer<UnsafePointer<CChar>?> {
+    static func cArray(_ items: [String]) -> UnsafeMutablePointer<UnsafePointer<CChar>?> {
         let p = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: items.count + 1)
         for (i, s) in items.enumerated() { p[i] = UnsafePointer(strdup(s)) }
         p[items.count] = nil

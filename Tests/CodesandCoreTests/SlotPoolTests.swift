@@ -10,7 +10,7 @@ final class FakeBackend: SandboxBackend {
     let failing = Mutex(0)          // prepares still to fail
     let prepares = Mutex([Int]())   // slot of each successful prepare, in order
 
-    func prepare(slot: Int) async throws {
+    func prepare(slot: Int, prestart: PrestartSpec?) async throws {
         let fail = failing.withLock { n in defer { if n > 0 { n -= 1 } }; return n > 0 }
         if fail { throw SandboxError("injected prepare failure") }
         prepares.withLock { $0.append(slot) }

@@ -17,12 +17,13 @@ func requireRoot() throws {
 
 /// A config private to this test process: its own cgroup name, state dir and uids, so tests never
 /// touch a daemon running on the same machine.
-func testConfig(pool: Int = 2) throws -> CodesandConfig {
+func testConfig(pool: Int = 2, name: String = "") throws -> CodesandConfig {
     var c = try CodesandConfig.defaults()
     c.poolSize = pool
-    c.sandbox.cgroupName = "codesand-test-\(getpid())"
-    c.sandbox.stateDir = "/run/codesand-test-\(getpid())"
-    c.sandbox.uidBase = 2_147_000_000 + UInt32(getpid() % 10_000) * 16  // no two test processes share uids
+    c.sandbox.cgroupName = "codesand-test-\(getpid())\(name)"
+    c.sandbox.stateDir = "/run/codesand-test-\(getpid())\(name)"
+    // No two test processes (or two services in one test) share uids.
+    c.sandbox.uidBase = 2_147_000_000 + UInt32(getpid() % 10_000) * 64 + (name.isEmpty ? 0 : 32)
     c.queueMaxWaitMs = 30_000
     return c
 }
@@ -40,8 +41,8 @@ final class LiveService: Sendable {
     let service: RunService
 
     /// Detects the languages (as the daemon does at start), then starts preparing the pool.
-    init(pool: Int = 2, configure: (inout CodesandConfig) -> Void = { _ in }) async throws {
-        var c = try testConfig(pool: pool)
+    init(pool: Int = 2, name: String = "", configure: (inout CodesandConfig) -> Void = { _ in }) async throws {
+        var c = try testConfig(pool: pool, name: name)
         configure(&c)
         config = c
         backend = try NativeBackend(config: c.sandbox, poolSize: c.poolSize, defaultLimits: c.defaultLimits, logger: testLogger)

@@ -29,6 +29,12 @@ struct cs_sandbox_spec {
     int report_fd;                   // write end: struct cs_report records (ready / failure / exec failure)
     int status_fd;                   // write end: the main process's wait status (int32) once it exits
     int stdin_fd, stdout_fd, stderr_fd; // the program's stdio
+    // Optional: an interpreter started in advance as the sandbox user, blocked reading fd 3. A job
+    // with CS_JOB_USE_PRESTART hands it the program's argv ("path\0arg\0…") there; any other job
+    // kills it and runs the plain way.
+    const char *const *prestart_argv;   // NULL: none
+    const char *const *prestart_env;
+    uint64_t prestart_rlimit_cpu_s, prestart_rlimit_fsize, prestart_rlimit_nofile;
 };
 
 /// Records on the report pipe. After READY, the pipe reaches EOF when the program was exec'd.
@@ -45,7 +51,7 @@ enum cs_step {
     CS_STEP_NONE = 0, CS_STEP_FDS, CS_STEP_CGROUP, CS_STEP_MOUNT_PRIVATE, CS_STEP_ROOT_TMPFS, CS_STEP_BIND_RO,
     CS_STEP_SYMLINK, CS_STEP_FILES, CS_STEP_PROC, CS_STEP_MASK, CS_STEP_DEV, CS_STEP_TMPFS, CS_STEP_HOSTNAME, CS_STEP_LOOPBACK,
     CS_STEP_PIVOT_ROOT, CS_STEP_ROOT_RDONLY, CS_STEP_JOB_READ, CS_STEP_JOB_INVALID, CS_STEP_CODE_FILE,
-    CS_STEP_FORK, CS_STEP_RLIMIT, CS_STEP_CAPS, CS_STEP_SETUID, CS_STEP_NO_NEW_PRIVS, CS_STEP_SECCOMP, CS_STEP_CHDIR, CS_STEP_EXEC,
+    CS_STEP_FORK, CS_STEP_RLIMIT, CS_STEP_CAPS, CS_STEP_SETUID, CS_STEP_NO_NEW_PRIVS, CS_STEP_SECCOMP, CS_STEP_CHDIR, CS_STEP_EXEC, CS_STEP_PRESTART,
 };
 
 #define CS_JOB_MAGIC 0x31424a43u  /* "CJB1" */
@@ -67,7 +73,11 @@ struct cs_job_header {
     uint64_t rlimit_nofile;      // RLIMIT_NOFILE
     uint32_t backup_wall_s;      // init kills everything after this many seconds, should the daemon be gone
     uint32_t compile_argc;       // 0: no compile stage
+    uint32_t flags;              // CS_JOB_USE_PRESTART: argv goes to the pre-started interpreter
+    uint32_t reserved;
 };
+
+enum { CS_JOB_USE_PRESTART = 1 };
 
 /// On the status pipe: how a stage's main process ended.
 struct cs_stage_status {
