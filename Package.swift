@@ -9,6 +9,8 @@ let package = Package(
         .executable(name: "codesand", targets: ["codesand"]),
         .library(name: "CodesandClient", targets: ["CodesandClient"]),
         .library(name: "CodesandProtocol", targets: ["CodesandProtocol"]),
+        .executable(name: "codesand-ircbot", targets: ["codesand-ircbot"]),
+        .library(name: "CCodesand", targets: ["CCodesand"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -55,12 +57,36 @@ let package = Package(
             "CodesandClient", "CodesandProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The C client for bots in other languages (also a plain `make` in clients/c), on json-c.
+        .target(name: "CCodesand", path: "clients/c", sources: ["codesand.c", "message.c"],
+                linkerSettings: [.linkedLibrary("json-c")]),
+        // The example IRC bot's logic: IRC over NIO, triggers, per-nick rate limit, shaped replies.
+        .target(name: "CodesandIRCBot", dependencies: [
+            "CodesandClient", "CodesandProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "codesand-ircbot", dependencies: [
+            "CodesandIRCBot", "CodesandClient",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "CodesandProtocolTests", dependencies: ["CodesandProtocol"]),
         .testTarget(name: "CodesandCoreTests", dependencies: ["CodesandCore"]),
         .testTarget(name: "CodesandServerTests", dependencies: [
             "CodesandServer", "CodesandClient",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        // The IRC bot against a real ngircd and a real daemon (as root), the C client's test program.
+        .testTarget(name: "IRCBotTests", dependencies: [
+            "CodesandIRCBot", "CodesandClient", "CodesandProtocol", "CCodesand",
+            "CodesandServer", "CodesandLinux", "CodesandCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Real sandboxes, as root: the native backend end to end and the daemon over its socket.
         .testTarget(name: "SandboxTests", dependencies: [

@@ -25,8 +25,9 @@ struct AbandonCall: Sendable {
 ///   over its size limit; it closes the connection after that): every pending call fails with it.
 /// - A malformed reply fails every pending call and closes the connection: after one bad line the
 ///   stream cannot be trusted.
-/// - When the connection closes, every pending call fails with `.connectionClosed`, and so does
-///   any call written after that.
+/// - When the connection closes, every pending call fails with `.connectionClosed`. A call written
+///   after that, or whose write fails, fails with `CallNotSent`: the client sends it again on a new
+///   connection.
 final class CallMultiplexer: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = OutgoingCall
@@ -45,7 +46,7 @@ final class CallMultiplexer: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let call = unwrapOutboundIn(data)
         guard !isClosed else {
-            call.promise.fail(CodesandClientError.connectionClosed)
+            call.promise.fail(CallNotSent())
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
@@ -58,7 +59,8 @@ final class CallMultiplexer: ChannelDuplexHandler {
 
         let written = promise ?? context.eventLoop.makePromise()
         written.futureResult.assumeIsolated().whenFailure { _ in
-            self.finish(call.id, with: .failure(CodesandClientError.connectionClosed))
+            // The daemon did not get the whole line, so it did not run it: safe to send again.
+            self.finish(call.id, with: .failure(CallNotSent()))
         }
         context.write(wrapOutboundOut(call.line), promise: written)
     }
@@ -115,10 +117,10 @@ final class CallMultiplexer: ChannelDuplexHandler {
 
     // MARK: State
 
-    private func finish(_ id: Int64, with result: Result<Reply.Outcome, CodesandClientError>) {
+    private func finish(_ id: Int64, with result: Result<Reply.Outcome, any Error>) {
         guard let call = pending.removeValue(forKey: id) else { return }
         call.timer?.cancel()
-        call.promise.completeWith(result.mapError { $0 as Error })
+        call.promise.completeWith(result)
     }
 
     private func failAll(_ error: CodesandClientError) {

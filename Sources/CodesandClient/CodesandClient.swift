@@ -14,18 +14,21 @@ import NIOPosix
 ///
 /// Every call throws ``CodesandClientError``. A snippet that fails (non-zero exit, timeout, OOM…)
 /// is not an error: its ``RunResult`` says how it ended.
+///
+/// When the daemon restarts, calls in flight fail with `.connectionClosed` and the next call
+/// connects again by itself: one client can serve a bot for its whole life.
 public final class CodesandClient: Sendable {
     public static let defaultSocketPath = "/run/codesand/codesand.sock"
     /// The longest reply line accepted by default (a `run` result with 1 MiB of output fits many times).
     public static let defaultMaxReplyBytes = 64 << 20
 
     public let socketPath: String
-    private let channel: Channel
+    private let connection: ClientConnection
     private let ids = IDGenerator()
 
-    private init(socketPath: String, channel: Channel) {
+    private init(socketPath: String, connection: ClientConnection) {
         self.socketPath = socketPath
-        self.channel = channel
+        self.connection = connection
     }
 
     /// Connects to the daemon's socket.
@@ -37,22 +40,9 @@ public final class CodesandClient: Sendable {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         maxReplyBytes: Int = defaultMaxReplyBytes
     ) async throws(CodesandClientError) -> CodesandClient {
-        let bootstrap = ClientBootstrap(group: eventLoopGroup).channelInitializer { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandlers(
-                    ByteToMessageHandler(ReplyLineDecoder(maxLength: maxReplyBytes)),
-                    CallMultiplexer()
-                )
-            }
-        }
-        do {
-            let channel = try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
-            return CodesandClient(socketPath: socketPath, channel: channel)
-        } catch let error as IOError {
-            throw .connectFailed(path: socketPath, reason: String(cString: strerror(error.errnoCode)))
-        } catch {
-            throw .connectFailed(path: socketPath, reason: "\(error)")
-        }
+        let connection = ClientConnection(socketPath: socketPath, group: eventLoopGroup, maxReplyBytes: maxReplyBytes)
+        _ = try await connection.channel()  // connect now, so that a wrong path fails here
+        return CodesandClient(socketPath: socketPath, connection: connection)
     }
 
     /// Runs a snippet and returns how it ended.
@@ -84,9 +74,9 @@ public final class CodesandClient: Sendable {
         Data(try await send(method, JSONValue?.none, timeout: timeout).readableBytesView)
     }
 
-    /// Closes the connection. Calls still pending fail with `.connectionClosed`.
+    /// Closes the connection for good. Calls still pending, and any made later, fail with `.connectionClosed`.
     public func close() async {
-        try? await channel.close()
+        await connection.close()
     }
 
     // MARK: Internals
@@ -96,22 +86,40 @@ public final class CodesandClient: Sendable {
         var line: ByteBuffer
         do {
             let json = try RPCEncoder.request(id: .int(id), method: method, params: params)
-            line = channel.allocator.buffer(capacity: json.count + 1)
+            line = ByteBufferAllocator().buffer(capacity: json.count + 1)
             line.writeBytes(json)
             line.writeInteger(UInt8(ascii: "\n"))
         } catch {
             throw .encodingFailed("\(error)")
         }
+        // A call that did not reach the daemon (its connection had just closed) goes out once more
+        // on a new connection; one that did reach it is never repeated.
+        let channel = try await connection.channel()
+        do {
+            return try await send(id: id, line: line, timeout: timeout, on: channel)
+        } catch is CallNotSent {
+            await connection.discard(channel)
+        } catch {
+            throw error as? CodesandClientError ?? .connectionClosed
+        }
+        do {
+            return try await send(id: id, line: line, timeout: timeout, on: try await connection.channel())
+        } catch {
+            throw error as? CodesandClientError ?? .connectionClosed
+        }
+    }
+
+    /// One attempt. Throws ``CodesandClientError``, or ``CallNotSent`` when the call never left.
+    private func send(id: Int64, line: ByteBuffer, timeout: Duration?, on channel: Channel) async throws -> ByteBuffer {
         let promise = channel.eventLoop.makePromise(of: Reply.Outcome.self)
         let call = OutgoingCall(id: id, line: line, timeout: timeout.map { TimeAmount($0) }, promise: promise)
-        let channel = self.channel
         let abandon: @Sendable () -> Void = { channel.pipeline.triggerUserOutboundEvent(AbandonCall(id: id, error: .cancelled), promise: nil) }
 
         let outcome: Reply.Outcome
         do {
             outcome = try await withTaskCancellationHandler {
                 // On a channel already closed the write never reaches the multiplexer.
-                channel.writeAndFlush(call).whenFailure { _ in promise.fail(CodesandClientError.connectionClosed) }
+                channel.writeAndFlush(call).whenFailure { _ in promise.fail(CallNotSent()) }
                 // Cancelled before the handler below was installed: its abandon went out before the write.
                 if Task.isCancelled { abandon() }
                 return try await promise.futureResult.get()
@@ -120,12 +128,14 @@ public final class CodesandClient: Sendable {
             }
         } catch let error as CodesandClientError {
             throw error
+        } catch let error as CallNotSent {
+            throw error
         } catch {
-            throw .connectionClosed
+            throw CodesandClientError.connectionClosed
         }
         switch outcome {
         case .result(let bytes): return bytes
-        case .error(let error): throw .rpc(error)
+        case .error(let error): throw CodesandClientError.rpc(error)
         }
     }
 

@@ -21,8 +21,8 @@ protocol SlotCgroup: Sendable {
     func isEmpty() -> Bool
     /// The pids in the cgroup now.
     func processes() -> [pid_t]
-    /// Removes the (empty) cgroup directories.
-    func remove()
+    /// Removes the (empty) cgroup directories; false if one is still busy.
+    @discardableResult func remove() -> Bool
 }
 
 /// Where the slots' cgroups live and how they are made.
@@ -31,6 +31,8 @@ protocol CgroupDriver: Sendable {
     func slot(_ index: Int) throws -> SlotCgroup
     /// Empties and removes slot cgroups left by an earlier daemon with a bigger pool.
     func removeStale(keeping count: Int)
+    /// Removes the (empty) directory that holds the slots' cgroups (daemon shutdown).
+    func removeParent()
 }
 
 extension CgroupDriver {

@@ -32,6 +32,10 @@ struct CgroupV1Driver: CgroupDriver {
                               cpuacct: mounts["cpuacct"]!, freezer: mounts["freezer"]!, parent: parent)
     }
 
+    func removeParent() {
+        for mount in Set([memory, pids, cpu, cpuacct, freezer]) { rmdir("\(mount)/\(parent)") }
+    }
+
     func removeStale(keeping count: Int) {
         for i in Self.staleSlots(in: "\(freezer)/\(parent)", keeping: count) {
             let name = "\(parent)/slot-\(i)"
@@ -116,7 +120,9 @@ struct SlotCgroupV1: SlotCgroup {
         }
     }
 
-    func remove() {
-        for dir in Set([memory, pids, cpu, cpuacct, freezer]) { rmdir(dir) }
+    @discardableResult func remove() -> Bool {
+        var ok = true
+        for dir in Set([memory, pids, cpu, cpuacct, freezer]) where rmdir(dir) != 0 && errno != ENOENT { ok = false }
+        return ok
     }
 }

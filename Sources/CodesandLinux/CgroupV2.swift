@@ -30,6 +30,8 @@ struct CgroupV2Driver: CgroupDriver {
         return CgroupV2Driver(slotsDir: slots, requireControllers: true)
     }
 
+    func removeParent() { rmdir(slotsDir) }
+
     func removeStale(keeping count: Int) {
         for i in Self.staleSlots(in: slotsDir, keeping: count) {
             let slot = SlotCgroupV2(dir: "\(slotsDir)/slot-\(i)", requireControllers: requireControllers)
@@ -94,5 +96,5 @@ struct SlotCgroupV2: SlotCgroup {
         return CgroupDetect.poll(timeoutMs: timeoutMs) { isEmpty() }
     }
 
-    func remove() { rmdir(dir) }
+    @discardableResult func remove() -> Bool { rmdir(dir) == 0 || errno == ENOENT }
 }

@@ -213,8 +213,12 @@ public final class NativeBackend: SandboxBackend {
         for r in all { r.instance.destroy() }
         for cg in cgroups {
             cg.killAll(timeoutMs: 5000)
-            cg.remove()
+            // A task that was just killed leaves its cgroup a moment after it is gone from cgroup.procs.
+            for _ in 0..<50 where !cg.remove() { usleep(10_000) }
         }
+        driver.removeParent()
+        rmdir(config.stateDir + "/root")
+        unlink("\(config.stateDir)/\(config.cgroupName).lock")
         close(lockFD)  // another daemon (or test) may take these cgroups now
     }
 }

@@ -68,7 +68,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
 
     /// Writes a reply (nil: nothing, for notifications); closes after the last one once the client's input ended.
     private func write(_ reply: Data?, to channel: Channel) {
-        let closeAfter = { [mine, inputClosed] in
+        let closeAfter: @Sendable () -> Void = { [mine, inputClosed] in
             if inputClosed.withLockedValue({ $0 }) && mine.withLockedValue({ $0.isEmpty }) { channel.close(promise: nil) }
         }
         guard let reply else { return channel.eventLoop.execute(closeAfter) }

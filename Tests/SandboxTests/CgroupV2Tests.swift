@@ -11,7 +11,7 @@ final class CgroupV2Tests: XCTestCase {
         let dir = NSTemporaryDirectory() + "cgv2-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for f in ["memory.max", "memory.swap.max", "pids.max", "cpu.max", "memory.peak", "cgroup.procs"] {
-            FileManager.default.createFile(atPath: "\(dir)/\(f)", contents: Data())
+            _ = FileManager.default.createFile(atPath: "\(dir)/\(f)", contents: Data())
         }
         return dir
     }

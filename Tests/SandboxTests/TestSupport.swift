@@ -2,6 +2,7 @@ import CodesandCore
 import CodesandProtocol
 import Foundation
 import Logging
+import Synchronization
 import XCTest
 
 @testable import CodesandLinux
@@ -23,7 +24,7 @@ func testConfig(pool: Int = 2, name: String = "") throws -> CodesandConfig {
     c.sandbox.cgroupName = "codesand-test-\(getpid())\(name)"
     c.sandbox.stateDir = "/run/codesand-test-\(getpid())\(name)"
     // No two test processes (or two services in one test) share uids.
-    c.sandbox.uidBase = 2_147_000_000 + UInt32(getpid() % 10_000) * 64 + (name.isEmpty ? 0 : 32)
+    c.sandbox.uidBase = 2_147_000_000 + UInt32(getpid() % 10_000) * 64 + (name.hasPrefix("-cold") ? 32 : 0)
     c.queueMaxWaitMs = 30_000
     return c
 }
@@ -41,8 +42,13 @@ final class LiveService: Sendable {
     let service: RunService
 
     /// Detects the languages (as the daemon does at start), then starts preparing the pool.
+    /// Each service gets cgroups of its own: a stopped service's last prepare may still be tearing
+    /// down a sandbox in its cgroup, which must never be the next service's.
+    static let counter = Mutex(0)
+
     init(pool: Int = 2, name: String = "", configure: (inout CodesandConfig) -> Void = { _ in }) async throws {
-        var c = try testConfig(pool: pool, name: name)
+        let n = Self.counter.withLock { n in n += 1; return n }
+        var c = try testConfig(pool: pool, name: name.isEmpty ? "-\(n)" : "-\(name)-\(n)")
         configure(&c)
         config = c
         backend = try NativeBackend(config: c.sandbox, poolSize: c.poolSize, defaultLimits: c.defaultLimits, logger: testLogger)

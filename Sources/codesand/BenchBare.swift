@@ -1,0 +1,174 @@
+import ArgumentParser
+import CodesandClient
+import CodesandProtocol
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The bare side of `codesand bench`: the same program run straight on the host, no sandbox.
+
+/// The program run bare on the host: the interpreter spawned directly on a temp file holding the
+/// code (posix_spawn, no shell, no Foundation.Process, whose overhead would blur the comparison).
+final class BareRunner: Sendable {
+    /// Interpreters by the daemon's language name: absolute Debian paths, never a PATH lookup (which
+    /// may find a pyenv shim), with the file extension and environment the daemon's sandbox uses.
+    static let interpreters: [String: (path: String, ext: String, env: [String])] = [
+        "python3": ("/usr/bin/python3", "py", ["PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"]),
+        "bash": ("/bin/bash", "sh", []), "sh": ("/bin/sh", "sh", []), "php": ("/usr/bin/php", "php", []),
+        "javascript": ("/usr/bin/node", "js", []), "ruby": ("/usr/bin/ruby", "rb", []),
+        "perl": ("/usr/bin/perl", "pl", []),
+    ]
+
+    let argv: [String]
+    let env: [String]
+    let directory: String
+
+    private init(argv: [String], env: [String], directory: String) {
+        self.argv = argv
+        self.env = env
+        self.directory = directory
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+    /// nil, with a note saying why, when there is nothing to run bare.
+    static func make(language: String, code: String, override: String?, notes: inout [String]) -> BareRunner? {
+        let known = interpreters[language]
+        let words = override.map { $0.split(separator: " ").map(String.init) } ?? known.map { [$0.path, "{file}"] }
+        guard let words, let program = words.first else {
+            notes.append("no bare interpreter known for \(language): bare part skipped (see --bare-command)")
+            return nil
+        }
+        if program.contains("/"), access(program, X_OK) != 0 {
+            notes.append("\(program) is not executable here: bare part skipped")
+            return nil
+        }
+        var template = Array("/tmp/codesand-bench-XXXXXX".utf8CString)
+        guard let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!).map { String(cString: $0) } })
+        else {
+            notes.append("cannot make a temp directory: bare part skipped")
+            return nil
+        }
+        let file = directory + "/main" + (known.map { "." + $0.ext } ?? "")
+        guard FileManager.default.createFile(atPath: file, contents: Data(code.utf8)) else {
+            notes.append("cannot write \(file): bare part skipped")
+            return nil
+        }
+        // The sandbox's environment, so that e.g. unbuffered Python costs the same in both modes.
+        let env = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(directory)", "LANG=C.UTF-8", "TMPDIR=/tmp"]
+            + (known?.env ?? [])
+        return BareRunner(argv: words.map { $0.replacingOccurrences(of: "{file}", with: file) }, env: env,
+                          directory: directory)
+    }
+
+    /// C threads spawn and wait for runs until `runs` are done. Threads, not tasks: waitpid and read
+    /// block, and blocked tasks would starve Swift's cooperative pool (one thread per core).
+    func phase(runs: Int, concurrency: Int, expected: Expected) async -> (samples: [Sample], elapsedS: Double) {
+        let next = Counter(start: 0)
+        let collected = Mutex<[Sample]>([])
+        let start = monotonicNanos()
+        await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
+            let workersLeft = Counter(start: concurrency)
+            for _ in 0..<concurrency {
+                Thread { [self] in
+                    var mine: [Sample] = []
+                    while next.take() < runs { mine.append(measure(expected)) }
+                    collected.withLock { $0 += mine }
+                    if workersLeft.take(-1) == 1 { finished.resume() }
+                }.start()
+            }
+        }
+        return (collected.withLock { $0 }, secondsSince(start))
+    }
+
+    private func measure(_ expected: Expected) -> Sample {
+        let start = monotonicNanos()
+        let outcome = run()
+        let ms = millisecondsSince(start)
+        switch outcome {
+        case .failure(let error): return Sample(ms: ms, outcome: .failed("bare: \(error.message)"))
+        case .success(let exit) where exit.stdout != expected.stdout:
+            return Sample(ms: ms, outcome: .failed("bare printed \(BenchReport.quoted(exit.stdout)), first time "
+                + BenchReport.quoted(expected.stdout)))
+        case .success: return Sample(ms: ms, outcome: .good)
+        }
+    }
+
+    struct Exit { var stdout: String; var exitedZero: Bool }
+    struct Failure: Error { var message: String }
+
+    /// Spawns the program with stdin from /dev/null, reads stdout and stderr until both close
+    /// (stderr is thrown away), and waits for it to exit.
+    func run() -> Result<Exit, Failure> {
+        var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
+        // O_CLOEXEC: a child spawned meanwhile by another worker must not hold our pipes open.
+        guard Self.pipe2(&out, O_CLOEXEC) == 0 else { return .failure(Failure(message: "pipe: \(errnoText())")) }
+        guard Self.pipe2(&err, O_CLOEXEC) == 0 else {
+            close(out[0]); close(out[1])
+            return .failure(Failure(message: "pipe: \(errnoText())"))
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
+        // The child starts with no blocked signals and SIGPIPE at its default, as a shell would give it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t(), pipeSignal = sigset_t()
+        sigemptyset(&noSignals)
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &pipeSignal)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let cArgv = argv.map { strdup($0) } + [nil], cEnv = env.map { strdup($0) } + [nil]
+        defer { (cArgv + cEnv).forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = argv[0].contains("/")
+            ? posix_spawn(&pid, argv[0], &actions, &attributes, cArgv, cEnv)
+            : posix_spawnp(&pid, argv[0], &actions, &attributes, cArgv, cEnv)
+        close(out[1])
+        close(err[1])
+        guard spawned == 0 else {
+            close(out[0]); close(err[0])
+            return .failure(Failure(message: "\(argv[0]): \(String(cString: strerror(spawned)))"))
+        }
+
+        var stdout: [UInt8] = []
+        var open = [out[0], err[0]]
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !open.isEmpty {
+            var fds = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&fds, nfds_t(fds.count), -1) >= 0 || errno == EINTR else { break }
+            for fd in fds where fd.revents != 0 {
+                let n = read(fd.fd, &buffer, buffer.count)
+                if n > 0, fd.fd == out[0] { stdout += buffer[0..<n] }
+                if n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN) {
+                    close(fd.fd)
+                    open.removeAll { $0 == fd.fd }
+                }
+            }
+        }
+        open.forEach { close($0) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { return .failure(Failure(message: "waitpid: \(errnoText())")) }
+        }
+        // WIFEXITED and WEXITSTATUS are C macros Swift cannot import.
+        return .success(Exit(stdout: String(decoding: stdout, as: UTF8.self),
+                             exitedZero: status & 0x7f == 0 && (status >> 8) & 0xff == 0))
+    }
+
+    /// pipe2(2), which Swift's Glibc module does not export: pipe() then FD_CLOEXEC would leave a
+    /// moment in which another worker's posix_spawn passes our pipe to its child.
+    private static let pipe2 = unsafeBitCast(dlsym(nil, "pipe2"),
+                                             to: (@convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32).self)
+
+    private func errnoText() -> String { String(cString: strerror(errno)) }
+}
