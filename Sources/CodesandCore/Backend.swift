@@ -125,7 +125,9 @@ public protocol SandboxBackend: Sendable {
     /// Runs one job in `slot`'s ready sandbox (building one first if the slot has none), then
     /// kills it; the slot has no sandbox afterwards until the next prepare. Never two runs at once
     /// in one slot. Cancelling the task kills the run and returns what it produced so far.
-    func run(_ job: SandboxJob, slot: Int) async throws -> SandboxOutcome
+    /// `onOutput`: called with the program's output as it arrives (for `stream` runs), in order,
+    /// before this returns.
+    func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome
 }
 
 #if canImport(Glibc)

@@ -64,7 +64,9 @@ public final class RunService: Sendable {
     }
 
     /// Runs a snippet. Throws RPCError for bad requests and daemon failures; a program's failure is a result.
-    public func run(_ params: RunParams, peer: PeerInfo) async throws(RPCError) -> RunResult {
+    /// `onOutput` receives the output as it arrives when the request asked for `stream`.
+    public func run(_ params: RunParams, peer: PeerInfo,
+                    onOutput: (@Sendable (OutputChunk) -> Void)? = nil) async throws(RPCError) -> RunResult {
         let received = ContinuousClock.now
         let (config, languages, generation) = settings.withLock { ($0.config, $0.languages, $0.generation) }
         guard let language = languages.lookup(params.language) else {
@@ -79,7 +81,7 @@ public final class RunService: Sendable {
         defer { pool.finished(slot) }  // whatever happens, the slot is reset before its next use
         let outcome: SandboxOutcome
         do {
-            outcome = try await backend.run(job, slot: slot)
+            outcome = try await backend.run(job, slot: slot, onOutput: params.stream == true ? onOutput : nil)
         } catch {
             logger.error("sandbox failure", metadata: ["slot": "\(slot)", "error": "\(error)", "peer": "\(peer)"])
             throw RPCError(.internalError, "internal error: the sandbox failed (\(error)); the request may be retried")

@@ -1,5 +1,6 @@
 import CSandbox
 import CodesandCore
+import CodesandProtocol
 import Foundation
 import Glibc
 import Logging
@@ -79,7 +80,7 @@ public final class NativeBackend: SandboxBackend {
         }
     }
 
-    public func run(_ job: SandboxJob, slot: Int) async throws -> SandboxOutcome {
+    public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         let cancelFD = cs_eventfd()
         guard cancelFD >= 0 else { throw SandboxError("eventfd", errno: errno) }
         defer { close(cancelFD) }
@@ -97,8 +98,10 @@ public final class NativeBackend: SandboxBackend {
                     sandbox.destroy()
                     throw error
                 }
-                let outcome = try RunSupervisor(sandbox: sandbox, job: job,
-                                                rlimits: (layout.config.fileSizeBytes, layout.config.openFiles), cancelFD: cancelFD).run()
+                var supervisor = RunSupervisor(sandbox: sandbox, job: job,
+                                               rlimits: (layout.config.fileSizeBytes, layout.config.openFiles), cancelFD: cancelFD)
+                supervisor.streamer = onOutput.map { OutputStreamer(sink: $0) }
+                let outcome = try supervisor.run()
                 sandboxes.withLock { $0.used[slot] = ReadySandbox(sandbox, layout: layout) }
                 return outcome
             }

@@ -13,6 +13,8 @@ struct RunSupervisor {
     let rlimits: (fileSize: Int64, openFiles: Int64)
     /// Becomes readable when the request is cancelled (client gone, daemon stopping).
     let cancelFD: Int32
+    /// For `stream` runs: the run stage's output as it arrives.
+    var streamer: OutputStreamer? = nil
 
     var usesPrestart: Bool { job.prestart != nil && job.prestart?.language == sandbox.prestarted }
 
@@ -36,6 +38,7 @@ struct RunSupervisor {
         }
         sandbox.closeControl()
         outcome.run = supervise(stage: 1, limits: job.limits, pipes: &pipes)
+        streamer?.finish()
         if let e = pipes.execError { throw execFailure(job.argv, e) }
         return outcome
     }
@@ -77,7 +80,7 @@ struct RunSupervisor {
             if let kd = killDeadline, now >= kd { break }  // nothing left that could still write: stop waiting
             let untilDeadline = killed ? 50 : Int32(min(50, (deadline - min(now, deadline)) / 1_000_000 + 1))
             let ready = pipes.wait(timeoutMs: untilDeadline, cancelFD: killed ? -1 : cancelFD)
-            if ready.stdout || ready.stderr { pipes.drain(into: &output) }
+            if ready.stdout || ready.stderr { pipes.drain(into: &output, streamer: stage == 1 ? streamer : nil) }
             if output.truncated && !killed { killSandbox() }
             if ready.status, !statusSeen, let record = pipes.readStatus() {
                 statusSeen = true

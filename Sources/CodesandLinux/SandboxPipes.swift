@@ -45,17 +45,22 @@ struct SandboxPipes {
     }
 
     /// Reads what is available from both streams into `output` (bounded, so a flood still lets the
-    /// caller check its deadlines).
-    mutating func drain(into output: inout OutputCollector) {
-        if !stdoutEOF { stdoutEOF = drain(sandbox.stdout, .stdout, &output) }
-        if !stderrEOF { stderrEOF = drain(sandbox.stderr, .stderr, &output) }
+    /// caller check its deadlines). What is kept also goes to `streamer`, for `stream` runs.
+    mutating func drain(into output: inout OutputCollector, streamer: OutputStreamer? = nil) {
+        if !stdoutEOF { stdoutEOF = drain(sandbox.stdout, .stdout, &output, streamer) }
+        if !stderrEOF { stderrEOF = drain(sandbox.stderr, .stderr, &output, streamer) }
     }
 
-    private mutating func drain(_ fd: Int32, _ stream: OutputStream, _ output: inout OutputCollector) -> Bool {
+    private mutating func drain(_ fd: Int32, _ stream: OutputStream, _ output: inout OutputCollector,
+                                _ streamer: OutputStreamer?) -> Bool {
         for _ in 0..<16 {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
+                let keptBefore = output.keptBytes
                 buffer.withUnsafeBytes { _ = output.append(UnsafeRawBufferPointer(rebasing: $0[0..<n]), from: stream) }
+                if let streamer, output.keptBytes > keptBefore {
+                    buffer.withUnsafeBytes { streamer.feed(UnsafeRawBufferPointer(rebasing: $0[0..<(output.keptBytes - keptBefore)]), from: stream) }
+                }
                 if n < buffer.count { return false }
                 continue
             }

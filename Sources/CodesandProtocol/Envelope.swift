@@ -153,6 +153,17 @@ public enum RPCEncoder {
         try makeEncoder().encode(Request(id: id, method: method, params: params))
     }
 
+    struct Notification<P: Encodable>: Encodable {
+        let jsonrpc = "2.0"
+        let method: String
+        let params: P
+    }
+
+    /// A notification from the daemon (no id), e.g. `run.output`.
+    public static func notification(method: String, params: some Encodable) -> Data {
+        (try? makeEncoder().encode(Notification(method: method, params: params))) ?? Data()
+    }
+
     /// A batch reply: the given encoded responses joined into one JSON array.
     public static func batch(_ responses: [Data]) -> Data {
         var out = Data("[".utf8)

@@ -7,6 +7,8 @@ public enum RPCMethod {
     public static let metrics = "metrics"
     /// Re-read the config (and image) and move the pool over to it, slot by slot.
     public static let poolReload = "pool.reload"
+    /// Notification from the daemon: output of a run that asked for `stream`.
+    public static let runOutput = "run.output"
 }
 
 /// One entry of the `languages` result.
@@ -65,5 +67,18 @@ public struct StatusResult: Codable, Hashable, Sendable {
         case version, backend, cgroup, running, queued
         case runsTotal = "runs_total", uptimeS = "uptime_s", runsByStatus = "runs_by_status", poolSize = "pool_size"
         case slots, resetMsP50 = "reset_ms_p50", resetMsP99 = "reset_ms_p99", slotFailures = "slot_failures"
+    }
+}
+
+/// Params of the `run.output` notification: a piece of a `stream` run's output, for request `id`.
+public struct RunOutputParams: Codable, Hashable, Sendable {
+    public var id: RPCID
+    public var stream: OutputStream
+    public var text: String
+
+    public init(id: RPCID, chunk: OutputChunk) {
+        self.id = id
+        self.stream = chunk.stream
+        self.text = chunk.text
     }
 }

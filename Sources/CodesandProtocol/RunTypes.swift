@@ -54,15 +54,18 @@ public struct RunParams: Codable, Hashable, Sendable {
     /// Flags for the compiler of a compiled language (argv elements, each checked against the
     /// language's allow-list pattern).
     public var compileFlags: [String]?
+    /// Send the output as `run.output` notifications while the program runs (protocol.md).
+    public var stream: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case language, code, stdin, args, limits, requester
+        case language, code, stdin, args, limits, requester, stream
         case compileFlags = "compile_flags"
     }
 
     public init(language: String, code: String, stdin: String? = nil, args: [String]? = nil,
-                limits: RunLimits? = nil, requester: String? = nil, compileFlags: [String]? = nil) {
+                limits: RunLimits? = nil, requester: String? = nil, compileFlags: [String]? = nil, stream: Bool? = nil) {
         self.compileFlags = compileFlags
+        self.stream = stream
         self.language = language
         self.code = code
         self.stdin = stdin
@@ -71,7 +74,7 @@ public struct RunParams: Codable, Hashable, Sendable {
         self.requester = requester
     }
 
-    static let fields: Set<String> = ["language", "code", "stdin", "args", "limits", "requester", "compile_flags"]
+    static let fields: Set<String> = ["language", "code", "stdin", "args", "limits", "requester", "compile_flags", "stream"]
 
     /// Reads params as the daemon receives them, with errors naming the field.
     public init(params: JSONValue?) throws(RPCError) {
@@ -84,6 +87,7 @@ public struct RunParams: Codable, Hashable, Sendable {
         limits = try r.nested("limits").map { (n) throws(RPCError) in try RunLimits(reading: n) }
         requester = try r.string("requester")
         compileFlags = try r.stringArray("compile_flags")
+        stream = try r.bool("stream")
     }
 }
 

@@ -58,7 +58,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
                         mine.withLockedValue { _ = $0.remove(id) }
                         tracker.end(id)
                     }
-                    let reply = await dispatcher.handle(line: bytes, peer: peer)
+                    let reply = await dispatcher.handle(line: bytes, peer: peer) { note in self.write(note, to: channel) }
                     mine.withLockedValue { _ = $0.remove(id) }
                     self.write(reply, to: channel)
                 }

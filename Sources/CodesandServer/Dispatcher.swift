@@ -17,18 +17,20 @@ public struct Dispatcher: Sendable {
         self.reload = reload
     }
 
-    public func handle(line: some Collection<UInt8>, peer: PeerInfo) async -> Data? {
+    /// `notify` writes a notification line to the client (the output of `stream` runs).
+    public func handle(line: some Collection<UInt8>, peer: PeerInfo,
+                       notify: @escaping @Sendable (Data) -> Void = { _ in }) async -> Data? {
         switch RPCParser.parse(line) {
         case .parseError(let e):
             service.metrics.recordError(code: e.code)
             return RPCEncoder.error(id: nil, e)
         case .single(let incoming):
-            return await handle(incoming, peer: peer)
+            return await handle(incoming, peer: peer, notify: notify)
         case .batch(let items):
             // Members run concurrently; the reply array holds the non-notification answers.
             let replies = await withTaskGroup(of: (Int, Data?).self) { group in
                 for (i, item) in items.enumerated() {
-                    group.addTask { (i, await self.handle(item, peer: peer)) }
+                    group.addTask { (i, await self.handle(item, peer: peer, notify: notify)) }
                 }
                 var out: [(Int, Data)] = []
                 for await (i, reply) in group { if let reply { out.append((i, reply)) } }
@@ -38,7 +40,7 @@ public struct Dispatcher: Sendable {
         }
     }
 
-    func handle(_ incoming: RPCIncoming, peer: PeerInfo) async -> Data? {
+    func handle(_ incoming: RPCIncoming, peer: PeerInfo, notify: @escaping @Sendable (Data) -> Void) async -> Data? {
         switch incoming {
         case .invalid(let id, let e):
             service.metrics.recordError(code: e.code)
@@ -46,7 +48,7 @@ public struct Dispatcher: Sendable {
         case .request(let req):
             let reply: Data
             do {
-                reply = try await call(req, peer: peer)
+                reply = try await call(req, peer: peer, notify: notify)
             } catch {
                 service.metrics.recordError(code: error.code)
                 reply = RPCEncoder.error(id: req.id, error)
@@ -55,13 +57,21 @@ public struct Dispatcher: Sendable {
         }
     }
 
-    private func call(_ req: RPCRequest, peer: PeerInfo) async throws(RPCError) -> Data {
+    /// `run.output` notifications for request `id`. A notification request (no id) cannot have its
+    /// output matched to it: it streams nothing.
+    static func outputSink(id: RPCID?, notify: @escaping @Sendable (Data) -> Void) -> (@Sendable (OutputChunk) -> Void)? {
+        guard let id else { return nil }
+        return { chunk in notify(RPCEncoder.notification(method: RPCMethod.runOutput, params: RunOutputParams(id: id, chunk: chunk))) }
+    }
+
+    private func call(_ req: RPCRequest, peer: PeerInfo, notify: @escaping @Sendable (Data) -> Void) async throws(RPCError) -> Data {
         if isShuttingDown() { throw RPCError(.shuttingDown, "the daemon is shutting down; retry after it restarts") }
         do {
             switch req.method {
             case RPCMethod.run:
                 let params = try RunParams(params: req.params)
-                return try RPCEncoder.result(id: req.id, try await service.run(params, peer: peer))
+                let result = try await service.run(params, peer: peer, onOutput: Self.outputSink(id: req.id, notify: notify))
+                return try RPCEncoder.result(id: req.id, result)
             case RPCMethod.languages:
                 try ParamReader(req.params).rejectUnknown(allowed: [])
                 return try RPCEncoder.result(id: req.id, service.languages.infos)

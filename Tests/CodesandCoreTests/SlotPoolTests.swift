@@ -1,4 +1,5 @@
 @testable import CodesandCore
+import CodesandProtocol
 import Logging
 import Synchronization
 import XCTest
@@ -16,7 +17,7 @@ final class FakeBackend: SandboxBackend {
         prepares.withLock { $0.append(slot) }
     }
 
-    func run(_ job: SandboxJob, slot: Int) async throws -> SandboxOutcome {
+    func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         SandboxOutcome(waitStatus: 0, timedOut: false, oomKilled: false, output: OutputCollector(maxBytes: 10, maxLines: 10),
                        wallNs: 1, cpuNs: 1, memoryPeakBytes: 1)
     }

@@ -105,6 +105,33 @@ final class WireTests: XCTestCase {
         XCTAssertNil(c.readLine(), "the daemon closes after the last reply")
     }
 
+    func test_a_stream_run_sends_its_output_as_notifications_before_the_result() throws {
+        let c = try RawClient(path: path)
+        // "é" is written in two halves: no notification may carry half a character.
+        let code = "import sys, time\nfor i in range(3):\n    print(i, flush=True); time.sleep(0.1)\nsys.stdout.buffer.write(b'\\xc3'); sys.stdout.flush(); time.sleep(0.1)\nsys.stdout.buffer.write(b'\\xa9\\n')\nprint('err', file=sys.stderr)"
+        c.send(runLine(id: 7, code, extra: #","stream":true"#) + "\n")
+        var texts: [String] = [], streams: [String] = []
+        var final: [String: Any]? = nil
+        while final == nil, let m = c.readJSON() as? [String: Any] {
+            if m["method"] as? String == "run.output" {
+                let p = m["params"] as? [String: Any]
+                XCTAssertEqual(p?["id"] as? Int, 7)
+                XCTAssertNil(m["id"], "a notification has no id")
+                texts.append(p?["text"] as? String ?? "")
+                streams.append(p?["stream"] as? String ?? "")
+            } else {
+                final = m
+            }
+        }
+        XCTAssertEqual(final?["id"] as? Int, 7)
+        let stdout = zip(texts, streams).filter { $0.1 == "stdout" }.map(\.0).joined()
+        XCTAssertEqual(stdout, "0\n1\n2\né\n")
+        XCTAssertEqual(result(final)?["stdout"] as? String, stdout)
+        XCTAssertGreaterThanOrEqual(texts.count, 4, "the lines came one by one: \(texts)")
+        XCTAssertFalse(texts.contains { $0.contains("\u{FFFD}") }, "\(texts)")
+        XCTAssertTrue(streams.contains("stderr"))
+    }
+
     func test_requests_in_flight_are_answered_in_any_order_by_id() throws {
         let c = try RawClient(path: path)
         c.send(runLine(id: 1, "import time; time.sleep(0.5); print('slow')") + "\n")
