@@ -28,7 +28,7 @@ struct JobBuilder {
         var job = SandboxJob(argv: expand(spec.run, home: home, args: args, flags: flags), env: environment(),
                              fileName: spec.file, code: Array(applyTemplate(params.code).utf8),
                              stdin: Array((params.stdin ?? "").utf8), limits: limits, compile: compile)
-        if !spec.prestart.isEmpty { job.prestart = (spec.name, [home + "/" + spec.file] + args) }
+        if !spec.prestart.isEmpty && params.prestart != false { job.prestart = (spec.name, [home + "/" + spec.file] + args) }
         return job
     }
 

@@ -56,16 +56,20 @@ public struct RunParams: Codable, Hashable, Sendable {
     public var compileFlags: [String]?
     /// Send the output as `run.output` notifications while the program runs (protocol.md).
     public var stream: Bool?
+    /// false: run the plain way even when an interpreter was started in advance for the language.
+    public var prestart: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case language, code, stdin, args, limits, requester, stream
+        case language, code, stdin, args, limits, requester, stream, prestart
         case compileFlags = "compile_flags"
     }
 
     public init(language: String, code: String, stdin: String? = nil, args: [String]? = nil,
-                limits: RunLimits? = nil, requester: String? = nil, compileFlags: [String]? = nil, stream: Bool? = nil) {
+                limits: RunLimits? = nil, requester: String? = nil, compileFlags: [String]? = nil, stream: Bool? = nil,
+                prestart: Bool? = nil) {
         self.compileFlags = compileFlags
         self.stream = stream
+        self.prestart = prestart
         self.language = language
         self.code = code
         self.stdin = stdin
@@ -74,7 +78,8 @@ public struct RunParams: Codable, Hashable, Sendable {
         self.requester = requester
     }
 
-    static let fields: Set<String> = ["language", "code", "stdin", "args", "limits", "requester", "compile_flags", "stream"]
+    static let fields: Set<String> = ["language", "code", "stdin", "args", "limits", "requester", "compile_flags", "stream",
+                                      "prestart"]
 
     /// Reads params as the daemon receives them, with errors naming the field.
     public init(params: JSONValue?) throws(RPCError) {
@@ -88,6 +93,7 @@ public struct RunParams: Codable, Hashable, Sendable {
         requester = try r.string("requester")
         compileFlags = try r.stringArray("compile_flags")
         stream = try r.bool("stream")
+        prestart = try r.bool("prestart")
     }
 }
 

@@ -53,6 +53,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Flag(help: "Ask the daemon to run the plain way even where an interpreter waits pre-started (compare the two).")
+    var plain = false
+
     @Flag(name: .customLong("no-bare"), help: "Skip the bare runs; the daemon's first reply is the expected output.")
     var noBare = false
 
@@ -74,7 +77,7 @@ struct BenchCommand: AsyncParsableCommand {
         let name = try await canonicalLanguage(control)
         let bare = noBare ? nil : BareRunner.make(language: name, code: code, override: bareCommand, notes: &report.notes)
         report.bareCommand = bare?.argv
-        let benign = RunParams(language: name, code: code, requester: "codesand-bench")
+        let benign = RunParams(language: name, code: code, requester: "codesand-bench", prestart: plain ? false : nil)
         let before = await Self.status(control)
 
         // What every benign run must print: the bare program's output, else the daemon's first reply.

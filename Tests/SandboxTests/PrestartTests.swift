@@ -127,6 +127,18 @@ final class PrestartTests: XCTestCase {
         XCTAssertLessThan(warmWall.sorted()[2], coldWall.sorted()[2], "\(warmWall) vs \(coldWall)")
     }
 
+    func test_prestart_false_runs_the_plain_way() async throws {
+        try requireRoot()
+        let live = try await LiveService(pool: 1)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        try await Task.sleep(for: .milliseconds(300))
+        let r = try await live.service.run(RunParams(language: "python3", code: "import sys; print(sys.orig_argv[1])", prestart: false),
+                                           peer: PeerInfo(pid: 0, uid: 0, gid: 0))
+        XCTAssertEqual(r.stdout, "/home/sandbox/main.py\n", "python3 main.py, not the launcher")
+        XCTAssertEqual(live.service.metrics.prestartCounts("python3").hits, 0)
+    }
+
     func test_a_prestarted_slot_serves_another_language_the_plain_way() async throws {
         try requireRoot()
         let live = try await LiveService(pool: 1)
