@@ -1,4 +1,5 @@
 import CodesandProtocol
+import Foundation
 import NIOCore
 
 /// A request on its way out: the multiplexer files `promise` under `id`, then writes `line`.
@@ -8,6 +9,9 @@ struct OutgoingCall: Sendable {
     let line: ByteBuffer
     let timeout: TimeAmount?
     let promise: EventLoopPromise<Reply.Outcome>
+    /// Gets each `run.output` notification for this call, in order, before the reply completes
+    /// `promise`; `nil` ignores them. Called on the channel's event loop.
+    var onOutput: (@Sendable (OutputChunk) -> Void)? = nil
 }
 
 /// An outbound user event: fail the pending call `id` with `error` (the caller's task was cancelled).
@@ -21,6 +25,9 @@ struct AbandonCall: Sendable {
 /// carries the id of its request. Runs on the channel's event loop only, so its state needs no lock.
 ///
 /// - A reply whose id is not pending (its call timed out or was cancelled) is dropped.
+/// - A `run.output` notification goes to the pending call with its id, if that call asked for
+///   output; one for any other id (a call that already ended) is dropped, and so is any other
+///   notification. A malformed `run.output` is a malformed line.
 /// - A reply with a null id means the daemon could not tell which request it answers (e.g. one was
 ///   over its size limit; it closes the connection after that): every pending call fails with it.
 /// - A malformed reply fails every pending call and closes the connection: after one bad line the
@@ -36,6 +43,7 @@ final class CallMultiplexer: ChannelDuplexHandler {
     private struct Pending {
         let promise: EventLoopPromise<Reply.Outcome>
         let timer: Scheduled<Void>?
+        let onOutput: (@Sendable (OutputChunk) -> Void)?
     }
 
     private var pending: [Int64: Pending] = [:]
@@ -55,7 +63,7 @@ final class CallMultiplexer: ChannelDuplexHandler {
                 self.finish(call.id, with: .failure(CodesandClientError.timeout))
             }
         }
-        pending[call.id] = Pending(promise: call.promise, timer: timer)
+        pending[call.id] = Pending(promise: call.promise, timer: timer, onOutput: call.onOutput)
 
         let written = promise ?? context.eventLoop.makePromise()
         written.futureResult.assumeIsolated().whenFailure { _ in
@@ -81,7 +89,13 @@ final class CallMultiplexer: ChannelDuplexHandler {
         if line.readableBytesView.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
         let reply: Reply
         do {
-            reply = try Reply.parse(line)
+            switch try InboundMessage.parse(line) {
+            case .reply(let r):
+                reply = r
+            case .notification(let notification):
+                try deliver(notification)
+                return
+            }
         } catch {
             failAll(error)
             context.close(promise: nil)
@@ -113,6 +127,22 @@ final class CallMultiplexer: ChannelDuplexHandler {
             failAll(.connectionClosed)
         }
         context.close(promise: nil)
+    }
+
+    /// Hands a `run.output` notification to the call it belongs to.
+    private func deliver(_ notification: InboundNotification) throws(CodesandClientError) {
+        guard notification.method == RPCMethod.runOutput else { return }  // none other is known
+        guard let params = notification.params else {
+            throw .protocolViolation("a run.output notification without params")
+        }
+        let output: RunOutputParams
+        do {
+            output = try JSONDecoder().decode(RunOutputParams.self, from: Data(params.readableBytesView))
+        } catch {
+            throw .protocolViolation("a run.output notification is malformed: \(error)")
+        }
+        guard case .int(let id) = output.id, let onOutput = pending[id]?.onOutput else { return }
+        onOutput(OutputChunk(stream: output.stream, text: output.text))
     }
 
     // MARK: State

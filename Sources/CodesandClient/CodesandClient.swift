@@ -13,7 +13,8 @@ import NIOPosix
 /// ```
 ///
 /// Every call throws ``CodesandClientError``. A snippet that fails (non-zero exit, timeout, OOM…)
-/// is not an error: its ``RunResult`` says how it ended.
+/// is not an error: its ``RunResult`` says how it ended. For the output while a snippet runs, use
+/// ``runStreaming(_:timeout:)``.
 ///
 /// When the daemon restarts, calls in flight fail with `.connectionClosed` and the next call
 /// connects again by itself: one client can serve a bot for its whole life.
@@ -81,7 +82,10 @@ public final class CodesandClient: Sendable {
 
     // MARK: Internals
 
-    private func send(_ method: String, _ params: (some Encodable)?, timeout: Duration?) async throws(CodesandClientError) -> ByteBuffer {
+    /// Sends one call and waits for its reply's `result`. `onOutput` gets the call's `run.output`
+    /// notifications (on the event loop, in order, all before this returns).
+    func send(_ method: String, _ params: (some Encodable)?, timeout: Duration?,
+              onOutput: (@Sendable (OutputChunk) -> Void)? = nil) async throws(CodesandClientError) -> ByteBuffer {
         let id = ids.next()
         var line: ByteBuffer
         do {
@@ -96,23 +100,24 @@ public final class CodesandClient: Sendable {
         // on a new connection; one that did reach it is never repeated.
         let channel = try await connection.channel()
         do {
-            return try await send(id: id, line: line, timeout: timeout, on: channel)
+            return try await send(id: id, line: line, timeout: timeout, onOutput: onOutput, on: channel)
         } catch is CallNotSent {
             await connection.discard(channel)
         } catch {
             throw error as? CodesandClientError ?? .connectionClosed
         }
         do {
-            return try await send(id: id, line: line, timeout: timeout, on: try await connection.channel())
+            return try await send(id: id, line: line, timeout: timeout, onOutput: onOutput, on: try await connection.channel())
         } catch {
             throw error as? CodesandClientError ?? .connectionClosed
         }
     }
 
     /// One attempt. Throws ``CodesandClientError``, or ``CallNotSent`` when the call never left.
-    private func send(id: Int64, line: ByteBuffer, timeout: Duration?, on channel: Channel) async throws -> ByteBuffer {
+    private func send(id: Int64, line: ByteBuffer, timeout: Duration?, onOutput: (@Sendable (OutputChunk) -> Void)?,
+                      on channel: Channel) async throws -> ByteBuffer {
         let promise = channel.eventLoop.makePromise(of: Reply.Outcome.self)
-        let call = OutgoingCall(id: id, line: line, timeout: timeout.map { TimeAmount($0) }, promise: promise)
+        let call = OutgoingCall(id: id, line: line, timeout: timeout.map { TimeAmount($0) }, promise: promise, onOutput: onOutput)
         let abandon: @Sendable () -> Void = { channel.pipeline.triggerUserOutboundEvent(AbandonCall(id: id, error: .cancelled), promise: nil) }
 
         let outcome: Reply.Outcome
@@ -139,7 +144,7 @@ public final class CodesandClient: Sendable {
         }
     }
 
-    private func decode<T: Decodable>(_ type: T.Type, _ method: String, from bytes: ByteBuffer) throws(CodesandClientError) -> T {
+    func decode<T: Decodable>(_ type: T.Type, _ method: String, from bytes: ByteBuffer) throws(CodesandClientError) -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes.readableBytesView))
         } catch {

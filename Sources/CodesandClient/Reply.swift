@@ -15,8 +15,30 @@ struct Reply: Sendable {
     var id: RPCID?
     var outcome: Outcome
 
-    /// Parses one line (without its `\n`) as a single response object.
+    /// Parses one line (without its `\n`) as a single response object; a notification is a
+    /// protocol violation here.
     static func parse(_ line: ByteBuffer) throws(CodesandClientError) -> Reply {
+        switch try InboundMessage.parse(line) {
+        case .reply(let reply): return reply
+        case .notification: throw .protocolViolation("a notification where a reply was expected")
+        }
+    }
+}
+
+/// A notification from the daemon (a message with `method` and no `id`), such as `run.output`.
+/// `params` is kept as the exact bytes sent; whoever handles the method decodes it.
+struct InboundNotification: Sendable {
+    var method: String
+    var params: ByteBuffer?
+}
+
+/// One message from the daemon: a reply to one of our requests, or a notification.
+enum InboundMessage: Sendable {
+    case reply(Reply)
+    case notification(InboundNotification)
+
+    /// Parses one line (without its `\n`) as a single response or notification object.
+    static func parse(_ line: ByteBuffer) throws(CodesandClientError) -> InboundMessage {
         let scanned = line.withUnsafeReadableBytes { bytes in
             var scanner = JSONObjectScanner(bytes: bytes)
             return Result { () throws(JSONObjectScanner.Failure) in try scanner.members() }
@@ -37,20 +59,28 @@ struct Reply: Sendable {
             }
         }
 
-        if let unknown = members.keys.sorted().first(where: { !["jsonrpc", "id", "result", "error"].contains($0) }) {
-            throw .protocolViolation("reply has an unknown member \"\(unknown)\"")
-        }
         guard let version = members["jsonrpc"], slice(version).readableBytesView.elementsEqual(#""2.0""#.utf8) else {
             throw .protocolViolation(#"reply lacks "jsonrpc": "2.0""#)
+        }
+        if members["method"] != nil {
+            // The daemon never sends requests (a method with an id) to its clients.
+            if let unknown = members.keys.sorted().first(where: { !["jsonrpc", "method", "params"].contains($0) }) {
+                throw .protocolViolation("notification has an unexpected member \"\(unknown)\"")
+            }
+            let method = try decode(String.self, "method")
+            return .notification(InboundNotification(method: method, params: members["params"].map(slice)))
+        }
+        if let unknown = members.keys.sorted().first(where: { !["jsonrpc", "id", "result", "error"].contains($0) }) {
+            throw .protocolViolation("reply has an unknown member \"\(unknown)\"")
         }
         guard let idRange = members["id"] else { throw .protocolViolation("reply has no id") }
         let id: RPCID? = slice(idRange).readableBytesView.elementsEqual("null".utf8) ? nil : try decode(RPCID.self, "id")
 
         switch (members["result"], members["error"]) {
         case (let result?, nil):
-            return Reply(id: id, outcome: .result(slice(result)))
+            return .reply(Reply(id: id, outcome: .result(slice(result))))
         case (nil, .some):
-            return Reply(id: id, outcome: .error(try decode(RPCError.self, "error")))
+            return .reply(Reply(id: id, outcome: .error(try decode(RPCError.self, "error"))))
         default:
             throw .protocolViolation(#"reply must have exactly one of "result" and "error""#)
         }

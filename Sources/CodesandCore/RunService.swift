@@ -77,7 +77,7 @@ public final class RunService: Sendable {
         var job = try JobBuilder(config: config, spec: spec).job(for: params)
         job.generation = generation
 
-        let slot = try await acquireSlot(key: "\(peer.uid)/\(params.requester ?? "")", language: spec.name)
+        let slot = try await acquireSlot(key: "\(peer.uid)/\(params.requester ?? "")", job: job, language: spec.name)
         defer { pool.finished(slot) }  // whatever happens, the slot is reset before its next use
         let outcome: SandboxOutcome
         do {
@@ -106,11 +106,12 @@ public final class RunService: Sendable {
         return result
     }
 
-    private func acquireSlot(key: String, language: String) async throws(RPCError) -> Int {
+    private func acquireSlot(key: String, job: SandboxJob, language: String) async throws(RPCError) -> Int {
         // A guess at when a slot frees up: the recent mean run time times the queue's depth per slot.
         let hint = max(50, metrics.recentMeanWallMs * Int64(pool.scheduler.queued / max(1, pool.size) + 1))
         do {
-            return try await pool.acquire(key: key, language: language, retryHintMs: hint)
+            return try await pool.acquire(key: key, prestart: job.prestart?.language,
+                                          plainLanguage: job.prestart == nil ? language : nil, retryHintMs: hint)
         } catch let busy as SlotScheduler.Busy {
             throw RPCError(.busy, "busy: \(busy.reason); retry after \(busy.retryAfterMs) ms",
                            data: .object(["retry_after_ms": .int(busy.retryAfterMs)]))

@@ -29,12 +29,15 @@ public final class SlotPool: Sendable {
         for slot in 0..<size { refill(slot, resetting: false) }
     }
 
-    /// Waits for a ready slot (fair across `key`s), preferring one with `language`'s interpreter
-    /// already started, and marks it busy.
-    public func acquire(key: String, language: String? = nil, retryHintMs: Int64) async throws -> Int {
-        if let language { planner.noteRequest(language: language) }
+    /// Waits for a ready slot (fair across `key`s) and marks it busy. `prestart`: the language whose
+    /// waiting interpreter the run will use (a slot with it is preferred); nil for a plain run, which
+    /// prefers a plain slot rather than stopping an interpreter another request could use.
+    public func acquire(key: String, prestart language: String? = nil, plainLanguage: String? = nil,
+                        retryHintMs: Int64) async throws -> Int {
+        // Plain runs count as demand for plain slots (a name no pre-start spec has).
+        if let name = language ?? plainLanguage.map({ "plain:" + $0 }) { planner.noteRequest(language: name) }
         let slot = try await scheduler.acquire(key: key, retryHintMs: retryHintMs) { [planner] slot in
-            language != nil && planner.language(of: slot) == language
+            planner.language(of: slot) == language
         }
         board.set(slot, .busy)
         return slot
