@@ -48,7 +48,7 @@ const char *cs_step_name(int step) {
 
 int cs_sigkill(void) { return SIGKILL; }
 uint64_t cs_clone_flags_sandbox(void) {
-    return CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+    return CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
 }
 int cs_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
@@ -333,8 +333,10 @@ static void read_job(struct job *job) {
     if (read_all(FD_CONTROL, strings, h->strings_len) != 0) fail(CS_STEP_JOB_READ);
     strings[h->strings_len] = 0;
     size_t found = 0;
-    for (char *p = strings; p < strings + h->strings_len && found < count; p += str_len(p) + 1) items[found++] = p;
-    if (found != count) { errno = EINVAL; fail(CS_STEP_JOB_INVALID); }
+    char *p = strings;
+    for (; p < strings + h->strings_len && found < count; p += str_len(p) + 1) items[found++] = p;
+    // Exactly `count` strings filling exactly `strings_len` bytes: a stray NUL cannot shift them.
+    if (found != count || p != strings + h->strings_len) { errno = EINVAL; fail(CS_STEP_JOB_INVALID); }
     size_t at = 0, from = 0;
     char **starts[3];
     uint32_t lengths[3] = {h->compile_argc, h->argc, h->envc};
@@ -418,6 +420,11 @@ __attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec 
     set_rlimit(RLIMIT_NOFILE, limits.nofile);
     struct rlimit no_core = {0, 0};
     setrlimit(RLIMIT_CORE, &no_core);  // core files would fill the home tmpfs
+    // The init is unkillable by the OOM killer (-1000); the program must be its first choice, not
+    // exempt: reset it (and the floor the init's root write set) while still privileged.
+    int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (adj < 0 || write(adj, "1000", 4) != 4) fail(CS_STEP_RLIMIT);
+    close(adj);
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) fail(CS_STEP_CAPS);
     if (drop_bounding_set() < 0) fail(CS_STEP_CAPS);
     // Raw syscalls: glibc's set*id broadcast to every thread, which this copy of the daemon does not have.
@@ -489,6 +496,9 @@ __attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s)
     prctl(PR_SET_NAME, "codesand-init", 0, 0, 0);  // not the daemon thread's name, in ps inside and out
     setup_fds(s);
     join_cgroups(s->n_cgroup_fds);
+    // Its own cgroup namespace, rooted at the slot's cgroup (made after joining it, so the host's
+    // cgroup paths do not show in /proc/self/cgroup).
+    if (unshare(CLONE_NEWCGROUP) < 0) fail(CS_STEP_CGROUP);
     // The OOM killer must pick the program, never the init that reports its status.
     int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (adj >= 0) { (void)!write(adj, "-1000", 5); close(adj); }

@@ -57,6 +57,9 @@ struct JobBuilder {
         guard takesFlags, let pattern = spec.flagsPattern, let regex = try? Regex(pattern) else {
             throw .invalidParams("params.compile_flags: \(spec.name) takes no compile flags")
         }
+        if let i = flags.firstIndex(where: { $0.contains("\0") }) {
+            throw .invalidParams("params.compile_flags[\(i)] contains a NUL character, which no argv element can hold")
+        }
         for (i, flag) in flags.enumerated() where (try? regex.wholeMatch(in: flag)) == nil {
             throw .invalidParams("params.compile_flags[\(i)] \"\(flag)\" is not allowed for \(spec.name) (allowed: \(pattern))")
         }

@@ -101,7 +101,13 @@ public final class NativeBackend: SandboxBackend {
                 var supervisor = RunSupervisor(sandbox: sandbox, job: job,
                                                rlimits: (layout.config.fileSizeBytes, layout.config.openFiles), cancelFD: cancelFD)
                 supervisor.streamer = onOutput.map { OutputStreamer(sink: $0) }
-                let outcome = try supervisor.run()
+                let outcome: SandboxOutcome
+                do {
+                    outcome = try supervisor.run()
+                } catch {
+                    sandbox.destroy()  // idempotent: whatever failed, nothing of it stays in the slot
+                    throw error
+                }
                 sandboxes.withLock { $0.used[slot] = ReadySandbox(sandbox, layout: layout) }
                 return outcome
             }

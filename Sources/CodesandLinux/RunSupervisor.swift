@@ -33,6 +33,7 @@ struct RunSupervisor {
                 var go = UInt8(CS_GO_RUN)
                 _ = try sys("write", "control pipe") { write(sandbox.control, &go, 1) }
             } catch {
+                sandbox.destroy()  // its init would otherwise wait for the word in the slot's cgroup
                 throw SandboxError("starting the run after the compile failed: \(error)")
             }
         }
@@ -79,7 +80,7 @@ struct RunSupervisor {
             if !killed && now >= deadline { timedOut = true; killSandbox() }
             if let kd = killDeadline, now >= kd { break }  // nothing left that could still write: stop waiting
             let untilDeadline = killed ? 50 : Int32(min(50, (deadline - min(now, deadline)) / 1_000_000 + 1))
-            let ready = pipes.wait(timeoutMs: untilDeadline, cancelFD: killed ? -1 : cancelFD)
+            let ready = pipes.wait(timeoutMs: untilDeadline, cancelFD: killed ? -1 : cancelFD, feedStdin: stage == 1)
             if ready.stdout || ready.stderr { pipes.drain(into: &output, streamer: stage == 1 ? streamer : nil) }
             if output.truncated && !killed { killSandbox() }
             if ready.status, !statusSeen, let record = pipes.readStatus() {
@@ -120,7 +121,12 @@ struct RunSupervisor {
         let usePrestart = usesPrestart
         let argv = usePrestart ? job.prestart!.argv : job.argv
         var strings: [UInt8] = []
-        for s in compileArgv + argv + job.env + [job.fileName] {
+        let all = compileArgv + argv + job.env + [job.fileName]
+        if all.contains(where: { $0.utf8.contains(0) }) {
+            sandbox.destroy()
+            throw SandboxError("an argv element, environment entry or file name contains a NUL character")
+        }
+        for s in all {
             strings.append(contentsOf: s.utf8)
             strings.append(0)
         }

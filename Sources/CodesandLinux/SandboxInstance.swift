@@ -28,7 +28,7 @@ final class SandboxInstance {
     private(set) var prestarted: String?
 
     static func spawn(layout: SandboxLayout, slot: Int, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet,
-                      prestart: PrestartSpec? = nil) throws -> SandboxInstance {
+                      prestart: PrestartSpec? = nil, maxCPUMs: Int64 = 60_000) throws -> SandboxInstance {
         try cgroup.apply(limits: limits)
         var cgroupFDs: [Int32] = []
         var ours: [Int32] = [], theirs: [Int32] = []
@@ -75,7 +75,8 @@ final class SandboxInstance {
         defer { [prestartArgv, prestartEnv].forEach { $0.map(SandboxLayout.freeCArray) } }
         spec.prestart_argv = prestartArgv.map { UnsafePointer($0) }
         spec.prestart_env = prestartEnv.map { UnsafePointer($0) }
-        spec.prestart_rlimit_cpu_s = UInt64(limits.cpuMs / 1000 + 2)
+        // The job's limit is not known yet: the daemon's maximum (the exact CPU time is the cgroup's).
+        spec.prestart_rlimit_cpu_s = UInt64(maxCPUMs / 1000 + 2)
         spec.prestart_rlimit_fsize = UInt64(layout.config.fileSizeBytes)
         spec.prestart_rlimit_nofile = UInt64(layout.config.openFiles)
 

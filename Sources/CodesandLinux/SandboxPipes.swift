@@ -29,14 +29,15 @@ struct SandboxPipes {
     var outputDone: Bool { stdoutEOF && stderrEOF }
 
     /// Waits up to `timeoutMs` for any pipe (or `cancelFD`); returns true if cancelFD fired.
-    mutating func wait(timeoutMs: Int32, cancelFD: Int32) -> (stdout: Bool, stderr: Bool, status: Bool, report: Bool,
-                                                                stdin: Bool, cancel: Bool) {
+    /// `feedStdin` false (a compile stage): the stdin pipe is not watched, or poll would return at once.
+    mutating func wait(timeoutMs: Int32, cancelFD: Int32, feedStdin: Bool) -> (stdout: Bool, stderr: Bool, status: Bool,
+                                                                               report: Bool, stdin: Bool, cancel: Bool) {
         var fds = [
             pollfd(fd: stdoutEOF ? -1 : sandbox.stdout, events: Int16(POLLIN), revents: 0),
             pollfd(fd: stderrEOF ? -1 : sandbox.stderr, events: Int16(POLLIN), revents: 0),
             pollfd(fd: statusEOF ? -1 : sandbox.status, events: Int16(POLLIN), revents: 0),
             pollfd(fd: reportEOF ? -1 : sandbox.report, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: sandbox.stdin, events: Int16(POLLOUT), revents: 0),
+            pollfd(fd: feedStdin ? sandbox.stdin : -1, events: Int16(POLLOUT), revents: 0),
             pollfd(fd: cancelFD, events: Int16(POLLIN), revents: 0),
         ]
         _ = poll(&fds, nfds_t(fds.count), timeoutMs)

@@ -60,6 +60,9 @@ public enum RPCMessage: Sendable {
 }
 
 public enum RPCParser {
+    /// The most requests one batch may hold.
+    public static let maxBatch = 64
+
     /// Parses one framed line (without its `\n`).
     public static func parse(_ bytes: some Collection<UInt8>) -> RPCMessage {
         let data = Data(bytes)
@@ -73,6 +76,9 @@ public enum RPCParser {
         case .array(let items):
             if items.isEmpty {
                 return .single(.invalid(id: nil, RPCError(.invalidRequest, "Invalid Request: empty batch")))
+            }
+            if items.count > maxBatch {
+                return .single(.invalid(id: nil, RPCError(.invalidRequest, "Invalid Request: a batch holds at most \(maxBatch) requests")))
             }
             return .batch(items.map(parseOne))
         default:

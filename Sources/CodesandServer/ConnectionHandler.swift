@@ -20,6 +20,9 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
     private let mine = NIOLockedValueBox(Set<UInt64>())
     /// The client shut down its sending side: close once every reply is written.
     private let inputClosed = NIOLockedValueBox(false)
+    /// Requests in flight on one connection before the daemon stops reading it (backpressure: a
+    /// client cannot make the daemon hold unbounded work or replies it does not read).
+    static let maxInFlight = 64
 
     init(dispatcher: Dispatcher, tracker: RequestTracker, logger: Logger) {
         self.dispatcher = dispatcher
@@ -61,9 +64,22 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
                     let reply = await dispatcher.handle(line: bytes, peer: peer) { note in self.write(note, to: channel) }
                     mine.withLockedValue { _ = $0.remove(id) }
                     self.write(reply, to: channel)
+                    channel.eventLoop.execute { self.updateReading(channel) }
                 }
             }
+            updateReading(channel)
         }
+    }
+
+    /// Reads more requests only while this connection has room for them and its client reads replies.
+    private func updateReading(_ channel: Channel) {
+        let room = mine.withLockedValue { $0.count } < Self.maxInFlight
+        channel.setOption(ChannelOptions.autoRead, value: room && channel.isWritable).whenComplete { _ in }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        updateReading(context.channel)
+        context.fireChannelWritabilityChanged()
     }
 
     /// Writes a reply (nil: nothing, for notifications); closes after the last one once the client's input ended.

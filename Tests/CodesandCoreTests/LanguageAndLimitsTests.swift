@@ -24,6 +24,7 @@ final class LanguageAndLimitsTests: XCTestCase {
         }
         XCTAssertEqual(b.expand(gcc.compile, home: "/h", args: [], flags: ["-O2", "-DX=1 2"]),
                        ["/usr/bin/gcc", "-o", "/h/main", "/h/main.c", "-O2", "-DX=1 2"])
+        XCTAssertThrowsError(try b.checkedFlags(["-DX=a\u{0}b"]), "a NUL would shift the job's string list")
         let py = JobBuilder(config: try CodesandConfig.defaults(), spec: spec)
         XCTAssertThrowsError(try py.checkedFlags(["-O2"]))
     }

@@ -56,6 +56,17 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertEqual(e.code, -32600)
     }
 
+    func test_a_batch_past_the_maximum_is_one_invalid_request() {
+        let item = #"{"jsonrpc":"2.0","id":1,"method":"status"}"#
+        let line = "[" + Array(repeating: item, count: RPCParser.maxBatch + 1).joined(separator: ",") + "]"
+        guard case .single(.invalid(nil, let e)) = parse(line) else { return XCTFail() }
+        XCTAssertEqual(e.code, -32600)
+        guard case .batch(let items) = parse("[" + Array(repeating: item, count: RPCParser.maxBatch).joined(separator: ",") + "]") else {
+            return XCTFail()
+        }
+        XCTAssertEqual(items.count, RPCParser.maxBatch)
+    }
+
     func test_error_reply_has_null_id_when_unknown() throws {
         let data = RPCEncoder.error(id: nil, RPCError(.parseError, "x"))
         let obj = try JSONSerialization.jsonObject(with: data) as! [String: Any]

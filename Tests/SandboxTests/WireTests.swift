@@ -132,6 +132,16 @@ final class WireTests: XCTestCase {
         XCTAssertTrue(streams.contains("stderr"))
     }
 
+    func test_hundreds_of_pipelined_requests_on_one_connection_are_all_answered() throws {
+        // More than a connection may have in flight: the daemon stops reading for a while, loses nothing.
+        let c = try RawClient(path: path)
+        let count = 300
+        c.send((1...count).map { #"{"jsonrpc":"2.0","id":\#($0),"method":"status"}"# + "\n" }.joined())
+        var ids = Set<Int>()
+        while ids.count < count, let m = c.readJSON() as? [String: Any] { ids.insert(m["id"] as? Int ?? -1) }
+        XCTAssertEqual(ids, Set(1...count))
+    }
+
     func test_requests_in_flight_are_answered_in_any_order_by_id() throws {
         let c = try RawClient(path: path)
         c.send(runLine(id: 1, "import time; time.sleep(0.5); print('slow')") + "\n")
