@@ -105,8 +105,11 @@ final class DaemonProcessTests: XCTestCase {
         c.send(runLine(9, "print('too late')") + "\n")
         var replies: [Int: [String: Any]] = [:]
         while replies.count < 4, let line = c.readJSON() as? [String: Any] { replies[line["id"] as? Int ?? -1] = line }
-        for i in 1...2 { XCTAssertEqual(result(replies[i])?["stdout"] as? String, "done \(i)\n", "\(replies)") }
-        XCTAssertEqual(errorCode(replies[3]), -32003, "the queued one is refused: \(replies)")
+        // Which of the three waits for a sandbox is up to the scheduler: two ran to the end, one was refused.
+        let ran = (1...3).filter { result(replies[$0])?["stdout"] as? String == "done \($0)\n" }
+        let refused = (1...3).filter { errorCode(replies[$0]) == -32003 }
+        XCTAssertEqual(ran.count, 2, "\(replies)")
+        XCTAssertEqual(refused.count, 1, "the queued one is refused: \(replies)")
         XCTAssertEqual(errorCode(replies[9]), -32003, "\(replies)")
         XCTAssertEqual(p.wait(timeout: 20), 0, p.log)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)/slot-0"), "slot cgroup left behind")
