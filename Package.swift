@@ -11,6 +11,9 @@ let package = Package(
         .library(name: "CodesandProtocol", targets: ["CodesandProtocol"]),
         .executable(name: "codesand-ircbot", targets: ["codesand-ircbot"]),
         .library(name: "CCodesand", targets: ["CCodesand"]),
+        // The sandbox C code as a shared library, for the zygotes: interpreters that load it with
+        // their FFI (python3: ctypes) and fork sandboxes from an initialised state (zygote.c).
+        .library(name: "CodesandZygote", type: .dynamic, targets: ["CodesandZygote"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -35,6 +38,10 @@ let package = Package(
         ]),
         // C: only what must run between clone() and execve().
         .target(name: "CSandbox"),
+        // CSandbox again as a library for the zygotes, without the Swift runtime: no Swift start
+        // files, the (unused) standard library linked statically, so nothing of it is loaded.
+        .target(name: "CodesandZygote", cSettings: [.headerSearchPath("../CSandbox/include")],
+                linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib"])]),
         // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.
         .target(name: "CodesandLinux", dependencies: [
             "CSandbox", "CodesandCore",

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
@@ -13,6 +14,10 @@ int cs_is_cgroup2(const char *path) {
     struct statfs st;
     if (statfs(path, &st) < 0) return -1;
     return st.f_type == CGROUP2_SUPER_MAGIC;
+}
+
+int cs_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *dir) {
+    return posix_spawn_file_actions_addchdir_np(actions, dir);
 }
 
 int cs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }

@@ -395,10 +395,16 @@ struct exec_limits {
     uint64_t cpu_s, fsize, nofile;
 };
 
-// The program's process: stdio, limits, identity, then execve. Failures go on the report pipe.
-// `stage` 0 (a compiler) gets /dev/null as stdin; `go_fd` >= 0 becomes fd 3 (a pre-started interpreter).
-__attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec *s, char *const *argv, char *const *envp,
-                                                    struct exec_limits limits, int32_t stage, int go_fd) {
+// The zygote's own name, which the init's fork gets back (the init renames itself).
+static char zygote_name[16];
+
+// Makes the calling process the program's: stdio, limits, identity, seccomp. Failures go on the
+// report pipe. `stage` 0 (a compiler) gets /dev/null as stdin; `go_fd` >= 0 becomes fd 3 (a
+// pre-started interpreter). `forked`: the program is a zygote's interpreter, not exec'd: it keeps
+// the signal dispositions its runtime set up, gets its name back, and nothing closes the report
+// pipe for it.
+static void become_program(const struct cs_sandbox_spec *s, struct exec_limits limits, int32_t stage, int go_fd,
+                           int forked) {
     // The compiler reads no stdin: the request's stdin is the program's alone.
     int in = stage == 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : FD_STDIN;
     if (in < 0 || dup2(in, 0) < 0 || dup2(FD_STDOUT, 1) < 0 || dup2(FD_STDERR, 2) < 0) fail(CS_STEP_FDS);
@@ -408,7 +414,7 @@ __attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec 
         close(go_fd);
     }
     // The daemon ignores SIGPIPE and may block signals; a program must start with the defaults.
-    for (int sig = 1; sig < 65; sig++) {
+    for (int sig = 1; sig < 65 && !forked; sig++) {
         if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
     }
     sigset_t none;
@@ -435,6 +441,15 @@ __attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec 
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(CS_STEP_NO_NEW_PRIVS);
     if (chdir(s->home) < 0) fail(CS_STEP_CHDIR);
     if (cs_install_seccomp() < 0) fail(CS_STEP_SECCOMP);  // last: the filter also binds everything above
+    if (forked) {
+        prctl(PR_SET_NAME, zygote_name, 0, 0, 0);
+        close(FD_REPORT);  // what execve's close-on-exec does for an exec'd program
+    }
+}
+
+__attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec *s, char *const *argv, char *const *envp,
+                                                    struct exec_limits limits, int32_t stage, int go_fd) {
+    become_program(s, limits, stage, go_fd, 0);
     execve(argv[0], argv, envp);
     report(CS_REPORT_EXEC_FAILED, CS_STEP_EXEC, errno);
     _exit(127);
@@ -447,8 +462,10 @@ static void on_backup_alarm(int sig) {
 }
 
 // Starts the pre-started interpreter, if any: it waits on fd 3 for the argv of its one run.
+// Returns its pid, or -1 when there is none; 0 in the interpreter itself when it is the init's
+// caller forked (spec.prestart_fork: a zygote, see zygote.c), which returns from the spawn.
 static pid_t start_prestart(const struct cs_sandbox_spec *s, int *go_fd) {
-    if (!s->prestart_argv || !s->prestart_argv[0]) return 0;
+    if (!s->prestart_fork && (!s->prestart_argv || !s->prestart_argv[0])) return -1;
     int go[2];
     if (pipe2(go, O_CLOEXEC) < 0) fail(CS_STEP_PRESTART);
     pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
@@ -456,6 +473,10 @@ static pid_t start_prestart(const struct cs_sandbox_spec *s, int *go_fd) {
     if (child == 0) {
         close(go[1]);
         struct exec_limits limits = {s->prestart_rlimit_cpu_s, s->prestart_rlimit_fsize, s->prestart_rlimit_nofile};
+        if (s->prestart_fork) {
+            become_program(s, limits, 1, go[0], 1);
+            return 0;
+        }
         exec_program(s, (char *const *)s->prestart_argv, (char *const *)s->prestart_env, limits, 1, go[0]);
     }
     close(go[0]);
@@ -491,8 +512,10 @@ static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job,
     return record.wait_status;
 }
 
-__attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s) {
+// Never returns in the init; returns 0 in a forked interpreter (spec.prestart_fork).
+static int init_main(const struct cs_sandbox_spec *s) {
     umask(022);  // never the daemon's: the mount points and files made below must have their modes
+    if (s->prestart_fork) prctl(PR_GET_NAME, zygote_name, 0, 0, 0);
     prctl(PR_SET_NAME, "codesand-init", 0, 0, 0);  // not the daemon thread's name, in ps inside and out
     setup_fds(s);
     join_cgroups(s->n_cgroup_fds);
@@ -505,6 +528,7 @@ __attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s)
     build_root(s);
     int go_fd = -1;
     pid_t prestarted = start_prestart(s, &go_fd);
+    if (prestarted == 0) return 0;  // the forked interpreter: back to its runtime, which reads fd 3
     report(CS_REPORT_READY, CS_STEP_NONE, 0);
 
     struct job job;
@@ -542,11 +566,19 @@ __attribute__((noreturn)) static void init_main(const struct cs_sandbox_spec *s)
     _exit(0);
 }
 
-pid_t cs_sandbox_spawn(const struct cs_sandbox_spec *spec) {
+pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_clone_flags) {
     if (spec->n_cgroup_fds < 0 || spec->n_cgroup_fds > CS_MAX_CGROUP_FDS) { errno = EINVAL; return -1; }
     // Raw clone with no new stack behaves like fork() but without glibc's atfork handlers and locks.
-    long pid = syscall(SYS_clone, (unsigned long)(cs_clone_flags_sandbox() | SIGCHLD), 0, 0, 0, 0);
+    long pid = syscall(SYS_clone, (unsigned long)(cs_clone_flags_sandbox() | extra_clone_flags | SIGCHLD), 0, 0, 0, 0);
     if (pid < 0) return -1;
-    if (pid == 0) init_main(spec);
+    if (pid == 0) {
+        if (init_main(spec) == 0) return 0;  // only a forked interpreter gets here
+        _exit(126);
+    }
     return (pid_t)pid;
+}
+
+pid_t cs_sandbox_spawn(const struct cs_sandbox_spec *spec) {
+    if (spec->prestart_fork) { errno = EINVAL; return -1; }  // the daemon's copy must never run a program
+    return cs_sandbox_spawn_flags(spec, 0);
 }

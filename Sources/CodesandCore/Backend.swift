@@ -41,15 +41,18 @@ public struct SandboxJob: Sendable {
 }
 
 /// An interpreter to start in a prepared sandbox before any request, waiting for its program.
-public struct PrestartSpec: Sendable, Equatable {
+public struct PrestartSpec: Sendable, Hashable {
     public var language: String
     public var argv: [String]
     /// "NAME=value" entries.
     public var env: [String]
-    public init(language: String, argv: [String], env: [String]) {
+    /// The launcher can run as a zygote (LanguageSpec.zygote).
+    public var zygote: Bool
+    public init(language: String, argv: [String], env: [String], zygote: Bool = false) {
         self.language = language
         self.argv = argv
         self.env = env
+        self.zygote = zygote
     }
 }
 

@@ -44,6 +44,10 @@ public struct LanguageSpec: Hashable, Sendable {
     /// argv of a launcher that starts the interpreter ahead of a request and then reads the
     /// program's argv ("path\0arg…") from fd 3 (empty: this language runs the plain way only).
     public var prestart: [String] = []
+    /// The `prestart` launcher can also run as a zygote (zygote.c): started once on the host with
+    /// the zygote library's path and a socket fd as its two arguments, it forks each sandbox's
+    /// interpreter instead of starting one per sandbox.
+    public var zygote = false
 }
 
 public struct SandboxConfig: Hashable, Sendable {
@@ -63,6 +67,9 @@ public struct SandboxConfig: Hashable, Sendable {
     public var fileSizeBytes: Int64
     public var openFiles: Int64
     public var env: [String: String]
+    /// The zygotes' shared library (libCodesandZygote.so); "": next to the daemon's executable, or
+    /// in ../lib/codesand from it.
+    public var zygoteLibrary = ""
 }
 
 /// The whole configuration (see DefaultConfig for every key, its unit and default).

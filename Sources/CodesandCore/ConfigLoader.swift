@@ -129,7 +129,16 @@ public enum ConfigLoader {
             tmpfsInodes: try t.int("tmpfs_inodes", min: 64, max: 1 << 30),
             readonlyPaths: try t.paths("readonly_paths"), rootLinks: links, maskedPaths: masked,
             fileSizeBytes: try t.int("file_size_bytes", min: 1, max: 1 << 40),
-            openFiles: try t.int("open_files", min: 16, max: 1 << 20), env: try t.stringMap("env"))
+            openFiles: try t.int("open_files", min: 16, max: 1 << 20), env: try t.stringMap("env"),
+            zygoteLibrary: try zygoteLibrary(t))
+    }
+
+    static func zygoteLibrary(_ t: ConfigNode) throws -> String {
+        let path = try t.string("zygote_library")
+        guard path.isEmpty || path.hasPrefix("/") else {
+            throw ConfigError(key: "sandbox.zygote_library", problem: "must be an absolute path or \"\", got \"\(path)\"")
+        }
+        return path
     }
 
     static func rootfs(_ t: ConfigNode) throws -> String {
@@ -151,7 +160,7 @@ public enum ConfigLoader {
 
     static func language(_ name: String, _ t: ConfigNode) throws -> LanguageSpec {
         let known: Set<String> = ["aliases", "file", "run", "env", "version", "compile", "template", "flags_pattern",
-                                  "limits", "compile_limits", "prestart"]
+                                  "limits", "compile_limits", "prestart", "zygote"]
         if let extra = t.keys.sorted().first(where: { !known.contains($0) }) {
             throw ConfigError(key: "\(t.path).\(extra)", problem: "unknown key")
         }
@@ -173,6 +182,10 @@ public enum ConfigLoader {
         spec.prestart = prestart
         if !prestart.isEmpty && !compile.isEmpty {
             throw ConfigError(key: "\(t.path).prestart", problem: "a compiled language cannot be pre-started")
+        }
+        spec.zygote = try t.has("zygote") ? t.bool("zygote") : false
+        if spec.zygote && prestart.isEmpty {
+            throw ConfigError(key: "\(t.path).zygote", problem: "needs a prestart launcher")
         }
         if t.has("template") {
             let tpl = try t.table("template")

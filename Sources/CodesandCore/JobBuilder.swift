@@ -41,7 +41,7 @@ struct JobBuilder {
 
     /// What a slot must start in advance to serve this language pre-started (nil: not pre-startable).
     func prestartSpec() -> PrestartSpec? {
-        spec.prestart.isEmpty ? nil : PrestartSpec(language: spec.name, argv: spec.prestart, env: environment())
+        spec.prestart.isEmpty ? nil : PrestartSpec(language: spec.name, argv: spec.prestart, env: environment(), zygote: spec.zygote)
     }
 
     /// PHP without `<?php`, Java without a class, C without main(): wrapped so it just works.

@@ -44,7 +44,7 @@ public final class NativeBackend: SandboxBackend {
         self.defaultLimits = defaultLimits
         self.logger = logger
         self.poolSize = poolSize
-        self.layouts = Mutex((0, [0: try SandboxLayout(config: config, poolSize: poolSize + 1)]))
+        self.layouts = Mutex((0, [0: try SandboxLayout(config: config, poolSize: poolSize + 1, logger: logger)]))
         self.lockFD = try Self.lockSlots(config: config)
         driver.removeStale(keeping: poolSize + 1)
         self.cgroups = try (0...poolSize).map { try driver.slot($0) }
@@ -121,14 +121,14 @@ public final class NativeBackend: SandboxBackend {
 
     private func spawn(_ slot: Int, _ layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
         try SandboxInstance.spawn(layout: layout, slot: slot, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot],
-                                  limits: defaultLimits, prestart: prestart)
+                                  limits: defaultLimits, prestart: prestart, zygote: prestart.flatMap(layout.zygotes.zygote(for:)))
     }
 
     /// Adds a layout built from `config` (a reload: another image, other mounts or caps) and
     /// returns its generation: jobs of that generation run in sandboxes built from it, and new
     /// sandboxes are prepared from it. Throws, changing nothing, if it is invalid.
     public func addLayout(_ config: SandboxConfig) throws -> Int {
-        let next = try SandboxLayout(config: config, poolSize: poolSize + 1)
+        let next = try SandboxLayout(config: config, poolSize: poolSize + 1, logger: logger)
         return layouts.withLock { l in
             l.newest += 1
             l.byGeneration[l.newest] = next
@@ -220,6 +220,7 @@ public final class NativeBackend: SandboxBackend {
             return (s.ready + s.used).compactMap { $0 }
         }
         for r in all { r.instance.destroy() }
+        for layout in layouts.withLock({ Array($0.byGeneration.values) }) { layout.zygotes.stopAll() }
         for cg in cgroups {
             cg.killAll(timeoutMs: 5000)
             // A task that was just killed leaves its cgroup a moment after it is gone from cgroup.procs.

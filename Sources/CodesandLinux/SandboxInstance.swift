@@ -28,7 +28,7 @@ final class SandboxInstance {
     private(set) var prestarted: String?
 
     static func spawn(layout: SandboxLayout, slot: Int, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet,
-                      prestart: PrestartSpec? = nil, maxCPUMs: Int64 = 60_000) throws -> SandboxInstance {
+                      prestart: PrestartSpec? = nil, zygote: Zygote? = nil, maxCPUMs: Int64 = 60_000) throws -> SandboxInstance {
         try cgroup.apply(limits: limits)
         var cgroupFDs: [Int32] = []
         var ours: [Int32] = [], theirs: [Int32] = []
@@ -80,7 +80,9 @@ final class SandboxInstance {
         spec.prestart_rlimit_fsize = UInt64(layout.config.fileSizeBytes)
         spec.prestart_rlimit_nofile = UInt64(layout.config.openFiles)
 
-        let pid = cs_sandbox_spawn(&spec)
+        // Through the zygote if there is one (its fork is the pre-started interpreter), else the
+        // daemon clones the init itself and the init execs the launcher.
+        let pid = zygote?.spawn(&spec) ?? cs_sandbox_spawn(&spec)
         if pid < 0 {
             let e = errno
             for fd in ours { close(fd) }

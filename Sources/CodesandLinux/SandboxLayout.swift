@@ -1,6 +1,7 @@
 import CSandbox
 import CodesandCore
 import Glibc
+import Logging
 
 /// The parts of the C sandbox spec that are the same for every slot, as C strings (the clone child
 /// reads them from its copy of our memory). One layout per configuration: a reload makes a new one,
@@ -17,8 +18,10 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
     let config: SandboxConfig
     /// Where the sandbox's system directories come from: "" (the host) or the image directory.
     let systemRoot: String
+    /// Interpreters that fork this layout's pre-started interpreters (started on first use).
+    let zygotes: ZygoteSet
 
-    init(config: SandboxConfig, poolSize: Int) throws {
+    init(config: SandboxConfig, poolSize: Int, logger: Logger = Logger(label: "codesand")) throws {
         self.config = config
         systemRoot = config.rootfs == "image" ? config.image : ""
         if !systemRoot.isEmpty {
@@ -47,6 +50,7 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
                 ro += [source, "/" + name]
             }
         }
+        zygotes = ZygoteSet(config: config, systemRoot: systemRoot, directory: root, logger: logger)
         rootDir = strdup(root)
         hostname = strdup(config.hostname)
         home = strdup(config.home)
@@ -73,6 +77,7 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
     }
 
     deinit {
+        zygotes.stopAll()
         for p in [rootDir, hostname, home] { free(p) }
         for list in [roPaths, links, masked] + files { Self.freeCArray(list) }
     }

@@ -3,6 +3,7 @@
 #ifndef CSANDBOX_H
 #define CSANDBOX_H
 
+#include <spawn.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -35,6 +36,9 @@ struct cs_sandbox_spec {
     const char *const *prestart_argv;   // NULL: none
     const char *const *prestart_env;
     uint64_t prestart_rlimit_cpu_s, prestart_rlimit_fsize, prestart_rlimit_nofile;
+    // Non-zero: the pre-started interpreter is the spawning process itself, forked (a zygote's
+    // interpreter, already initialised; see cs_zygote_serve) instead of prestart_argv exec'd.
+    int prestart_fork;
 };
 
 /// Records on the report pipe. After READY, the pipe reaches EOF when the program was exec'd.
@@ -93,6 +97,23 @@ enum { CS_GO_RUN = 'r' };  // the byte that starts the run stage after a compile
 /// view), or -1 with errno set.
 pid_t cs_sandbox_spawn(const struct cs_sandbox_spec *spec);
 
+/// cs_sandbox_spawn with more clone flags (CLONE_PARENT for a zygote). With spec.prestart_fork it
+/// also returns 0, in the forked interpreter, once that runs as the sandbox user inside.
+pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_clone_flags);
+
+// Zygotes (zygote.c): an interpreter, initialised once on the host, spawns sandboxes for the
+// daemon; each sandbox's pre-started interpreter is a fork of it instead of a fresh start.
+
+/// In the zygote: serves spawn requests on `sock` (a SOCK_SEQPACKET socket from the daemon) until
+/// it closes. Returns 0 in a forked interpreter (inside its sandbox: fd 3 brings its job), 1 when
+/// the daemon is gone, -1 on an error of the socket.
+int cs_zygote_serve(int sock);
+
+/// In the daemon: asks the zygote behind `sock` to spawn `spec` (its prestart_argv and env are
+/// ignored: the interpreter is the zygote's). The init is the daemon's child (CLONE_PARENT).
+/// Returns the init's pid, or -1 with errno set (EPIPE or ECONNRESET: the zygote is gone).
+pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_ms);
+
 /// Names of the steps, for error messages.
 const char *cs_step_name(int step);
 
@@ -110,6 +131,8 @@ int cs_pipe_cloexec(int fds[2]);
 int cs_is_cgroup2(const char *path);
 /// A non-blocking, close-on-exec eventfd.
 int cs_eventfd(void);
+/// posix_spawn_file_actions_addchdir_np (a GNU extension Swift does not see).
+int cs_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *dir);
 /// SO_PEERCRED of a unix socket.
 int cs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 #include "cs_seccomp.h"
