@@ -138,6 +138,9 @@ public final class NativeBackend: SandboxBackend {
         }
     }
 
+    /// The zygotes running for the newest layout: language and pid.
+    public var zygotes: [(language: String, pid: pid_t)] { layout.zygotes.running }
+
     /// True when `path` is an executable in the sandboxes' system (the host's, or the image's).
     public func isExecutable(_ path: String) -> Bool { layout.isExecutable(path) }
 

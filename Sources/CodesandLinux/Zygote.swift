@@ -27,12 +27,23 @@ final class Zygote: @unchecked Sendable {  // the socket is used under `alive`'s
         var pair: [Int32] = [0, 0]
         try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) }
         defer { close(pair[1]) }
+        do {
+            let pid = try launch(argv: spec.argv + [library, "3"], env: spec.env, socket: pair[1], directory: directory)
+            return Zygote(spec: spec, pid: pid, socket: pair[0])
+        } catch {
+            close(pair[0])
+            throw error
+        }
+    }
+
+    /// Starts the zygote process with `socket` as its fd 3; returns its pid.
+    static func launch(argv: [String], env: [String], socket: Int32, directory: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, pair[1], 3)
+        posix_spawn_file_actions_adddup2(&actions, socket, 3)
         // An empty root-owned directory: `-c` puts the working directory first on sys.path.
         cs_spawn_add_chdir(&actions, directory)
         var attr = posix_spawnattr_t()
@@ -44,17 +55,13 @@ final class Zygote: @unchecked Sendable {  // the socket is used under `alive`'s
         posix_spawnattr_setsigdefault(&attr, &all)  // the daemon ignores SIGPIPE; an interpreter must not inherit that
         posix_spawnattr_setsigmask(&attr, &none)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let argv = spec.argv + [library, "3"]
         let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = spec.env.map { strdup($0) } + [nil]
+        let cEnv = env.map { strdup($0) } + [nil]
         defer { for p in cArgs + cEnv { free(p) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, argv[0], &actions, &attr, cArgs, cEnv)
-        guard rc == 0 else {
-            close(pair[0])
-            throw SystemCallError(function: "posix_spawn", context: argv[0], errno: rc)
-        }
-        return Zygote(spec: spec, pid: pid, socket: pair[0])
+        guard rc == 0 else { throw SystemCallError(function: "posix_spawn", context: argv[0], errno: rc) }
+        return pid
     }
 
     var isAlive: Bool { alive.withLock { $0 } }

@@ -25,6 +25,10 @@ final class PrestartTests: XCTestCase {
             Case(code: "if __name__ == '__main__':\n    print('main')"),
             Case(code: "import multiprocessing as mp\ndef sq(x): return x*x\nif __name__ == '__main__':\n    with mp.Pool(2) as p: print(p.map(sq, [1, 2, 3]))"),
             Case(code: "'''doc'''\nprint(__doc__, __spec__, __package__)"),
+            // A zygote's fork: the dispositions, flags, environment and clock of a fresh start.
+            Case(code: "import signal as s; print([s.getsignal(n) for n in (s.SIGINT, s.SIGPIPE, s.SIGXFSZ, s.SIGSEGV, s.SIGTERM, s.SIGCHLD)])"),
+            Case(code: "import sys, os, time, threading; print(sys.flags, sys.executable, sorted(os.environ), time.tzname, threading.active_count())"),
+            Case(code: "import os, resource; print(os.getppid(), os.getpgrp() == os.getpid(), resource.getrlimit(resource.RLIMIT_NOFILE), os.umask(0))"),
         ],
         "php": [
             Case(code: "echo $argv[1], ' ', $argc, ' ', __FILE__, ' ', $_SERVER['argv'][0], \"\\n\";", args: ["a b"]),

@@ -1,0 +1,181 @@
+import CodesandCore
+import CodesandProtocol
+import Foundation
+import Glibc
+import XCTest
+
+@testable import CodesandLinux
+
+/// python3's pre-started interpreters are forks of a zygote (zygote.c, Zygote.swift). A fork must
+/// behave as a fresh interpreter: its own random state, nothing of earlier runs, and the daemon
+/// must go on serving when the zygote is gone.
+final class ZygoteTests: XCTestCase {
+    /// Runs `code` until a run finds its interpreter waiting (the pool learns the demand first).
+    static func warmRun(_ live: LiveService, _ code: String, language: String = "python3") async throws -> RunResult {
+        for _ in 0..<40 {
+            let hits = live.service.metrics.prestartCounts(language).hits
+            let r = try await live.run(language, code)
+            if live.service.metrics.prestartCounts(language).hits > hits { return r }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTFail("no run of \(language) found its interpreter waiting")
+        throw CancellationError()
+    }
+
+    func test_python3_interpreters_are_forks_of_the_zygote() async throws {
+        try requireRoot()
+        let live = try await LiveService(pool: 2)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        // Only the zygote imports ctypes: a fork of it has it loaded before the snippet runs.
+        let r = try await Self.warmRun(live, "import sys, os; print('_ctypes' in sys.modules, os.getpid(), open('/proc/self/comm').read().strip())")
+        XCTAssertEqual(r.stdout, "True 2 python3\n", r.stderr)
+        XCTAssertEqual(live.backend.zygotes.map(\.language), ["python3"])
+    }
+
+    func test_each_fork_has_its_own_random_state() async throws {
+        try requireRoot()
+        let live = try await LiveService(pool: 2)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        var seen: [Set<String>] = [[], [], []]
+        for _ in 0..<4 {
+            let r = try await Self.warmRun(live, "import random, os, tempfile; print(random.getrandbits(64), os.urandom(8).hex(), tempfile.mktemp())")
+            XCTAssertEqual(r.status, .ok, r.stderr)
+            for (i, word) in r.stdout.split(separator: " ").enumerated() where i < 3 { seen[i].insert(String(word)) }
+        }
+        XCTAssertEqual(seen.map(\.count), [4, 4, 4], "random, os.urandom, tempfile: \(seen)")
+    }
+
+    func test_a_run_changes_nothing_in_the_zygote() async throws {
+        try requireRoot()
+        let live = try await LiveService(pool: 1)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        let first = try await Self.warmRun(live, """
+            import json, os, sys, builtins
+            json.MARK = 1; os.environ['MARK'] = '1'; sys.path.append('/x'); builtins.MARK = 1
+            sys.modules['marker'] = json
+            print('set')
+            """)
+        XCTAssertEqual(first.stdout, "set\n", first.stderr)
+        let second = try await Self.warmRun(live, """
+            import json, os, sys, builtins
+            print(hasattr(json, 'MARK'), 'MARK' in os.environ, '/x' in sys.path, hasattr(builtins, 'MARK'), 'marker' in sys.modules)
+            """)
+        XCTAssertEqual(second.stdout, "False False False False False\n", second.stderr)
+    }
+
+    func test_a_killed_zygote_costs_no_run_and_is_replaced() async throws {
+        try requireRoot()
+        let live = try await LiveService(pool: 2)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        _ = try await Self.warmRun(live, "print(1)")
+        let first = try XCTUnwrap(live.backend.zygotes.first?.pid)
+        kill(first, SIGKILL)
+        for i in 0..<10 {
+            let r = try await live.run("python3", "print(\(i))")
+            XCTAssertEqual(r.stdout, "\(i)\n", r.stderr)
+        }
+        // Replaced after its retry delay; meanwhile interpreters start the plain way.
+        var replaced: pid_t?
+        for _ in 0..<100 where replaced == nil {
+            _ = try await live.run("python3", "print(1)")
+            replaced = live.backend.zygotes.first { $0.pid != first }?.pid
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTAssertNotNil(replaced, "no new zygote")
+        let r = try await Self.warmRun(live, "import sys; print('_ctypes' in sys.modules)")
+        XCTAssertEqual(r.stdout, "True\n")
+        live.shutdown()
+        if let replaced { XCTAssertEqual(kill(replaced, 0), -1, "the zygote outlived the backend") }
+    }
+
+    func test_zygotes_only_load_a_library_root_alone_can_change() throws {
+        try requireRoot()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zygote-lib-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let lib = dir + "/libCodesandZygote.so"
+        XCTAssertTrue(FileManager.default.createFile(atPath: lib, contents: Data([0])))
+        var config = try testConfig(pool: 1, name: "-zlib").sandbox
+        config.zygoteLibrary = lib
+        chmod(lib, 0o644)
+        XCTAssertEqual(ZygoteSet.usableLibrary(config: config, systemRoot: "", logger: testLogger), lib)
+        chmod(lib, 0o664)
+        XCTAssertNil(ZygoteSet.usableLibrary(config: config, systemRoot: "", logger: testLogger), "group-writable")
+        chmod(lib, 0o644)
+        chown(lib, 1, 1)
+        XCTAssertNil(ZygoteSet.usableLibrary(config: config, systemRoot: "", logger: testLogger), "not root's")
+        chown(lib, 0, 0)
+        XCTAssertNil(ZygoteSet.usableLibrary(config: config, systemRoot: "/var/lib/codesand/image", logger: testLogger), "an image")
+        config.home = dir  // exists on the host: its user site-packages would be run by root
+        XCTAssertNil(ZygoteSet.usableLibrary(config: config, systemRoot: "", logger: testLogger), "home on the host")
+    }
+
+    /// The zygote answers a malformed request with an error, closes the fds that came with it,
+    /// serves on, and exits when the daemon's end closes.
+    func test_a_bad_request_gets_an_error_and_the_zygote_serves_on() throws {
+        try requireRoot()
+        let config = try testConfig(pool: 1, name: "-zbad")
+        let python = try XCTUnwrap(config.languages.first { $0.name == "python3" })
+        let library = try XCTUnwrap(ZygoteSet.usableLibrary(config: config.sandbox, systemRoot: "", logger: testLogger))
+        var pair: [Int32] = [0, 0]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair), 0)
+        let pid = try Zygote.launch(argv: python.prestart + [library, "3"], env: ["PATH=/usr/bin:/bin"], socket: pair[1], directory: "/")
+        close(pair[1])
+        defer { close(pair[0]) }
+        let fdCount = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1 }
+        func ask(_ bytes: [UInt8], withPipe: Bool) -> (pid: Int32, err: Int32)? {
+            var p: [Int32] = [0, 0]
+            pipe(&p)
+            defer { close(p[0]); close(p[1]) }
+            var bytes = bytes
+            var control = [UInt8](repeating: 0, count: 64)
+            let sent = bytes.withUnsafeMutableBytes { b in
+                control.withUnsafeMutableBytes { c -> Int in
+                    var iov = iovec(iov_base: b.baseAddress, iov_len: b.count)
+                    return withUnsafeMutablePointer(to: &iov) { iovp -> Int in
+                    var mh = msghdr()
+                    mh.msg_iov = iovp
+                    mh.msg_iovlen = 1
+                    if withPipe {
+                        let cm = c.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+                        cm.pointee.cmsg_level = SOL_SOCKET
+                        cm.pointee.cmsg_type = Int32(SCM_RIGHTS)
+                        cm.pointee.cmsg_len = MemoryLayout<cmsghdr>.size + 8
+                        (c.baseAddress! + MemoryLayout<cmsghdr>.size).storeBytes(of: p[0], as: Int32.self)
+                        (c.baseAddress! + MemoryLayout<cmsghdr>.size + 4).storeBytes(of: p[1], as: Int32.self)
+                        mh.msg_control = c.baseAddress
+                        mh.msg_controllen = MemoryLayout<cmsghdr>.size + 8
+                    }
+                    return sendmsg(pair[0], &mh, Int32(MSG_NOSIGNAL))
+                    }
+                }
+            }
+            guard sent == bytes.count else { return nil }
+            var reply: (Int32, Int32) = (0, 0)
+            let n = withUnsafeMutableBytes(of: &reply) { recv(pair[0], $0.baseAddress, $0.count, 0) }
+            return n == 8 ? reply : nil
+        }
+        // The first answer also waits for the interpreter's start.
+        let garbage = ask(Array("not a request".utf8), withPipe: false)
+        XCTAssertEqual(garbage?.pid, -1)
+        XCTAssertEqual(garbage?.err, EMSGSIZE)  // shorter than a request header
+        let before = fdCount()
+        // A header with the right magic but counts that do not match what follows, with fds.
+        var header = [UInt8](repeating: 0, count: 80)  // sizeof(struct zy_request)
+        header.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(0x315a5943), as: UInt32.self) }
+        let bad = ask(header + Array("x".utf8), withPipe: true)
+        XCTAssertEqual(bad?.pid, -1)
+        XCTAssertEqual(bad?.err, EINVAL)
+        XCTAssertEqual(fdCount(), before, "the request's fds were closed")
+        XCTAssertEqual(ask([1, 2, 3], withPipe: true)?.err, EMSGSIZE, "still serving")
+        close(pair[0])
+        pair[0] = -1
+        var status: Int32 = -1
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        XCTAssertEqual(status, 0, "exits quietly when the daemon is gone")
+    }
+}
