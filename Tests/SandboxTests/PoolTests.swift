@@ -97,6 +97,14 @@ final class PoolTests: XCTestCase {
         let first = try TestProcess([daemon, "--config", "\(dir)/config.toml", "--socket", sock], log: "\(dir)/1.log")
         XCTAssertTrue(waitForSocket(sock), first.log)
         let c = try RawClient(path: sock)
+        // The python3 zygote (and the sandboxes it spawned, whose command line is its own) must not
+        // outlive the daemon either.
+        XCTAssertEqual(result(c.call(#"{"jsonrpc":"2.0","id":9,"method":"run","params":{"language":"python3","code":"print(1)"}}"#))?["stdout"] as? String, "1\n")
+        // Its zygote and the inits it spawned are the daemon's children; their interpreters, its grandchildren.
+        let zygoteFamily = Set(hostProcesses(matching: "libCodesandZygote.so").filter { pid in
+            parentPID(pid) == first.pid || parentPID(parentPID(pid) ?? 0) == first.pid
+        })
+        XCTAssertFalse(zygoteFamily.isEmpty, "no zygote: \(first.log)")
         for i in 1...2 {
             c.send(#"{"jsonrpc":"2.0","id":\#(i),"method":"run","params":{"language":"bash","code":"setsid sleep 4321 & sleep 4322"}}"# + "\n")
         }
@@ -110,7 +118,16 @@ final class PoolTests: XCTestCase {
         guard let d = try? RawClient(path: sock) else { return XCTFail("cannot connect: \(second.log)") }
         XCTAssertEqual(result(d.call(#"{"jsonrpc":"2.0","id":1,"method":"run","params":{"language":"python3","code":"print(1)"}}"#))?["stdout"] as? String, "1\n")
         XCTAssertEqual(hostProcesses(matching: "sleep 432"), [], "leftovers of the killed daemon survived its restart: \(second.log)")
+        XCTAssertTrue(CgroupDetectProbe.wait { zygoteFamily.isDisjoint(with: hostProcesses(matching: "libCodesandZygote.so")) },
+                      "the killed daemon's zygote or its sandboxes survived")
     }
+}
+
+/// The parent of `pid`, from /proc (nil if it is gone).
+func parentPID(_ pid: pid_t) -> pid_t? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }) else { return nil }
+    return pid_t(line.dropFirst(5).trimmingCharacters(in: .whitespaces))
 }
 
 enum CgroupDetectProbe {

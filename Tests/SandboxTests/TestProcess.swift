@@ -70,11 +70,21 @@ func productsDirectory() -> String {
 }
 
 /// Waits until `path` is a socket.
+/// Waits until a daemon accepts connections on `path` (a socket file alone may be a dead daemon's).
 func waitForSocket(_ path: String, timeout: Double = 20) -> Bool {
     let end = Date().addingTimeInterval(timeout)
     while Date() < end {
-        var st = stat()
-        if stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { return true }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = b }
+        }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+        close(fd)
+        if ok { return true }
         usleep(20_000)
     }
     return false
