@@ -20,6 +20,10 @@ int cs_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *dir) {
     return posix_spawn_file_actions_addchdir_np(actions, dir);
 }
 
+int cs_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
+
 int cs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
 int cs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {

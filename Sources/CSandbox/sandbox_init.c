@@ -395,6 +395,13 @@ struct exec_limits {
     uint64_t cpu_s, fsize, nofile;
 };
 
+// SIG_DFL by the raw syscall: glibc's signal() refuses its own signals 32 and 33, which may arrive
+// ignored (posix_spawn leaves them so) and would stay ignored across execve.
+static void set_default_disposition(int sig) {
+    struct { void *handler; unsigned long flags; void *restorer; uint64_t mask; } dfl = {SIG_DFL, 0, NULL, 0};
+    syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(uint64_t));
+}
+
 // The zygote's own name, which the init's fork gets back (the init renames itself).
 static char zygote_name[16];
 
@@ -413,9 +420,10 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
         if (dup2(go_fd, 3) < 0) fail(CS_STEP_FDS);  // not close-on-exec: the interpreter reads its job there
         close(go_fd);
     }
-    // The daemon ignores SIGPIPE and may block signals; a program must start with the defaults.
-    for (int sig = 1; sig < 65 && !forked; sig++) {
-        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    // The daemon ignores SIGPIPE and may block signals; a program must start with the defaults. A
+    // forked interpreter keeps what its runtime set up at start, but for the real-time signals.
+    for (int sig = forked ? 32 : 1; sig < 65; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) set_default_disposition(sig);
     }
     sigset_t none;
     sigemptyset(&none);
@@ -440,11 +448,14 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
     if (clear_capabilities() < 0) fail(CS_STEP_CAPS);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(CS_STEP_NO_NEW_PRIVS);
     if (chdir(s->home) < 0) fail(CS_STEP_CHDIR);
-    if (cs_install_seccomp() < 0) fail(CS_STEP_SECCOMP);  // last: the filter also binds everything above
     if (forked) {
+        // What an exec would do: core dumps and /proc/self owned by the process again (setresuid
+        // cleared that), the report pipe closed (below), and the zygote's name back.
+        if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) fail(CS_STEP_CAPS);
         prctl(PR_SET_NAME, zygote_name, 0, 0, 0);
-        close(FD_REPORT);  // what execve's close-on-exec does for an exec'd program
     }
+    if (cs_install_seccomp() < 0) fail(CS_STEP_SECCOMP);  // last: the filter also binds everything above
+    if (forked) close(FD_REPORT);  // what execve's close-on-exec does for an exec'd program
 }
 
 __attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec *s, char *const *argv, char *const *envp,
@@ -468,7 +479,9 @@ static pid_t start_prestart(const struct cs_sandbox_spec *s, int *go_fd) {
     if (!s->prestart_fork && (!s->prestart_argv || !s->prestart_argv[0])) return -1;
     int go[2];
     if (pipe2(go, O_CLOEXEC) < 0) fail(CS_STEP_PRESTART);
-    pid_t child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    // A forked interpreter goes on running with glibc: _Fork records its new thread id there (a raw
+    // clone would leave the zygote's, and pthread_kill or robust mutexes on the main thread fail).
+    pid_t child = s->prestart_fork ? _Fork() : (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (child < 0) fail(CS_STEP_PRESTART);
     if (child == 0) {
         close(go[1]);

@@ -49,7 +49,8 @@ static uint32_t list_count(const char *const *list) {
 
 // ---- the daemon's side ----
 
-pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_ms) {
+pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_ms, int *failure) {
+    *failure = CS_ZYGOTE_NOT_SENT;
     if (spec->n_cgroup_fds < 0 || spec->n_cgroup_fds > CS_MAX_CGROUP_FDS) { errno = EINVAL; return -1; }
     const char *const singles[3] = {spec->root_dir, spec->hostname, spec->home};
     const char *const *lists[4] = {spec->ro_paths, spec->links, spec->masked_paths, spec->files};
@@ -95,6 +96,7 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
     free(msg);
     if (sent < 0) { errno = saved; return -1; }
 
+    *failure = CS_ZYGOTE_UNKNOWN;
     struct pollfd pfd = {.fd = sock, .events = POLLIN};
     int ready;
     do { ready = poll(&pfd, 1, timeout_ms); } while (ready < 0 && errno == EINTR);
@@ -105,7 +107,11 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
     do { got = recv(sock, &reply, sizeof reply, 0); } while (got < 0 && errno == EINTR);
     if (got < 0) return -1;
     if (got != (ssize_t)sizeof reply) { errno = ECONNRESET; return -1; }  // 0: the zygote is gone
-    if (reply.pid <= 0) { errno = reply.err > 0 ? reply.err : EPROTO; return -1; }
+    if (reply.pid <= 0) {
+        *failure = CS_ZYGOTE_REFUSED;
+        errno = reply.err > 0 ? reply.err : EPROTO;
+        return -1;
+    }
     return (pid_t)reply.pid;
 }
 
@@ -142,6 +148,11 @@ static int decode(const struct zy_request *req, const char *strings, size_t len,
         pointers[at++] = NULL;
     }
     if (p != end || items[0][0] != '/' || items[2][0] != '/') return -1;
+    // The sandbox user is never root; the masks are under /proc (build_proc skips that prefix).
+    if (req->uid == 0 || req->gid == 0) return -1;
+    for (const char *const *m = starts[2]; *m; m++) {
+        if (strncmp(*m, "/proc/", 6) != 0) return -1;
+    }
     spec->root_dir = items[0];
     spec->hostname = items[1];
     spec->home = items[2];
@@ -165,51 +176,52 @@ static void answer(int sock, pid_t pid, int err) {
     while (send(sock, &reply, sizeof reply, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
 }
 
-int cs_zygote_serve(int sock) {
-    for (;;) {
-        union { char buf[CMSG_SPACE(sizeof(int) * ZY_MAX_FDS)]; struct cmsghdr align; } control;
-        struct iovec iov = {.iov_base = message, .iov_len = sizeof message};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
-        ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return -1;
-        if (n == 0) return 1;  // the daemon closed its end
-        int fds[ZY_MAX_FDS], nfds = 0;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-            int count = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            for (int i = 0; i < count; i++) {
-                int fd;
-                memcpy(&fd, CMSG_DATA(cm) + sizeof(int) * (size_t)i, sizeof fd);
-                if (nfds < ZY_MAX_FDS) fds[nfds++] = fd; else close(fd);
-            }
+int cs_zygote_serve_one(int sock) {
+    union { char buf[CMSG_SPACE(sizeof(int) * ZY_MAX_FDS)]; struct cmsghdr align; } control;
+    struct iovec iov = {.iov_base = message, .iov_len = sizeof message};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    ssize_t n;
+    do { n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n <= 0) return CS_ZYGOTE_GONE;  // the daemon closed its end, or the socket failed
+    int fds[ZY_MAX_FDS], nfds = 0;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        int count = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + sizeof(int) * (size_t)i, sizeof fd);
+            if (nfds < ZY_MAX_FDS) fds[nfds++] = fd; else close(fd);
         }
-        struct zy_request req;
-        struct cs_sandbox_spec spec;
-        memset(&spec, 0, sizeof spec);
-        int err = 0;
-        if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof req) {
-            err = EMSGSIZE;
-        } else {
-            memcpy(&req, message, sizeof req);
-            if (req.magic != ZY_MAGIC || req.n_cgroup_fds > CS_MAX_CGROUP_FDS ||
-                nfds != ZY_FIXED_FDS + (int)req.n_cgroup_fds || req.strings_len != (size_t)n - sizeof req ||
-                decode(&req, message + sizeof req, req.strings_len, &spec) != 0) {
-                err = EINVAL;
-            }
-        }
-        pid_t pid = -1;
-        if (!err) {
-            spec.control_fd = fds[0]; spec.report_fd = fds[1]; spec.status_fd = fds[2];
-            spec.stdin_fd = fds[3]; spec.stdout_fd = fds[4]; spec.stderr_fd = fds[5];
-            spec.n_cgroup_fds = (int)req.n_cgroup_fds;
-            for (int i = 0; i < spec.n_cgroup_fds; i++) spec.cgroup_fds[i] = fds[ZY_FIXED_FDS + i];
-            pid = cs_sandbox_spawn_flags(&spec, CLONE_PARENT);
-            if (pid == 0) return 0;  // the forked interpreter, in its sandbox
-            if (pid < 0) err = errno;
-        }
-        // The sandbox has its copies: ours must go, or the daemon never sees its pipes end.
-        for (int i = 0; i < nfds; i++) close(fds[i]);
-        answer(sock, pid, err);
     }
+    struct zy_request req;
+    struct cs_sandbox_spec spec;
+    memset(&spec, 0, sizeof spec);
+    int err = 0;
+    if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || (size_t)n < sizeof req) {
+        err = EMSGSIZE;
+    } else {
+        memcpy(&req, message, sizeof req);
+        if (req.magic != ZY_MAGIC || req.n_cgroup_fds > CS_MAX_CGROUP_FDS ||
+            nfds != ZY_FIXED_FDS + (int)req.n_cgroup_fds || req.strings_len != (size_t)n - sizeof req ||
+            decode(&req, message + sizeof req, req.strings_len, &spec) != 0) {
+            err = EINVAL;
+        }
+    }
+    pid_t pid = -1;
+    if (!err) {
+        spec.control_fd = fds[0]; spec.report_fd = fds[1]; spec.status_fd = fds[2];
+        spec.stdin_fd = fds[3]; spec.stdout_fd = fds[4]; spec.stderr_fd = fds[5];
+        spec.n_cgroup_fds = (int)req.n_cgroup_fds;
+        for (int i = 0; i < spec.n_cgroup_fds; i++) spec.cgroup_fds[i] = fds[ZY_FIXED_FDS + i];
+        pid = cs_sandbox_spawn_flags(&spec, CLONE_PARENT);
+        if (pid == 0) {
+            memset(message, 0, (size_t)n);  // the host paths of the request are none of the snippet's business
+            return CS_ZYGOTE_CHILD;
+        }
+        if (pid < 0) err = errno;
+    }
+    // The sandbox has its copies: ours must go, or the daemon never sees its pipes end.
+    for (int i = 0; i < nfds; i++) close(fds[i]);
+    answer(sock, pid, err);
+    return CS_ZYGOTE_SERVED;
 }

@@ -131,6 +131,12 @@ public protocol SandboxBackend: Sendable {
     /// `onOutput`: called with the program's output as it arrives (for `stream` runs), in order,
     /// before this returns.
     func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome
+    /// Languages whose zygote is running now (see LanguageSpec.zygote).
+    var zygoteLanguages: [String] { get }
+}
+
+extension SandboxBackend {
+    public var zygoteLanguages: [String] { [] }
 }
 
 #if canImport(Glibc)

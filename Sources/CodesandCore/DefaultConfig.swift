@@ -80,14 +80,20 @@ prestart = ["/usr/bin/python3", "-c", '''
 import os, sys
 if len(sys.argv) == 3:
     import ctypes, gc
-    _zygote = ctypes.PyDLL(sys.argv[1])  # PyDLL: the fork happens with the GIL held, as in os.fork
+    _zygote, _api = ctypes.PyDLL(sys.argv[1]), ctypes.pythonapi  # PyDLL: calls keep the GIL, as os.fork
     gc.freeze()  # the collector must not touch (and so copy) the objects every fork shares
-    if _zygote.cs_zygote_serve(int(sys.argv[2])) != 0:
-        os._exit(0)  # the daemon is gone
-    ctypes.pythonapi.PyOS_AfterFork_Child()  # the runtime's fork hooks: locks, threads, random's reseeding
+    while True:  # each request forks: around it, the runtime's own fork protocol
+        _api.PyOS_BeforeFork()
+        _served = _zygote.cs_zygote_serve_one(int(sys.argv[2]))
+        if _served == 0:  # the fork, in its sandbox: locks, threads, at-fork hooks (random reseeds)
+            _api.PyOS_AfterFork_Child()
+            break
+        _api.PyOS_AfterFork_Parent()
+        if _served != 1:
+            os._exit(0)  # the daemon is gone
     import time
     time.tzset()  # the sandbox's /etc/localtime, not the host's
-    del _zygote
+    del _zygote, _api, _served
 compile("", "<codesand>", "exec")
 def _codesand_run():
     # Loaded at start-up already; importing `types` or `importlib.machinery` would cost ~1.5 ms.

@@ -128,7 +128,8 @@ public final class RunService: Sendable {
         return StatusResult(version: version, backend: backend.name, cgroup: backend.cgroupVersion, runsTotal: metrics.runsTotal,
                             uptimeS: uptimeSeconds, runsByStatus: metrics.runsByStatus,
                             running: slots[SlotState.busy.rawValue] ?? 0, queued: pool.scheduler.queued, poolSize: pool.size,
-                            slots: slots, resetMsP50: p50, resetMsP99: p99, slotFailures: pool.board.failures.count)
+                            slots: slots, resetMsP50: p50, resetMsP99: p99, slotFailures: pool.board.failures.count,
+                            zygotes: backend.zygoteLanguages)
     }
 
     public func metricsText() -> String {

@@ -140,6 +140,7 @@ public final class NativeBackend: SandboxBackend {
 
     /// The zygotes running for the newest layout: language and pid.
     public var zygotes: [(language: String, pid: pid_t)] { layout.zygotes.running }
+    public var zygoteLanguages: [String] { zygotes.map(\.language).sorted() }
 
     /// True when `path` is an executable in the sandboxes' system (the host's, or the image's).
     public func isExecutable(_ path: String) -> Bool { layout.isExecutable(path) }

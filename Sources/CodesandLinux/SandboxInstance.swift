@@ -82,7 +82,22 @@ final class SandboxInstance {
 
         // Through the zygote if there is one (its fork is the pre-started interpreter), else the
         // daemon clones the init itself and the init execs the launcher.
-        let pid = zygote?.spawn(&spec) ?? cs_sandbox_spawn(&spec)
+        let pid: pid_t
+        switch zygote?.spawn(&spec) {
+        case .sandbox(let p)?:
+            pid = p
+        case .unknown(let why)?:
+            // An init may have been cloned with these fds: none of them may serve another sandbox.
+            for fd in ours { close(fd) }
+            let strays = cgroup.processes()
+            cgroup.killAll(timeoutMs: 5000)
+            for p in strays {  // such an init is our child (CLONE_PARENT); ECHILD for the others
+                while waitpid(p, nil, 0) < 0 && errno == EINTR {}
+            }
+            throw SandboxError(why)
+        case .nothing?, nil:
+            pid = cs_sandbox_spawn(&spec)
+        }
         if pid < 0 {
             let e = errno
             for fd in ours { close(fd) }

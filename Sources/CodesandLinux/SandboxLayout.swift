@@ -50,7 +50,7 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
                 ro += [source, "/" + name]
             }
         }
-        zygotes = ZygoteSet(config: config, systemRoot: systemRoot, directory: root, logger: logger)
+        zygotes = ZygoteSet(config: config, systemRoot: systemRoot, logger: logger)
         rootDir = strdup(root)
         hostname = strdup(config.hostname)
         home = strdup(config.home)

@@ -44,10 +44,14 @@ public struct StatusResult: Codable, Hashable, Sendable {
     public var resetMsP99: Double
     /// Failed prepares since start (each retried with backoff).
     public var slotFailures: Int64
+    /// Languages whose zygote is running (their pre-started interpreters are its forks); absent
+    /// from daemons before zygotes.
+    public var zygotes: [String]?
 
     public init(version: String, backend: String, cgroup: String, runsTotal: Int64, uptimeS: Int64,
                 runsByStatus: [String: Int64], running: Int, queued: Int, poolSize: Int,
-                slots: [String: Int], resetMsP50: Double, resetMsP99: Double, slotFailures: Int64) {
+                slots: [String: Int], resetMsP50: Double, resetMsP99: Double, slotFailures: Int64, zygotes: [String]? = nil) {
+        self.zygotes = zygotes
         self.slots = slots
         self.resetMsP50 = resetMsP50
         self.resetMsP99 = resetMsP99
@@ -66,7 +70,7 @@ public struct StatusResult: Codable, Hashable, Sendable {
     enum CodingKeys: String, CodingKey {
         case version, backend, cgroup, running, queued
         case runsTotal = "runs_total", uptimeS = "uptime_s", runsByStatus = "runs_by_status", poolSize = "pool_size"
-        case slots, resetMsP50 = "reset_ms_p50", resetMsP99 = "reset_ms_p99", slotFailures = "slot_failures"
+        case slots, resetMsP50 = "reset_ms_p50", resetMsP99 = "reset_ms_p99", slotFailures = "slot_failures", zygotes
     }
 }
 

@@ -29,6 +29,10 @@ final class PrestartTests: XCTestCase {
             Case(code: "import signal as s; print([s.getsignal(n) for n in (s.SIGINT, s.SIGPIPE, s.SIGXFSZ, s.SIGSEGV, s.SIGTERM, s.SIGCHLD)])"),
             Case(code: "import sys, os, time, threading; print(sys.flags, sys.executable, sorted(os.environ), time.tzname, threading.active_count())"),
             Case(code: "import os, resource; print(os.getppid(), os.getpgrp() == os.getpid(), resource.getrlimit(resource.RLIMIT_NOFILE), os.umask(0))"),
+            Case(code: "import sys\nprint([f.seekable() for f in (sys.stdin, sys.stdout, sys.stderr)])\ntry:\n    sys.stdin.tell()\nexcept Exception as e:\n    print(type(e).__name__)"),
+            Case(code: "print([l.split()[1] for l in open('/proc/self/status') if l.startswith(('SigIgn', 'SigCgt', 'SigBlk'))])"),
+            Case(code: "import os; print(len(open('/proc/self/environ', 'rb').read()) > 0, os.stat('/proc/self/fd').st_uid == os.getuid())"),
+            Case(code: "import signal, threading, time\nsignal.signal(signal.SIGUSR1, lambda *a: print('got'))\nt = threading.Thread(target=lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1))\nt.start(); t.join(); time.sleep(0.05); print('done')"),
         ],
         "php": [
             Case(code: "echo $argv[1], ' ', $argc, ' ', __FILE__, ' ', $_SERVER['argv'][0], \"\\n\";", args: ["a b"]),

@@ -92,26 +92,65 @@ final class ZygoteTests: XCTestCase {
         if let replaced { XCTAssertEqual(kill(replaced, 0), -1, "the zygote outlived the backend") }
     }
 
-    func test_zygotes_only_load_a_library_root_alone_can_change() throws {
+    /// A zygote that takes the request but never answers (stopped): the slot's fds are discarded,
+    /// not reused by a plain spawn; the slot recovers the plain way and no init is left behind.
+    func test_a_zygote_that_does_not_answer_costs_one_prepare_and_nothing_else() async throws {
         try requireRoot()
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zygote-lib-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let live = try await LiveService(pool: 1)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        _ = try await Self.warmRun(live, "print(1)")
+        let zygote = try XCTUnwrap(live.backend.zygotes.first?.pid)
+        kill(zygote, SIGSTOP)
+        let failures = live.service.status().slotFailures
+        for i in 0..<3 {  // the first waits for the zygote's 10 s, then for the retried slot
+            let r = try await live.run("python3", "print(\(i))")
+            XCTAssertEqual(r.stdout, "\(i)\n", r.stderr)
+        }
+        XCTAssertEqual(live.service.status().slotFailures, failures + 1, "one prepare failed, the next went the plain way")
+        XCTAssertEqual(kill(zygote, 0), -1, "the silent zygote was stopped and reaped")
+        let leftovers = await live.leftoverPids()
+        XCTAssertEqual(leftovers, [])
+        XCTAssertEqual(Self.zombieChildren(), [], "an init of ours was never reaped")
+    }
+
+    static func zombieChildren() -> [pid_t] {
+        let me = getpid()
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { name -> pid_t? in
+            guard let pid = pid_t(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            return fields.count > 1 && fields[0] == "Z" && pid_t(fields[1]) == me ? pid : nil
+        }
+    }
+
+    func test_a_zygote_starts_only_from_what_root_alone_can_change() throws {
+        try requireRoot()
+        let dir = "/run/codesand-zygote-trust-\(getpid())"  // /run: root's, 0755
+        try FileManager.default.createDirectory(atPath: dir + "/lib", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let lib = dir + "/libCodesandZygote.so"
+        let lib = dir + "/lib/libCodesandZygote.so"
         XCTAssertTrue(FileManager.default.createFile(atPath: lib, contents: Data([0])))
-        var config = try testConfig(pool: 1, name: "-zlib").sandbox
-        config.zygoteLibrary = lib
         chmod(lib, 0o644)
-        XCTAssertEqual(ZygoteSet.usableLibrary(config: config, systemRoot: "", logger: testLogger), lib)
+        XCTAssertNoThrow(try ZygoteSet.checkTrusted(library: lib, home: dir + "/home/sandbox"))
         chmod(lib, 0o664)
-        XCTAssertNil(ZygoteSet.usableLibrary(config: config, systemRoot: "", logger: testLogger), "group-writable")
+        XCTAssertThrowsError(try ZygoteSet.checkTrusted(library: lib, home: dir + "/home/sandbox"), "group-writable")
         chmod(lib, 0o644)
         chown(lib, 1, 1)
-        XCTAssertNil(ZygoteSet.usableLibrary(config: config, systemRoot: "", logger: testLogger), "not root's")
+        XCTAssertThrowsError(try ZygoteSet.checkTrusted(library: lib, home: dir + "/home/sandbox"), "not root's")
         chown(lib, 0, 0)
-        XCTAssertNil(ZygoteSet.usableLibrary(config: config, systemRoot: "/var/lib/codesand/image", logger: testLogger), "an image")
-        config.home = dir  // exists on the host: its user site-packages would be run by root
-        XCTAssertNil(ZygoteSet.usableLibrary(config: config, systemRoot: "", logger: testLogger), "home on the host")
+        chmod(dir + "/lib", 0o777)
+        XCTAssertThrowsError(try ZygoteSet.checkTrusted(library: lib, home: dir + "/home/sandbox"), "a directory above is anyone's")
+        chmod(dir + "/lib", 0o755)
+        XCTAssertEqual(symlink(dir + "/lib", dir + "/link"), 0)
+        XCTAssertThrowsError(try ZygoteSet.checkTrusted(library: dir + "/link/libCodesandZygote.so", home: dir + "/home/sandbox"), "a symlink")
+        // The home: its user site-packages would run as root, so it must not exist or be creatable.
+        XCTAssertThrowsError(try ZygoteSet.checkTrusted(library: lib, home: dir + "/lib"), "exists")
+        XCTAssertThrowsError(try ZygoteSet.checkTrusted(library: lib, home: "/tmp/codesand-nobody-\(getpid())/home"), "under sticky /tmp")
+        var config = try testConfig(pool: 1, name: "-ztrust").sandbox
+        config.zygoteLibrary = lib
+        XCTAssertEqual(ZygoteSet(config: config, systemRoot: "", logger: testLogger).library, lib)
+        XCTAssertNil(ZygoteSet(config: config, systemRoot: "/var/lib/codesand/image", logger: testLogger).library, "an image's interpreter")
     }
 
     /// The zygote answers a malformed request with an error, closes the fds that came with it,
@@ -120,10 +159,10 @@ final class ZygoteTests: XCTestCase {
         try requireRoot()
         let config = try testConfig(pool: 1, name: "-zbad")
         let python = try XCTUnwrap(config.languages.first { $0.name == "python3" })
-        let library = try XCTUnwrap(ZygoteSet.usableLibrary(config: config.sandbox, systemRoot: "", logger: testLogger))
+        let library = try XCTUnwrap(ZygoteSet.findLibrary(config: config.sandbox, logger: testLogger))
         var pair: [Int32] = [0, 0]
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair), 0)
-        let pid = try Zygote.launch(argv: python.prestart + [library, "3"], env: ["PATH=/usr/bin:/bin"], socket: pair[1], directory: "/")
+        let pid = try Zygote.launch(argv: python.prestart + [library, "3"], env: ["PATH=/usr/bin:/bin"], socket: pair[1], stderr: 2)
         close(pair[1])
         defer { close(pair[0]) }
         let fdCount = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1 }

@@ -104,15 +104,25 @@ pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_
 // Zygotes (zygote.c): an interpreter, initialised once on the host, spawns sandboxes for the
 // daemon; each sandbox's pre-started interpreter is a fork of it instead of a fresh start.
 
-/// In the zygote: serves spawn requests on `sock` (a SOCK_SEQPACKET socket from the daemon) until
-/// it closes. Returns 0 in a forked interpreter (inside its sandbox: fd 3 brings its job), 1 when
-/// the daemon is gone, -1 on an error of the socket.
-int cs_zygote_serve(int sock);
+/// In the zygote: waits for one spawn request on `sock` (a SOCK_SEQPACKET socket from the daemon)
+/// and serves it. The interpreter calls it between its own before- and after-fork hooks (Python:
+/// PyOS_BeforeFork, then PyOS_AfterFork_Parent or _Child), like a fork. Returns
+/// CS_ZYGOTE_CHILD in a forked interpreter (inside its sandbox: fd 3 brings its job),
+/// CS_ZYGOTE_SERVED in the zygote after a request, CS_ZYGOTE_GONE when the daemon is gone.
+int cs_zygote_serve_one(int sock);
+enum { CS_ZYGOTE_CHILD = 0, CS_ZYGOTE_SERVED = 1, CS_ZYGOTE_GONE = 2 };
+
+/// How a failed cs_zygote_spawn left things.
+enum cs_zygote_failure {
+    CS_ZYGOTE_NOT_SENT = 1,  // the zygote got nothing (it is gone): the fds may be used again
+    CS_ZYGOTE_REFUSED = 2,   // it answered that it spawned nothing (errno says why); it serves on
+    CS_ZYGOTE_UNKNOWN = 3,   // no answer: an init may exist with the fds; the zygote must be stopped
+};
 
 /// In the daemon: asks the zygote behind `sock` to spawn `spec` (its prestart_argv and env are
 /// ignored: the interpreter is the zygote's). The init is the daemon's child (CLONE_PARENT).
-/// Returns the init's pid, or -1 with errno set (EPIPE or ECONNRESET: the zygote is gone).
-pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_ms);
+/// Returns the init's pid, or -1 with errno and *failure set.
+pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_ms, int *failure);
 
 /// Names of the steps, for error messages.
 const char *cs_step_name(int step);
@@ -133,6 +143,8 @@ int cs_is_cgroup2(const char *path);
 int cs_eventfd(void);
 /// posix_spawn_file_actions_addchdir_np (a GNU extension Swift does not see).
 int cs_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *dir);
+/// posix_spawn_file_actions_addclosefrom_np: close every fd from `from` up in the child.
+int cs_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int from);
 /// SO_PEERCRED of a unix socket.
 int cs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 #include "cs_seccomp.h"

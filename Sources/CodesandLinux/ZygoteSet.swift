@@ -1,0 +1,121 @@
+import CodesandCore
+import Glibc
+import Logging
+import Synchronization
+
+/// The zygotes of one layout (a generation of the configuration), started on first use. A zygote
+/// that fails or dies is replaced at most every few seconds; meanwhile sandboxes start their
+/// interpreter the plain way (exec), so a broken zygote costs speed, never a run.
+final class ZygoteSet: @unchecked Sendable {  // state under its lock
+    /// The library, or nil when zygotes cannot be used with this layout (why: logged once).
+    let library: String?
+    private let home: String
+    private let logger: Logger
+    /// By launcher and environment: a reload that changes either gets a new zygote.
+    private let state = Mutex<(zygotes: [PrestartSpec: Zygote], retryAfterNs: [PrestartSpec: UInt64], stopped: Bool)>(([:], [:], false))
+    static let retryDelayNs: UInt64 = 5_000_000_000
+
+    init(config: SandboxConfig, systemRoot: String, logger: Logger) {
+        self.logger = logger
+        home = config.home
+        // A zygote runs the host's interpreter: an image's sandboxes must get the image's.
+        library = systemRoot.isEmpty ? Self.findLibrary(config: config, logger: logger) : nil
+    }
+
+    /// The zygote for `prestart`'s language, started if need be; nil to spawn the plain way.
+    func zygote(for prestart: PrestartSpec) -> Zygote? {
+        guard prestart.zygote, let library else { return nil }
+        return state.withLock { s -> Zygote? in
+            if s.stopped { return nil }
+            if let z = s.zygotes[prestart] {
+                if z.isAlive { return z }
+                s.zygotes[prestart] = nil
+                s.retryAfterNs[prestart] = monotonicNs() + Self.retryDelayNs
+                logger.warning("zygote gone; sandboxes start their interpreter the plain way for now",
+                               metadata: ["language": "\(prestart.language)", "pid": "\(z.pid)"])
+                return nil
+            }
+            if let after = s.retryAfterNs[prestart], monotonicNs() < after { return nil }
+            do {
+                // Checked at every start: a zygote is root running the host's interpreter.
+                try Self.checkTrusted(library: library, home: Self.home(of: prestart) ?? home)
+                let z = try Zygote.start(prestart, library: library)
+                s.zygotes[prestart] = z
+                logger.info("zygote started", metadata: ["language": "\(prestart.language)", "pid": "\(z.pid)"])
+                return z
+            } catch {
+                s.retryAfterNs[prestart] = monotonicNs() + Self.retryDelayNs
+                logger.warning("zygote not started", metadata: ["language": "\(prestart.language)", "error": "\(error)"])
+                return nil
+            }
+        }
+    }
+
+    /// The running zygotes: language and pid.
+    var running: [(language: String, pid: pid_t)] {
+        state.withLock { s in s.zygotes.values.filter(\.isAlive).map { ($0.spec.language, $0.pid) } }
+    }
+
+    func stopAll() {
+        let all = state.withLock { s in
+            defer { s.zygotes = [:]; s.stopped = true }
+            return Array(s.zygotes.values)
+        }
+        for z in all { z.stop() }
+    }
+
+    static func home(of prestart: PrestartSpec) -> String? {
+        prestart.env.last { $0.hasPrefix("HOME=") }.map { String($0.dropFirst(5)) }
+    }
+
+    /// Throws unless only root can change the library, and nobody but root can make `home` exist
+    /// (the interpreter starts as root with that HOME: a user site-packages there would be code
+    /// run as root).
+    static func checkTrusted(library: String, home: String) throws {
+        guard onlyRootCanChange(library) else {
+            throw SandboxError("the zygote library \(library), or a directory above it, is not root's alone to change")
+        }
+        guard home.hasPrefix("/"), !FileIO.exists(home) else {
+            throw SandboxError("the sandbox home \(home) exists on the host (its user site-packages would run as root)")
+        }
+        guard onlyRootCanChange(home) else {
+            throw SandboxError("someone but root could create the sandbox home \(home) on the host")
+        }
+    }
+
+    /// True when `path` (absolute, no symlinks), every directory above it and `/` are owned by
+    /// root and writable by root only, as far as they exist: then nobody else can change or create
+    /// it. (A sticky /tmp fails: anyone may create a new name there.)
+    static func onlyRootCanChange(_ path: String) -> Bool {
+        var prefix = ""
+        for part in [""] + path.split(separator: "/").map(String.init) {
+            prefix += part.isEmpty ? "/" : (prefix == "/" ? "" : "/") + part
+            var st = stat()
+            guard lstat(prefix, &st) == 0 else { return errno == ENOENT }  // only root could make it
+            if st.st_mode & S_IFMT == S_IFLNK || st.st_uid != 0 || st.st_mode & 0o022 != 0 { return false }
+        }
+        return true
+    }
+
+    /// The configured library, or libCodesandZygote.so next to the executable or in ../lib/codesand.
+    static func findLibrary(config: SandboxConfig, logger: Logger) -> String? {
+        let candidates: [String]
+        if !config.zygoteLibrary.isEmpty {
+            candidates = [config.zygoteLibrary]
+        } else {
+            var exe = [CChar](repeating: 0, count: 4096)
+            let n = readlink("/proc/self/exe", &exe, exe.count - 1)
+            let path = n > 0 ? String(decoding: exe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+            let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            let above = dir.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            candidates = [dir + "/libCodesandZygote.so", above + "/lib/codesand/libCodesandZygote.so"]
+        }
+        // Its real path: what is checked at each start is what the interpreter opens.
+        if let found = candidates.first(where: { access($0, R_OK) == 0 }), let real = realpath(found, nil) {
+            defer { free(real) }
+            return String(cString: real)
+        }
+        logger.warning("zygotes off: no zygote library", metadata: ["looked at": "\(candidates.joined(separator: ", "))"])
+        return nil
+    }
+}
