@@ -83,16 +83,22 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
         }
     }
 
-    /// True when `path` (absolute, no symlinks), every directory above it and `/` are owned by
-    /// root and writable by root only, as far as they exist: then nobody else can change or create
-    /// it. (A sticky /tmp fails: anyone may create a new name there.)
+    /// True when nobody but root can change `path` (absolute, no symlinks) or make it exist: it and
+    /// every directory above it are root's and writable by root only, except that a directory
+    /// others may write to is fine if sticky (as /tmp) and what is below it exists and is root's:
+    /// the sticky bit keeps others from renaming or removing it. A name that does not exist yet
+    /// must be in a directory only root can write to.
     static func onlyRootCanChange(_ path: String) -> Bool {
         var prefix = ""
+        var openToOthers = false  // the directory above lets others create names in it
         for part in [""] + path.split(separator: "/").map(String.init) {
             prefix += part.isEmpty ? "/" : (prefix == "/" ? "" : "/") + part
             var st = stat()
-            guard lstat(prefix, &st) == 0 else { return errno == ENOENT }  // only root could make it
-            if st.st_mode & S_IFMT == S_IFLNK || st.st_uid != 0 || st.st_mode & 0o022 != 0 { return false }
+            guard lstat(prefix, &st) == 0 else { return errno == ENOENT && !openToOthers }
+            let kind = st.st_mode & S_IFMT
+            guard kind != S_IFLNK, st.st_uid == 0 else { return false }
+            openToOthers = st.st_mode & 0o022 != 0
+            if openToOthers && (kind != S_IFDIR || st.st_mode & S_ISVTX == 0) { return false }
         }
         return true
     }

@@ -2,6 +2,8 @@
 // without the Swift runtime (an interpreter loads it; see Package.swift), so that loading it
 // changes nothing in the interpreter but these functions.
 #include "../CSandbox/helpers.c"
+#include "../CSandbox/sandbox_util.c"
+#include "../CSandbox/sandbox_root.c"
 #include "../CSandbox/sandbox_init.c"
 #include "../CSandbox/seccomp_filter.c"
 #include "../CSandbox/zygote.c"

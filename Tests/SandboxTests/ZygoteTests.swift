@@ -147,6 +147,19 @@ final class ZygoteTests: XCTestCase {
         // The home: its user site-packages would run as root, so it must not exist or be creatable.
         XCTAssertThrowsError(try ZygoteSet.checkTrusted(library: lib, home: dir + "/lib"), "exists")
         XCTAssertThrowsError(try ZygoteSet.checkTrusted(library: lib, home: "/tmp/codesand-nobody-\(getpid())/home"), "under sticky /tmp")
+        // Root's own directory in sticky /tmp (a checkout there): others can neither change nor replace it.
+        let sticky = "/tmp/codesand-zygote-trust-\(getpid())"
+        try FileManager.default.createDirectory(atPath: sticky, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: sticky) }
+        chmod(sticky, 0o755)
+        XCTAssertTrue(FileManager.default.createFile(atPath: sticky + "/lib.so", contents: Data([0])))
+        chmod(sticky + "/lib.so", 0o644)
+        XCTAssertTrue(ZygoteSet.onlyRootCanChange(sticky + "/lib.so"))
+        chmod(sticky, 0o1777)
+        XCTAssertTrue(ZygoteSet.onlyRootCanChange(sticky + "/lib.so"), "sticky: root's file stays root's")
+        chmod(sticky, 0o777)
+        XCTAssertFalse(ZygoteSet.onlyRootCanChange(sticky + "/lib.so"), "anyone may replace it")
+        XCTAssertFalse(ZygoteSet.onlyRootCanChange("/tmp/codesand-absent-\(getpid())"), "anyone could create it")
         var config = try testConfig(pool: 1, name: "-ztrust").sandbox
         config.zygoteLibrary = lib
         XCTAssertEqual(ZygoteSet(config: config, systemRoot: "", logger: testLogger).library, lib)
