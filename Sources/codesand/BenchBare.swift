@@ -65,7 +65,7 @@ final class BareRunner: Sendable {
 
     /// C threads spawn and wait for runs until `runs` are done. Threads, not tasks: waitpid and read
     /// block, and blocked tasks would starve Swift's cooperative pool (one thread per core).
-    func phase(runs: Int, concurrency: Int, expected: Expected) async -> (samples: [Sample], elapsedS: Double) {
+    func phase(runs: Int, concurrency: Int, expected: Expected, pauseMs: Int) async -> (samples: [Sample], elapsedS: Double) {
         let next = Counter(start: 0)
         let collected = Mutex<[Sample]>([])
         let start = monotonicNanos()
@@ -74,7 +74,10 @@ final class BareRunner: Sendable {
             for _ in 0..<concurrency {
                 Thread { [self] in
                     var mine: [Sample] = []
-                    while next.take() < runs { mine.append(measure(expected)) }
+                    while next.take() < runs {
+                        mine.append(measure(expected))
+                        if pauseMs > 0 { usleep(UInt32(pauseMs) * 1000) }
+                    }
                     collected.withLock { $0 += mine }
                     if workersLeft.take(-1) == 1 { finished.resume() }
                 }.start()

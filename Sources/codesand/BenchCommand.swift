@@ -59,6 +59,11 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-bare"), help: "Skip the bare runs; the daemon's first reply is the expected output.")
     var noBare = false
 
+    @Option(name: .customLong("pause-ms"), help: ArgumentHelp(
+        "Each worker waits this long after each of its runs, bare and daemon alike (as between chat messages).",
+        valueName: "ms"))
+    var pauseMs = 0
+
     @Option(help: ArgumentHelp("The bare argv, split on spaces; {file} is the temp file with the code.",
                                valueName: "command"))
     var bareCommand: String?
@@ -66,6 +71,7 @@ struct BenchCommand: AsyncParsableCommand {
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard (0...60_000).contains(pauseMs) else { throw ValidationError("--pause-ms is 0 to 60000") }
         guard (0...100).contains(abuse) else { throw ValidationError("--abuse is a percentage, 0 to 100") }
     }
 
@@ -73,6 +79,7 @@ struct BenchCommand: AsyncParsableCommand {
         var report = BenchReport(
             nproc: sysconf(Int32(_SC_NPROCESSORS_ONLN)), kernel: kernelDescription(), language: language,
             code: code, count: count, warmup: warmup, rounds: min(Self.rounds, count), abusePercent: abuse)
+        report.pauseMs = pauseMs
         let control = try await connect()
         let name = try await canonicalLanguage(control)
         let bare = noBare ? nil : BareRunner.make(language: name, code: code, override: bareCommand, notes: &report.notes)
@@ -106,7 +113,7 @@ struct BenchCommand: AsyncParsableCommand {
             for _ in 0..<level { clients.append(try await connect()) }
             if warmup > 0 {
                 if let bare {
-                    let (samples, elapsed) = await bare.phase(runs: warmup, concurrency: level, expected: expected)
+                    let (samples, elapsed) = await bare.phase(runs: warmup, concurrency: level, expected: expected, pauseMs: pauseMs)
                     acc.add(samples, elapsedS: elapsed, daemon: false, measured: false)
                 }
                 let (samples, elapsed) = await daemonPhase(clients, 0..<warmup, abuse: 0, benign: benign,
@@ -117,7 +124,7 @@ struct BenchCommand: AsyncParsableCommand {
             for round in 0..<report.rounds {
                 let size = count / report.rounds + (round < count % report.rounds ? 1 : 0)
                 if let bare {
-                    let (samples, elapsed) = await bare.phase(runs: size, concurrency: level, expected: expected)
+                    let (samples, elapsed) = await bare.phase(runs: size, concurrency: level, expected: expected, pauseMs: pauseMs)
                     acc.add(samples, elapsedS: elapsed, daemon: false, measured: true)
                 }
                 // Run indices go on across rounds so abusive runs are spread over the whole level.
@@ -151,6 +158,7 @@ struct BenchCommand: AsyncParsableCommand {
     private func daemonPhase(_ clients: [CodesandClient], _ indices: Range<Int>, abuse: Int, benign: RunParams,
                              expected: Expected) async -> (samples: [Sample], elapsedS: Double) {
         let next = Counter(start: indices.lowerBound)
+        let pauseMs = self.pauseMs
         let start = monotonicNanos()
         let samples = await withTaskGroup(of: [Sample].self) { group in
             for client in clients {
@@ -161,6 +169,7 @@ struct BenchCommand: AsyncParsableCommand {
                         guard index < indices.upperBound else { return mine }
                         let kind = AbuseKind.forRun(index, percent: abuse)
                         mine.append(await Self.daemonRun(client, kind?.params ?? benign, kind: kind, expected: expected))
+                        if pauseMs > 0 { try? await Task.sleep(for: .milliseconds(pauseMs)) }
                     }
                 }
             }

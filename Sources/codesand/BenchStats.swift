@@ -170,6 +170,8 @@ struct BenchReport: Codable, Sendable {
     var warmup: Int
     var rounds: Int
     var abusePercent: Int
+    /// Each worker's pause after each run.
+    var pauseMs = 0
     /// The argv run bare, with {file} replaced; nil when the bare part was skipped.
     var bareCommand: [String]?
     var levels: [LevelReport] = []
@@ -185,14 +187,14 @@ struct BenchReport: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case nproc, kernel, language, code, count, warmup, rounds, levels, status, failures, notes, ok
         case abusePercent = "abuse_percent", bareCommand = "bare_command", daemonRuns = "daemon_runs"
-        case runsTotalDelta = "runs_total_delta"
+        case runsTotalDelta = "runs_total_delta", pauseMs = "pause_ms"
     }
 
     /// The report for people: machine, a table row per mode and level, abuse, daemon status, problems.
     var textLines: [String] {
         var lines = ["machine: \(nproc) CPUs, Linux \(kernel)",
                      "bench: \(language) \(Self.quoted(code)), n \(count) per level in \(rounds) rounds, "
-                        + "warm-up \(warmup), abuse \(abusePercent)%",
+                        + "warm-up \(warmup), abuse \(abusePercent)%" + (pauseMs > 0 ? ", pause \(pauseMs) ms after each run" : ""),
                      "bare: " + (bareCommand?.joined(separator: " ") ?? "skipped"), ""]
         var rows = [["c", "mode", "n", "p50ms", "p90ms", "p99ms", "runs/s"]]
         var ratioLines: [Int: String] = [:]

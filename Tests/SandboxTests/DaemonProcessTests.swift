@@ -172,6 +172,32 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(p.wait(timeout: 20), 0)
     }
 
+    /// `codesand bench` against the real daemon: both sides measured at each level, every reply
+    /// checked, the abusive mix reported apart, the pause recorded, and the daemon left clean.
+    func test_bench_measures_daemon_and_bare_runs_side_by_side() throws {
+        let (p, sock) = try startDaemon()
+        let bench = try TestProcess([productsDirectory() + "/codesand", "bench", "--socket", sock, "-n", "8", "-c", "1,2",
+                                     "--warmup", "2", "--abuse", "25", "--pause-ms", "5", "--json"], log: "\(dir)/bench.log")
+        XCTAssertEqual(bench.wait(timeout: 120), 0, bench.log)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bench.log.utf8)) as? [String: Any], bench.log)
+        XCTAssertEqual(report["ok"] as? Bool, true, "\(report["failures"] ?? "")")
+        XCTAssertEqual(report["pause_ms"] as? Int, 5)
+        let levels = try XCTUnwrap(report["levels"] as? [[String: Any]])
+        XCTAssertEqual(levels.map { $0["concurrency"] as? Int }, [1, 2])
+        for level in levels {
+            let bare = try XCTUnwrap(level["bare"] as? [String: Any]), daemon = try XCTUnwrap(level["daemon"] as? [String: Any])
+            XCTAssertEqual(bare["n"] as? Int, 8)
+            XCTAssertEqual(daemon["n"] as? Int, 6, "25% of the 8 daemon runs were abusive, reported apart")
+            XCTAssertGreaterThan(daemon["runs_per_s"] as? Double ?? 0, 0)
+            XCTAssertNotNil((level["ratio"] as? [String: Any])?["throughput"] as? Double)
+            let abuse = try XCTUnwrap(level["abuse"] as? [[String: Any]])
+            XCTAssertEqual(abuse.reduce(0) { $0 + ($1["n"] as? Int ?? 0) }, 2)
+            XCTAssertEqual(level["daemon_failures"] as? Int, 0)
+        }
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 20), 0)
+    }
+
     func test_systemd_units_verify() throws {
         // The units cgName the installed binary; verify a copy that names the one just built.
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
