@@ -62,7 +62,8 @@ struct StatusCommand: AsyncParsableCommand {
             ("queued", "\(s.queued)"),
             ("pool size", "\(s.poolSize)"),
             ("slots", s.slots.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
-            ("resets", "p50 \(s.resetMsP50) ms, p99 \(s.resetMsP99) ms, \(s.slotFailures) failed"),
+            ("resets", "p50 \((s.resetMsP50 * 10).rounded() / 10) ms, p99 \((s.resetMsP99 * 10).rounded() / 10) ms, "
+                + "\(s.slotFailures) failed"),
             ("zygotes", (s.zygotes ?? []).isEmpty ? "none" : s.zygotes!.joined(separator: ", ")),
         ]
         for (key, value) in lines {
