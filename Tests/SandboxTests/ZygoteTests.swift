@@ -31,6 +31,7 @@ final class ZygoteTests: XCTestCase {
         let r = try await Self.warmRun(live, "import sys, os; print('_ctypes' in sys.modules, os.getpid(), open('/proc/self/comm').read().strip())")
         XCTAssertEqual(r.stdout, "True 2 python3\n", r.stderr)
         XCTAssertEqual(live.backend.zygotes.map(\.language), ["python3"])
+        XCTAssertEqual(live.service.status().zygotes, ["python3"], "status reports it")
     }
 
     func test_each_fork_has_its_own_random_state() async throws {
