@@ -234,6 +234,13 @@ static void on_backup_alarm(int sig) {
     _exit(125);
 }
 
+// Zeroes the stack below this frame, where the init's recipe left host paths: a forked
+// interpreter goes on running on this stack, and what is there is the snippet's to read.
+__attribute__((noinline)) static void wipe_stack(void) {
+    char dead[65536];
+    explicit_bzero(dead, sizeof dead);
+}
+
 // Starts the pre-started interpreter, if any: it waits on fd 3 for the argv of its one run.
 // Returns its pid, or -1 when there is none; 0 in the interpreter itself when it is the init's
 // caller forked (spec.prestart_fork: a zygote, see zygote.c), which returns from the spawn.
@@ -250,6 +257,7 @@ static pid_t start_prestart(const struct cs_sandbox_spec *s, int *go_fd) {
         struct exec_limits limits = {s->prestart_rlimit_cpu_s, s->prestart_rlimit_fsize, s->prestart_rlimit_nofile};
         if (s->prestart_fork) {
             become_program(s, limits, 1, go[0], 1);
+            wipe_stack();
             return 0;
         }
         exec_program(s, (char *const *)s->prestart_argv, (char *const *)s->prestart_env, limits, 1, go[0]);

@@ -49,8 +49,31 @@ static uint32_t list_count(const char *const *list) {
 
 // ---- the daemon's side ----
 
+#define ZY_READY 'Z'
+
+int cs_zygote_announce(int sock) {
+    char ready = ZY_READY;
+    ssize_t n;
+    do { n = send(sock, &ready, 1, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : -1;
+}
+
+int cs_zygote_await_ready(int sock, int timeout_ms) {
+    struct pollfd pfd = {.fd = sock, .events = POLLIN};
+    int ready;
+    do { ready = poll(&pfd, 1, timeout_ms); } while (ready < 0 && errno == EINTR);
+    if (ready < 0) return -1;
+    if (ready == 0) { errno = ETIMEDOUT; return -1; }
+    char byte = 0;
+    ssize_t n;
+    do { n = recv(sock, &byte, 1, 0); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -1;
+    if (n != 1 || byte != ZY_READY) { errno = ECONNRESET; return -1; }  // it died starting
+    return 0;
+}
+
 pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_ms, int *failure) {
-    *failure = CS_ZYGOTE_NOT_SENT;
+    *failure = CS_ZYGOTE_LOCAL;
     if (spec->n_cgroup_fds < 0 || spec->n_cgroup_fds > CS_MAX_CGROUP_FDS) { errno = EINVAL; return -1; }
     const char *const singles[3] = {spec->root_dir, spec->hostname, spec->home};
     const char *const *lists[4] = {spec->ro_paths, spec->links, spec->masked_paths, spec->files};
@@ -94,7 +117,11 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
     do { sent = sendmsg(sock, &mh, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
     int saved = errno;
     free(msg);
-    if (sent < 0) { errno = saved; return -1; }
+    if (sent < 0) {
+        if (saved == EPIPE || saved == ECONNRESET || saved == ECONNREFUSED || saved == ENOTCONN) *failure = CS_ZYGOTE_NOT_SENT;
+        errno = saved;
+        return -1;
+    }
 
     *failure = CS_ZYGOTE_UNKNOWN;
     struct pollfd pfd = {.fd = sock, .events = POLLIN};

@@ -82,6 +82,8 @@ if len(sys.argv) == 3:
     import ctypes, gc
     _zygote, _api = ctypes.PyDLL(sys.argv[1]), ctypes.pythonapi  # PyDLL: calls keep the GIL, as os.fork
     gc.freeze()  # the collector must not touch (and so copy) the objects every fork shares
+    if _zygote.cs_zygote_announce(int(sys.argv[2])) != 0:
+        os._exit(0)
     while True:  # each request forks: around it, the runtime's own fork protocol
         _api.PyOS_BeforeFork()
         _served = _zygote.cs_zygote_serve_one(int(sys.argv[2]))

@@ -56,12 +56,10 @@ public final class SlotScheduler: Sendable {
     /// A free slot for which `prefer` is true is taken first (a slot with the right interpreter waiting).
     public func acquire(key: String, retryHintMs: Int64, prefer: (Int) -> Bool = { _ in false }) async throws -> Int {
         let id: UInt64 = state.withLock { s in s.nextID += 1; return s.nextID }
-        let waitTask = Task { [maxWaitMs, sleep] in
-            try await sleep(.milliseconds(maxWaitMs))
-            try Task.checkCancellation()
-            self.remove(id: id, error: Busy(retryAfterMs: retryHintMs, reason: "no sandbox became free within \(maxWaitMs) ms"))
-        }
-        defer { waitTask.cancel() }
+        // The wait's timer starts once the waiter is queued: a timer that fired before would find
+        // nothing to remove, and the waiter would wait forever.
+        let timer = Mutex<Task<Void, any Error>?>(nil)
+        defer { timer.withLock { $0?.cancel() } }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Int, any Error>) in
                 let immediate: Result<Int, any Error>? = state.withLock { s in
@@ -79,7 +77,16 @@ public final class SlotScheduler: Sendable {
                     s.waiting += 1
                     return nil
                 }
-                if let immediate { c.resume(with: immediate) }
+                if let immediate {
+                    c.resume(with: immediate)
+                    return
+                }
+                let wait = Task { [maxWaitMs, sleep] in
+                    try await sleep(.milliseconds(maxWaitMs))
+                    try Task.checkCancellation()
+                    self.remove(id: id, error: Busy(retryAfterMs: retryHintMs, reason: "no sandbox became free within \(maxWaitMs) ms"))
+                }
+                timer.withLock { $0 = wait }
             }
         } onCancel: {
             self.remove(id: id, error: CancellationError())

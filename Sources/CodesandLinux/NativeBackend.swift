@@ -121,7 +121,8 @@ public final class NativeBackend: SandboxBackend {
 
     private func spawn(_ slot: Int, _ layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
         try SandboxInstance.spawn(layout: layout, slot: slot, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot],
-                                  limits: defaultLimits, prestart: prestart, zygote: prestart.flatMap(layout.zygotes.zygote(for:)))
+                                  limits: defaultLimits, prestart: prestart, zygote: prestart.flatMap(layout.zygotes.zygote(for:)),
+                                  logger: logger)
     }
 
     /// Adds a layout built from `config` (a reload: another image, other mounts or caps) and

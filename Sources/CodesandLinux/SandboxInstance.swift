@@ -1,6 +1,8 @@
 import CSandbox
 import CodesandCore
+import Foundation
 import Glibc
+import Logging
 
 /// A spawned sandbox: its init is waiting for one job. Owns the daemon-side pipe ends.
 final class SandboxInstance {
@@ -28,7 +30,8 @@ final class SandboxInstance {
     private(set) var prestarted: String?
 
     static func spawn(layout: SandboxLayout, slot: Int, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet,
-                      prestart: PrestartSpec? = nil, zygote: Zygote? = nil, maxCPUMs: Int64 = 60_000) throws -> SandboxInstance {
+                      prestart: PrestartSpec? = nil, zygote: Zygote? = nil, logger: Logger? = nil,
+                      maxCPUMs: Int64 = 60_000) throws -> SandboxInstance {
         try cgroup.apply(limits: limits)
         var cgroupFDs: [Int32] = []
         var ours: [Int32] = [], theirs: [Int32] = []
@@ -87,15 +90,16 @@ final class SandboxInstance {
         case .sandbox(let p)?:
             pid = p
         case .unknown(let why)?:
-            // An init may have been cloned with these fds: none of them may serve another sandbox.
+            // An init may have been cloned with these fds (the zygote is dead now, so no other
+            // will be): none of them may serve another sandbox, and that init must go.
+            killStrays(holding: theirs[0])
             for fd in ours { close(fd) }
-            let strays = cgroup.processes()
             cgroup.killAll(timeoutMs: 5000)
-            for p in strays {  // such an init is our child (CLONE_PARENT); ECHILD for the others
-                while waitpid(p, nil, 0) < 0 && errno == EINTR {}
-            }
             throw SandboxError(why)
-        case .nothing?, nil:
+        case .nothing(let why)?:
+            logger?.warning("sandbox spawned the plain way", metadata: ["slot": "\(slot)", "why": "\(why)"])
+            pid = cs_sandbox_spawn(&spec)
+        case nil:
             pid = cs_sandbox_spawn(&spec)
         }
         if pid < 0 {
@@ -112,6 +116,36 @@ final class SandboxInstance {
             throw error
         }
         return instance
+    }
+
+    /// Kills and reaps the daemon's children that hold `fd`'s pipe (by inode): an init the zygote
+    /// cloned for a request it never answered. Only such an init holds that pipe for more than an
+    /// instant: an init the daemon clones meanwhile holds all the daemon's fds until it closes
+    /// them, but it has the daemon's command line, not the zygote's.
+    static func killStrays(holding fd: Int32) {
+        var pipe = stat()
+        guard fstat(fd, &pipe) == 0 else { return }
+        let target = "pipe:[\(pipe.st_ino)]", me = getpid()
+        let ours = FileManager.default.contents(atPath: "/proc/self/cmdline")
+        for child in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(child), parent(of: pid) == me,
+                  FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") != ours,
+                  let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { continue }
+            let holds = fds.contains { f in
+                var link = [CChar](repeating: 0, count: 64)
+                let n = readlink("/proc/\(pid)/fd/\(f)", &link, link.count - 1)
+                return n > 0 && String(decoding: link[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == target
+            }
+            guard holds else { continue }
+            kill(pid, SIGKILL)
+            while waitpid(pid, nil, 0) < 0 && errno == EINTR {}
+        }
+    }
+
+    static func parent(of pid: pid_t) -> pid_t? {
+        guard let stat = try? FileIO.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? pid_t(fields[1]) : nil
     }
 
     private func awaitReady() throws {

@@ -14,6 +14,9 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
     /// The read end of the zygote's stderr: what it says before it fails goes to the daemon's log.
     private let stderr: Int32
     private let alive = Mutex(true)
+    /// Refusals in a row: a zygote that refuses every request is stopped (and replaced later).
+    private var refusals = 0
+    static let maxRefusals = 5
 
     /// What became of a spawn request.
     enum Spawned {
@@ -31,20 +34,33 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
         self.stderr = stderr
     }
 
-    /// Starts `spec`'s launcher as a zygote: argv + [library, "3"], the socket on fd 3.
+    /// Starts `spec`'s launcher as a zygote: argv + [library, "3"], the socket on fd 3, and waits
+    /// until it announces that it serves (an interpreter that fails to start is an error here,
+    /// not a lost spawn request later).
     static func start(_ spec: PrestartSpec, library: String) throws -> Zygote {
         var pair: [Int32] = [0, 0], err: [Int32] = [0, 0]
         try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) }
-        defer { close(pair[1]) }
         guard cs_pipe_cloexec(&err) == 0 else {
-            close(pair[0])
+            close(pair[0]); close(pair[1])
             throw SystemCallError(function: "pipe2", context: "", errno: errno)
         }
-        defer { close(err[1]) }
         do {
-            let pid = try launch(argv: spec.argv + [library, "3"], env: spec.env, socket: pair[1], stderr: err[1])
+            let pid: pid_t
+            do {
+                // Only the zygote may hold its ends: its death must be an EOF here at once.
+                defer { close(pair[1]); close(err[1]) }
+                pid = try launch(argv: spec.argv + [library, "3"], env: spec.env, socket: pair[1], stderr: err[1])
+            }
             _ = fcntl(err[0], F_SETFL, O_NONBLOCK)
-            return Zygote(spec: spec, pid: pid, socket: pair[0], stderr: err[0])
+            let zygote = Zygote(spec: spec, pid: pid, socket: pair[0], stderr: err[0])
+            if cs_zygote_await_ready(pair[0], 10_000) != 0 {
+                let why = "\(String(cString: strerror(errno)))" + zygote.lastWords()
+                zygote.stop()
+                throw SandboxError("the zygote did not get ready: \(why)")
+            }
+            return zygote
+        } catch let error as SandboxError {
+            throw error
         } catch {
             close(pair[0])
             close(err[0])
@@ -99,13 +115,28 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
             guard alive else { return .nothing("the zygote was stopped") }
             var failure: Int32 = 0
             let pid = cs_zygote_spawn(socket, &spec, 10_000, &failure)
-            if pid > 0 { return .sandbox(pid) }
-            let why = "\(String(cString: strerror(errno))) (errno \(errno))" + lastWords()
-            if failure == Int32(CS_ZYGOTE_REFUSED.rawValue) { return .nothing("the zygote could not spawn: \(why)") }
+            if pid > 0 {
+                refusals = 0
+                return .sandbox(pid)
+            }
+            let why = "\(String(cString: strerror(errno))) (errno \(errno))"
+            switch failure {
+            case Int32(CS_ZYGOTE_LOCAL.rawValue):
+                return .nothing("no request for the zygote: \(why)")
+            case Int32(CS_ZYGOTE_REFUSED.rawValue):
+                refusals += 1
+                guard refusals >= Self.maxRefusals else { return .nothing("the zygote could not spawn: \(why)") }
+            default:
+                break
+            }
+            let last = lastWords()
             alive = false
             stopLocked()
-            return failure == Int32(CS_ZYGOTE_NOT_SENT.rawValue) ? .nothing("the zygote is gone: \(why)")
-                                                                  : .unknown("the zygote did not answer: \(why)")
+            switch failure {
+            case Int32(CS_ZYGOTE_REFUSED.rawValue): return .nothing("the zygote refused \(refusals) spawns in a row: \(why)\(last)")
+            case Int32(CS_ZYGOTE_NOT_SENT.rawValue): return .nothing("the zygote is gone: \(why)\(last)")
+            default: return .unknown("the zygote did not answer: \(why)\(last)")
+            }
         }
     }
 
@@ -127,7 +158,7 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
     }
 
     /// The end of what the zygote wrote on its stderr, if anything (it has no reason to, but to fail).
-    private func lastWords() -> String {
+    fileprivate func lastWords() -> String {
         var buf = [UInt8](repeating: 0, count: 2048)
         let n = buf.withUnsafeMutableBytes { read(stderr, $0.baseAddress, $0.count) }
         guard n > 0 else { return "" }

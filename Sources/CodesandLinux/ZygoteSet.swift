@@ -11,8 +11,11 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
     let library: String?
     private let home: String
     private let logger: Logger
-    /// By launcher and environment: a reload that changes either gets a new zygote.
-    private let state = Mutex<(zygotes: [PrestartSpec: Zygote], retryAfterNs: [PrestartSpec: UInt64], stopped: Bool)>(([:], [:], false))
+    /// By launcher and environment: a reload that changes either gets a new zygote. `failures`:
+    /// starts that failed and zygotes found gone, in a row; the next start waits retryDelayNs
+    /// doubled for each (up to 64 times).
+    private let state = Mutex<(zygotes: [PrestartSpec: Zygote], retryAfterNs: [PrestartSpec: UInt64],
+                               failures: [PrestartSpec: Int], stopped: Bool)>(([:], [:], [:], false))
     static let retryDelayNs: UInt64 = 5_000_000_000
 
     init(config: SandboxConfig, systemRoot: String, logger: Logger) {
@@ -27,12 +30,19 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
         guard prestart.zygote, let library else { return nil }
         return state.withLock { s -> Zygote? in
             if s.stopped { return nil }
+            func failed() -> UInt64 {
+                let n = (s.failures[prestart] ?? 0) + 1
+                s.failures[prestart] = n
+                let delay = Self.retryDelayNs << UInt64(min(n - 1, 6))
+                s.retryAfterNs[prestart] = monotonicNs() + delay
+                return delay / 1_000_000
+            }
             if let z = s.zygotes[prestart] {
                 if z.isAlive { return z }
                 s.zygotes[prestart] = nil
-                s.retryAfterNs[prestart] = monotonicNs() + Self.retryDelayNs
+                let ms = failed()
                 logger.warning("zygote gone; sandboxes start their interpreter the plain way for now",
-                               metadata: ["language": "\(prestart.language)", "pid": "\(z.pid)"])
+                               metadata: ["language": "\(prestart.language)", "pid": "\(z.pid)", "retry_ms": "\(ms)"])
                 return nil
             }
             if let after = s.retryAfterNs[prestart], monotonicNs() < after { return nil }
@@ -41,11 +51,13 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
                 try Self.checkTrusted(library: library, home: Self.home(of: prestart) ?? home)
                 let z = try Zygote.start(prestart, library: library)
                 s.zygotes[prestart] = z
-                logger.info("zygote started", metadata: ["language": "\(prestart.language)", "pid": "\(z.pid)"])
+                s.failures[prestart] = nil
+                logger.info("zygote ready", metadata: ["language": "\(prestart.language)", "pid": "\(z.pid)"])
                 return z
             } catch {
-                s.retryAfterNs[prestart] = monotonicNs() + Self.retryDelayNs
-                logger.warning("zygote not started", metadata: ["language": "\(prestart.language)", "error": "\(error)"])
+                let ms = failed()
+                logger.warning("zygote not started", metadata: ["language": "\(prestart.language)", "error": "\(error)",
+                                                                "retry_ms": "\(ms)"])
                 return nil
             }
         }

@@ -1,3 +1,4 @@
+import CSandbox
 import CodesandCore
 import CodesandProtocol
 import Foundation
@@ -115,6 +116,50 @@ final class ZygoteTests: XCTestCase {
         XCTAssertEqual(Self.zombieChildren(), [], "an init of ours was never reaped")
     }
 
+    /// A zygote that dies while starting (here: a library without the zygote's functions) costs
+    /// no prepare and no run: sandboxes start their interpreter the plain way.
+    func test_a_zygote_that_dies_starting_costs_nothing_but_speed() async throws {
+        try requireRoot()
+        let live = try await LiveService(pool: 2) { $0.sandbox.zygoteLibrary = "/usr/lib/x86_64-linux-gnu/libc.so.6" }
+        defer { live.shutdown() }
+        // Its death is seen at once (an EOF), not after the 10 s a silent zygote gets.
+        let (_, seconds) = await elapsed { await live.waitUntilReady() }
+        XCTAssertLessThan(seconds, 5)
+        for i in 0..<4 {
+            let r = try await live.run("python3", "import sys; print(\(i), '_ctypes' in sys.modules)")
+            XCTAssertEqual(r.stdout, "\(i) False\n", r.stderr)
+        }
+        XCTAssertEqual(live.service.status().slotFailures, 0)
+        XCTAssertEqual(live.service.status().zygotes, [])
+        XCTAssertEqual(Self.zombieChildren(), [])
+    }
+
+    /// The init a silent zygote may have cloned is found by the pipe it holds, killed and reaped;
+    /// a child of ours with the daemon's own command line, or without the pipe, is left alone.
+    func test_a_stray_init_is_found_by_its_pipe() throws {
+        var p: [Int32] = [0, 0]
+        XCTAssertEqual(cs_pipe_cloexec(&p), 0)  // only the child it is given to holds it
+        defer { close(p[0]); close(p[1]) }
+        func spawn(_ argv: [String], holding fd: Int32?) throws -> pid_t {
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            if let fd { posix_spawn_file_actions_adddup2(&actions, fd, 3) }
+            let cArgs = argv.map { strdup($0) } + [nil]
+            defer { cArgs.forEach { free($0) } }
+            var pid: pid_t = 0
+            XCTAssertEqual(posix_spawn(&pid, argv[0], &actions, nil, cArgs, environ), 0)
+            return pid
+        }
+        let stray = try spawn(["/bin/sleep", "30"], holding: p[0])
+        let bystander = try spawn(["/bin/sleep", "31"], holding: nil)
+        defer { kill(bystander, SIGKILL); waitpid(bystander, nil, 0) }
+        XCTAssertTrue(CgroupDetectProbe.wait { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(stray)/fd"))?.contains("3") == true })
+        SandboxInstance.killStrays(holding: p[1])  // the other end of the same pipe: the same inode
+        XCTAssertEqual(kill(stray, 0), -1, "killed and reaped")
+        XCTAssertEqual(kill(bystander, 0), 0, "left alone")
+    }
+
     static func zombieChildren() -> [pid_t] {
         let me = getpid()
         return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { name -> pid_t? in
@@ -212,7 +257,10 @@ final class ZygoteTests: XCTestCase {
             let n = withUnsafeMutableBytes(of: &reply) { recv(pair[0], $0.baseAddress, $0.count, 0) }
             return n == 8 ? reply : nil
         }
-        // The first answer also waits for the interpreter's start.
+        // It announces itself once it serves.
+        var ready: UInt8 = 0
+        XCTAssertEqual(recv(pair[0], &ready, 1, 0), 1)
+        XCTAssertEqual(ready, UInt8(ascii: "Z"))
         let garbage = ask(Array("not a request".utf8), withPipe: false)
         XCTAssertEqual(garbage?.pid, -1)
         XCTAssertEqual(garbage?.err, EMSGSIZE)  // shorter than a request header

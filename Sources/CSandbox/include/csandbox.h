@@ -112,8 +112,15 @@ pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_
 int cs_zygote_serve_one(int sock);
 enum { CS_ZYGOTE_CHILD = 0, CS_ZYGOTE_SERVED = 1, CS_ZYGOTE_GONE = 2 };
 
+/// In the zygote, once, when it is ready to serve: tells the daemon (cs_zygote_await_ready).
+int cs_zygote_announce(int sock);
+/// In the daemon: waits for the zygote's announcement. 0 when it came; -1 (errno ETIMEDOUT, or
+/// ECONNRESET when the zygote died starting) otherwise.
+int cs_zygote_await_ready(int sock, int timeout_ms);
+
 /// How a failed cs_zygote_spawn left things.
 enum cs_zygote_failure {
+    CS_ZYGOTE_LOCAL = 4,     // the request could not be made here (too big, no memory): nothing sent
     CS_ZYGOTE_NOT_SENT = 1,  // the zygote got nothing (it is gone): the fds may be used again
     CS_ZYGOTE_REFUSED = 2,   // it answered that it spawned nothing (errno says why); it serves on
     CS_ZYGOTE_UNKNOWN = 3,   // no answer: an init may exist with the fds; the zygote must be stopped
