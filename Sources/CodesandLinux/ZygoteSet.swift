@@ -50,6 +50,12 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
                 // Checked at every start: a zygote is root running the host's interpreter.
                 try Self.checkTrusted(library: library, home: Self.home(of: prestart) ?? home)
                 let z = try Zygote.start(prestart, library: library)
+                // A zygote of this language with another launcher or environment (a reload
+                // changed them) serves no one any more.
+                for (old, other) in s.zygotes where old.language == prestart.language {
+                    other.stop()
+                    s.zygotes[old] = nil
+                }
                 s.zygotes[prestart] = z
                 s.failures[prestart] = nil
                 logger.info("zygote ready", metadata: ["language": "\(prestart.language)", "pid": "\(z.pid)"])

@@ -165,6 +165,24 @@ final class ZygoteTests: XCTestCase {
 
     /// Our unreaped children that are sandbox inits or interpreters (other tests of this process
     /// may leave zombies of their own: compare with a set taken before).
+    /// A reload that changes a language's launcher or environment gets a new zygote; the old
+    /// one, which nobody asks for any more, is stopped.
+    func test_a_changed_launcher_or_environment_replaces_the_zygote() throws {
+        try requireRoot()
+        let config = try testConfig(pool: 1, name: "-zspec")
+        let python = try XCTUnwrap(config.languages.first { $0.name == "python3" })
+        let set = ZygoteSet(config: config.sandbox, systemRoot: "", logger: testLogger)
+        defer { set.stopAll() }
+        let env = ["PATH=/usr/bin:/bin", "HOME=\(config.sandbox.home)"]
+        let first = try XCTUnwrap(set.zygote(for: PrestartSpec(language: "python3", argv: python.prestart, env: env, zygote: true)))
+        XCTAssertTrue(set.zygote(for: PrestartSpec(language: "python3", argv: python.prestart, env: env, zygote: true)) === first)
+        let second = try XCTUnwrap(set.zygote(for: PrestartSpec(language: "python3", argv: python.prestart,
+                                                                 env: env + ["GENERATION=2"], zygote: true)))
+        XCTAssertFalse(second === first)
+        XCTAssertEqual(set.running.map(\.pid), [second.pid])
+        XCTAssertEqual(kill(first.pid, 0), -1, "the old zygote was stopped and reaped")
+    }
+
     static func zombieChildren() -> Set<pid_t> {
         let me = getpid()
         return Set(((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { name -> pid_t? in
