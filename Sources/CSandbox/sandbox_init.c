@@ -298,6 +298,13 @@ static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job,
 // Never returns in the init; returns 0 in a forked interpreter (spec.prestart_fork).
 static int init_main(const struct cs_sandbox_spec *s) {
     umask(022);  // never the daemon's: the mount points and files made below must have their modes
+    // The daemon's signal handlers write to a pipe of the daemon's: not in its copy. (A zygote's
+    // clone keeps its interpreter's dispositions, which its fork must have.)
+    if (!s->prestart_fork) {
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+    }
     if (s->prestart_fork) prctl(PR_GET_NAME, zygote_name, 0, 0, 0);
     prctl(PR_SET_NAME, "codesand-init", 0, 0, 0);  // not the daemon thread's name, in ps inside and out
     setup_fds(s);

@@ -198,6 +198,20 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(p.wait(timeout: 20), 0)
     }
 
+    /// Every signal reaches the daemon whichever of its threads the kernel picks: SIGHUP re-reads
+    /// the config (and it serves on), SIGINT stops it cleanly.
+    func test_sighup_reloads_and_sigint_stops() throws {
+        let (p, sock) = try startDaemon()
+        for round in 1...3 {
+            p.signal(SIGHUP)
+            XCTAssertTrue(CgroupDetectProbe.wait { p.log.components(separatedBy: "configuration reloaded").count > round }, p.log)
+        }
+        let c = try RawClient(path: sock)
+        XCTAssertEqual(result(c.call(runLine(1, "print(1)")))?["stdout"] as? String, "1\n")
+        p.signal(SIGINT)
+        XCTAssertEqual(p.wait(timeout: 20), 0, p.log)
+    }
+
     func test_systemd_units_verify() throws {
         // The units cgName the installed binary; verify a copy that names the one just built.
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
