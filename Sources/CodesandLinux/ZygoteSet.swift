@@ -91,13 +91,16 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
     /// run as root).
     static func checkTrusted(library: String, home: String) throws {
         guard onlyRootCanChange(library) else {
-            throw SandboxError("the zygote library \(library), or a directory above it, is not root's alone to change")
+            throw SandboxError("the zygote library \(library), or a directory above it, is not root's alone to change; "
+                               + "chown root and chmod go-w it and them, or set sandbox.zygote_library to a copy that is")
         }
         guard home.hasPrefix("/"), !FileIO.exists(home) else {
-            throw SandboxError("the sandbox home \(home) exists on the host (its user site-packages would run as root)")
+            throw SandboxError("the sandbox home \(home) exists on the host (its user site-packages would run as root); "
+                               + "remove it, or set sandbox.home to a path that does not exist on the host")
         }
         guard onlyRootCanChange(home) else {
-            throw SandboxError("someone but root could create the sandbox home \(home) on the host")
+            throw SandboxError("someone but root could create the sandbox home \(home) on the host; "
+                               + "make its parent directories root's and not writable by others, or change sandbox.home")
         }
     }
 
@@ -139,7 +142,7 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
             defer { free(real) }
             return String(cString: real)
         }
-        logger.warning("zygotes off: no zygote library", metadata: ["looked at": "\(candidates.joined(separator: ", "))"])
+        logger.warning("zygotes off (python3 runs start their interpreter each time): no zygote library; install it with scripts/install or set sandbox.zygote_library", metadata: ["looked at": "\(candidates.joined(separator: ", "))"])
         return nil
     }
 }
