@@ -167,6 +167,39 @@ static void set_default_disposition(int sig) {
 // The zygote's own name, which the init's fork gets back (the init renames itself).
 static char zygote_name[16];
 
+// Rewrites the process's argument area, which /proc/PID/cmdline shows to every process of the
+// sandbox: a clone of the daemon or of a zygote would show their host command lines (config and
+// socket paths, the zygote library's path, the launcher). In place, as setproctitle does (moving
+// the area with PR_SET_MM needs CAP_SYS_RESOURCE, which containers often withhold): the area is
+// zeroed, `text` written at its start, and its last byte made non-zero, which tells the kernel to
+// show the area up to the first NUL. The area's bounds are fields 48 and 49 of /proc/self/stat.
+static void set_cmdline(const char *text) {
+    char stat[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, stat, sizeof stat - 1);
+    close(fd);
+    if (n <= 0) return;
+    stat[n] = 0;
+    char *p = stat + n;
+    while (p > stat && *p != ')') p--;  // the name (field 2) may hold spaces and parentheses
+    uint64_t bounds[2] = {0, 0};
+    for (int field = 2; *p && field < 49;) {
+        if (*p++ != ' ') continue;
+        field++;
+        if (field < 48) continue;
+        uint64_t v = 0;
+        while (*p >= '0' && *p <= '9') v = v * 10 + (uint64_t)(*p++ - '0');
+        bounds[field - 48] = v;
+    }
+    char *start = (char *)(uintptr_t)bounds[0], *end = (char *)(uintptr_t)bounds[1];
+    if (!start || end < start + 3) return;
+    size_t room = (size_t)(end - start) - 2, len = cs_str_len(text);
+    memset(start, 0, (size_t)(end - start));
+    memcpy(start, text, len < room ? len : room);
+    end[-1] = ' ';
+}
+
 // Makes the calling process the program's: stdio, limits, identity, seccomp. Failures go on the
 // report pipe. `stage` 0 (a compiler) gets /dev/null as stdin; `go_fd` >= 0 becomes fd 3 (a
 // pre-started interpreter). `forked`: the program is a zygote's interpreter, not exec'd: it keeps
@@ -201,6 +234,7 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
     int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (adj < 0 || write(adj, "1000", 4) != 4) cs_fail(CS_STEP_RLIMIT);
     close(adj);
+    if (forked) set_cmdline(zygote_name);  // "python3", not the zygote's launcher and library path
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) cs_fail(CS_STEP_CAPS);
     if (drop_bounding_set() < 0) cs_fail(CS_STEP_CAPS);
     // Raw syscalls: glibc's set*id broadcast to every thread, which this copy of the daemon does not have.
@@ -297,6 +331,11 @@ static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job,
 
 // Never returns in the init; returns 0 in a forked interpreter (spec.prestart_fork).
 static int init_main(const struct cs_sandbox_spec *s) {
+    // Dies with the daemon: its parent is the daemon's parent thread (for a zygote's clone too,
+    // through CLONE_PARENT), which ends only with the daemon; as the pid namespace's init, its
+    // death kills every process of the sandbox. (If the daemon died before this line, the init
+    // finds the control pipe at EOF and exits at the job.)
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     umask(022);  // never the daemon's: the mount points and files made below must have their modes
     // The daemon's signal handlers write to a pipe of the daemon's: not in its copy. (A zygote's
     // clone keeps its interpreter's dispositions, which its fork must have.)
@@ -307,6 +346,7 @@ static int init_main(const struct cs_sandbox_spec *s) {
     }
     if (s->prestart_fork) prctl(PR_GET_NAME, zygote_name, 0, 0, 0);
     prctl(PR_SET_NAME, "codesand-init", 0, 0, 0);  // not the daemon thread's name, in ps inside and out
+    set_cmdline("codesand-init");
     setup_fds(s);
     join_cgroups(s->n_cgroup_fds);
     // Its own cgroup namespace, rooted at the slot's cgroup (made after joining it, so the host's

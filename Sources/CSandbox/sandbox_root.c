@@ -52,6 +52,30 @@ static int bind_readonly(const char *src, const char *dst) {
     return make_readonly(dst);
 }
 
+// The host's system directories, shown read-only through an overlay (lowerdir = the directory and
+// an empty one; overlayfs needs two lower layers without an upper). Not a bind mount: a bind shares
+// the host's inodes, so a lock a snippet takes (flock, fcntl, OFD) on /etc/passwd would block the
+// host's own lockers of that file for the whole run. The overlay has inodes of its own, and its
+// reads still go to the host's files and their page cache. Falls back to a bind where overlayfs is
+// missing (ENODEV) or the path cannot be written in its options (':', ',', '\\').
+static int mount_system_dir(const char *src, const char *dst, const char *empty) {
+    char opts[4200];
+    const char *parts[] = {"lowerdir=", src, ":", empty, NULL};
+    size_t o = 0;
+    int plain = 1;
+    for (const char *c = src; *c; c++) if (*c == ':' || *c == ',' || *c == '\\') plain = 0;
+    for (int i = 0; plain && parts[i]; i++) {
+        size_t l = cs_str_len(parts[i]);
+        if (o + l + 1 > sizeof opts) { plain = 0; break; }
+        memcpy(opts + o, parts[i], l);
+        o += l;
+    }
+    opts[o] = 0;
+    if (plain && mount("overlay", dst, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) == 0) return make_readonly(dst);
+    if (plain && errno != ENODEV) return -1;
+    return bind_readonly(src, dst);
+}
+
 static int mount_tmpfs(const char *dst, const char *mode, uint64_t bytes, uint64_t inodes, uid_t uid, gid_t gid) {
     // "size=%llu,nr_inodes=%llu,mode=%s,uid=%u,gid=%u" without snprintf (not async-signal-safe).
     char opts[160];
@@ -160,9 +184,11 @@ void cs_build_root(const struct cs_sandbox_spec *s) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) cs_fail(CS_STEP_MOUNT_PRIVATE);
     // The root itself: a tiny tmpfs holding only mount points and symlinks; made read-only at the end.
     if (mount_tmpfs(root, "0755", 1 << 20, 4096, 0, 0) < 0) cs_fail(CS_STEP_ROOT_TMPFS);
+    char empty[4096];  // the overlays' empty lower layer, in the root tmpfs (read-only at the end)
+    if (!cs_path_join(empty, sizeof empty, root, "/.empty") || mkdir(empty, 0555) < 0) cs_fail(CS_STEP_BIND_RO);
     for (int i = 0; s->ro_paths && s->ro_paths[i] && s->ro_paths[i + 1]; i += 2) {
         if (!cs_path_join(path, sizeof path, root, s->ro_paths[i + 1]) || mkdir_p(path, 0755) < 0) cs_fail(CS_STEP_BIND_RO);
-        if (bind_readonly(s->ro_paths[i], path) < 0) cs_fail(CS_STEP_BIND_RO);
+        if (mount_system_dir(s->ro_paths[i], path, empty) < 0) cs_fail(CS_STEP_BIND_RO);
     }
     for (int i = 0; s->links && s->links[i] && s->links[i + 1]; i += 2) {
         char name[256] = "/";

@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -108,6 +110,24 @@ static const struct sock_filter filter[] = {
     // and other runtimes then fall back to clone, which is checked above; EPERM would make thread
     // creation fail.
     DENY(NR_clone3, ENOSYS),
+
+    // Socket families: only unix, inet, inet6 and netlink's route protocol (what `ip addr` and
+    // getifaddrs use). Every other family is a door out of the network namespace or into a rarely
+    // used kernel subsystem: vsock reaches the hypervisor, NETLINK_KOBJECT_UEVENT hears the host's
+    // device events, AF_ALG, AF_PACKET, bluetooth, tipc, rds... have had privilege-escalation bugs.
+    // EAFNOSUPPORT is what a kernel without the family answers, so programs fall back as usual.
+    // (Domain and protocol are ints: the kernel sees their low 32 bits, as we do.)
+    IF_EQ(__NR_socket, 1, 0),
+    IF_EQ(__NR_socketpair, 0, 9),
+    LOAD(ARG_LO(0)),
+    IF_EQ(AF_UNIX, 5, 0),
+    IF_EQ(AF_INET, 4, 0),
+    IF_EQ(AF_INET6, 3, 0),
+    IF_EQ(AF_NETLINK, 0, 3),
+    LOAD(ARG_LO(2)),
+    IF_EQ(NETLINK_ROUTE, 0, 1),
+    RET(SECCOMP_RET_ALLOW),
+    RET(ERRNO(EAFNOSUPPORT)),
 
     // ioctl TIOCSTI pushes bytes into a terminal's input queue, TIOCLINUX can paste the console
     // selection: either lets a program type commands into a shell that shares its terminal.

@@ -16,6 +16,8 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,6 +54,8 @@ static uint32_t list_count(const char *const *list) {
 #define ZY_READY 'Z'
 
 int cs_zygote_announce(int sock) {
+    // A zygote dies with the daemon that started it (from its parent thread, which lives as long).
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) return -1;
     char ready = ZY_READY;
     ssize_t n;
     do { n = send(sock, &ready, 1, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);

@@ -66,6 +66,9 @@ public struct SandboxConfig: Hashable, Sendable {
     public var maskedPaths: [String]
     public var fileSizeBytes: Int64
     public var openFiles: Int64
+    /// cgroup v1 only: the slot's `memory.kmem.tcp.limit_in_bytes` (TCP and UDP socket buffers),
+    /// which v1 does not count in the memory limit. v2 charges socket buffers to `memory.max`.
+    public var socketMemoryBytes: Int64 = 16 << 20
     public var env: [String: String]
     /// The zygotes' shared library (libCodesandZygote.so); "": next to the daemon's executable, or
     /// in ../lib/codesand from it.

@@ -129,7 +129,8 @@ public enum ConfigLoader {
             tmpfsInodes: try t.int("tmpfs_inodes", min: 64, max: 1 << 30),
             readonlyPaths: try t.paths("readonly_paths"), rootLinks: links, maskedPaths: masked,
             fileSizeBytes: try t.int("file_size_bytes", min: 1, max: 1 << 40),
-            openFiles: try t.int("open_files", min: 16, max: 1 << 20), env: try t.stringMap("env"),
+            openFiles: try t.int("open_files", min: 16, max: 1 << 20),
+            socketMemoryBytes: try t.int("socket_memory_bytes", min: 1 << 20, max: 1 << 40), env: try t.stringMap("env"),
             zygoteLibrary: try zygoteLibrary(t))
     }
 

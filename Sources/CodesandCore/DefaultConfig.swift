@@ -51,6 +51,8 @@ root_links = { bin = "usr/bin", sbin = "usr/sbin", lib = "usr/lib", lib64 = "usr
 masked_paths = ["/proc/kcore", "/proc/sysrq-trigger", "/proc/keys", "/proc/timer_list", "/proc/kallsyms", "/proc/sys", "/proc/sysvipc", "/proc/acpi", "/proc/scsi"]
 file_size_bytes = 67108864             # RLIMIT_FSIZE: largest file a program may write
 open_files = 256                       # RLIMIT_NOFILE
+socket_memory_bytes = 16777216         # cgroup v1: TCP/UDP buffers one sandbox may fill (v1 counts them apart from
+                                       # memory_bytes; v2 counts them in it). Keep pool size × this far below tcp_mem
 env = { PATH = "/usr/local/bin:/usr/bin:/bin", HOME = "/home/sandbox", LANG = "C.UTF-8", TMPDIR = "/tmp" }
 zygote_library = ""                    # for languages with zygote = true; "": libCodesandZygote.so next to codesandd or in ../lib/codesand
 

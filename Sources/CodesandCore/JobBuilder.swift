@@ -22,9 +22,7 @@ struct JobBuilder {
             compile = CompileStage(argv: expand(spec.compile, home: home, args: [], flags: flags), limits: compileLimits)
         }
         let args = params.args ?? []
-        if let i = args.firstIndex(where: { $0.contains("\0") }) {
-            throw .invalidParams("params.args[\(i)] contains a NUL character, which no argv element can hold")
-        }
+        try Self.checkArgv(args, field: "params.args")
         var job = SandboxJob(argv: expand(spec.run, home: home, args: args, flags: flags), env: environment(),
                              fileName: spec.file, code: Array(applyTemplate(params.code).utf8),
                              stdin: Array((params.stdin ?? "").utf8), limits: limits, compile: compile)
@@ -57,13 +55,33 @@ struct JobBuilder {
         guard takesFlags, let pattern = spec.flagsPattern, let regex = try? Regex(pattern) else {
             throw .invalidParams("params.compile_flags: \(spec.name) takes no compile flags")
         }
-        if let i = flags.firstIndex(where: { $0.contains("\0") }) {
-            throw .invalidParams("params.compile_flags[\(i)] contains a NUL character, which no argv element can hold")
-        }
+        try Self.checkArgv(flags, field: "params.compile_flags")
         for (i, flag) in flags.enumerated() where (try? regex.wholeMatch(in: flag)) == nil {
             throw .invalidParams("params.compile_flags[\(i)] \"\(flag)\" is not allowed for \(spec.name) (allowed: \(pattern))")
         }
         return flags
+    }
+
+    /// What execve and the sandbox's init can take, checked before any sandbox is touched: a
+    /// request past them could never run, so it is refused (-32602) naming the limit, not retried.
+    static let maxArgCount = 4096
+    static let maxArgBytes = 131_071        // the kernel's MAX_ARG_STRLEN (128 KiB) less the NUL
+    static let maxArgTotalBytes = 1 << 20   // all of them; execve's whole budget is a quarter of the 8 MiB stack
+
+    static func checkArgv(_ items: [String], field: String) throws(RPCError) {
+        guard items.count <= maxArgCount else {
+            throw .invalidParams("\(field) has \(items.count) elements; at most \(maxArgCount) are allowed")
+        }
+        var total = 0
+        for (i, item) in items.enumerated() {
+            let bytes = item.utf8.count
+            if item.utf8.contains(0) { throw .invalidParams("\(field)[\(i)] contains a NUL character, which no argv element can hold") }
+            if bytes > maxArgBytes { throw .invalidParams("\(field)[\(i)] is \(bytes) bytes; each may be at most \(maxArgBytes)") }
+            total += bytes + 1
+        }
+        guard total <= maxArgTotalBytes else {
+            throw .invalidParams("\(field) total \(total) bytes; at most \(maxArgTotalBytes) are allowed in all")
+        }
     }
 
     /// `{file}`, `{dir}` inside elements; `{args}` and `{flags}` as whole elements, spliced.

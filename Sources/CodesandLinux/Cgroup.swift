@@ -11,10 +11,16 @@ protocol SlotCgroup: Sendable {
     func apply(limits: LimitSet) throws
     /// Zeroes the memory peak counter.
     func resetCounters() throws
+    /// Frees what earlier runs left charged to the (empty) cgroup: page cache of host files they
+    /// read, dentries, inodes. The next run then starts at zero: its peak is its own, and a small
+    /// memory limit is always accepted. Returns the bytes still charged.
+    @discardableResult func reclaim() -> Int64
     /// The OOM-kill count so far (compare before and after a run).
     func oomKills() -> Int64
     func cpuNs() -> UInt64
     func memoryPeak() -> Int64
+    /// The memory charged now.
+    func memoryUsage() -> Int64
     /// Kills every process in the cgroup and waits until it is empty (or `timeoutMs` passes).
     /// Returns true when empty.
     @discardableResult func killAll(timeoutMs: Int) -> Bool
@@ -45,11 +51,11 @@ extension CgroupDriver {
 
 enum CgroupDetect {
     /// Pure v2 when /sys/fs/cgroup itself is cgroup2; else v1 (legacy or hybrid).
-    static func driver(name: String) throws -> CgroupDriver {
+    static func driver(name: String, socketMemoryBytes: Int64) throws -> CgroupDriver {
         if cs_is_cgroup2("/sys/fs/cgroup") == 1 {
             return try CgroupV2Driver.forDaemon(slotsName: name)
         }
-        return try CgroupV1Driver.fromMountinfo(parent: name)
+        return try CgroupV1Driver.fromMountinfo(parent: name, socketMemoryBytes: socketMemoryBytes)
     }
 
     /// Waits, polling, until `check` is true or the time is up.

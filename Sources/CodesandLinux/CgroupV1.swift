@@ -8,10 +8,12 @@ struct CgroupV1Driver: CgroupDriver {
     let memory, pids, cpu, cpuacct, freezer: String
     /// Sub-path under each hierarchy, e.g. "codesand".
     let parent: String
+    /// TCP/UDP buffer bytes per slot (v1 counts them apart from the memory limit).
+    var socketMemoryBytes: Int64 = 16 << 20
 
     static let needed = ["memory", "pids", "cpu", "cpuacct", "freezer"]
 
-    static func fromMountinfo(parent: String) throws -> CgroupV1Driver {
+    static func fromMountinfo(parent: String, socketMemoryBytes: Int64) throws -> CgroupV1Driver {
         let info = try FileIO.read("/proc/self/mountinfo")
         var mounts: [String: String] = [:]
         for line in info.split(separator: "\n") {
@@ -29,7 +31,8 @@ struct CgroupV1Driver: CgroupDriver {
             throw SandboxError("cgroup v1: controllers not mounted: \(missing.joined(separator: ", "))")
         }
         return CgroupV1Driver(memory: mounts["memory"]!, pids: mounts["pids"]!, cpu: mounts["cpu"]!,
-                              cpuacct: mounts["cpuacct"]!, freezer: mounts["freezer"]!, parent: parent)
+                              cpuacct: mounts["cpuacct"]!, freezer: mounts["freezer"]!, parent: parent,
+                              socketMemoryBytes: socketMemoryBytes)
     }
 
     func removeParent() {
@@ -51,7 +54,8 @@ struct CgroupV1Driver: CgroupDriver {
         let dirs = [memory, pids, cpu, cpuacct, freezer].map { "\($0)/\(name)" }
         // The same mount can carry several controllers (cpu,cpuacct): create each directory once.
         for dir in Set(dirs) { try FileIO.mkdirs(dir) }
-        let slot = SlotCgroupV1(memory: dirs[0], pids: dirs[1], cpu: dirs[2], cpuacct: dirs[3], freezer: dirs[4])
+        var slot = SlotCgroupV1(memory: dirs[0], pids: dirs[1], cpu: dirs[2], cpuacct: dirs[3], freezer: dirs[4])
+        slot.socketMemoryBytes = socketMemoryBytes
         // Tasks never leave memory charges behind after kill; move them to the parent on removal.
         try? FileIO.write("\(dirs[0])/memory.move_charge_at_immigrate", "0")
         return slot
@@ -60,6 +64,7 @@ struct CgroupV1Driver: CgroupDriver {
 
 struct SlotCgroupV1: SlotCgroup {
     let memory, pids, cpu, cpuacct, freezer: String
+    var socketMemoryBytes: Int64 = 16 << 20
 
     var procsFiles: [String] {
         Array(Set([memory, pids, cpu, cpuacct, freezer])).sorted().map { "\($0)/cgroup.procs" }
@@ -67,6 +72,12 @@ struct SlotCgroupV1: SlotCgroup {
 
     func apply(limits: LimitSet) throws {
         try setMemory(limits.memoryBytes)
+        // v1 charges TCP and UDP buffers to a counter of their own, and only once it has a limit:
+        // without one a snippet queues gigabytes in loopback sockets, outside memory_bytes, until
+        // the host's tcp_mem stalls every TCP connection on the machine. (Other kernel memory:
+        // pipes, unix sockets, IPC, inotify, epoll, timers, dentries, is in memory.limit_in_bytes.)
+        let tcp = "\(memory)/memory.kmem.tcp.limit_in_bytes"
+        if FileIO.exists(tcp) { try FileIO.write(tcp, "\(min(limits.memoryBytes, socketMemoryBytes))") }
         try? FileIO.write("\(memory)/memory.swappiness", "0")
         try FileIO.write("\(pids)/pids.max", "\(limits.pids)")
         // One CPU's worth per sandbox, so one run cannot take both cores of a small host.
@@ -79,18 +90,27 @@ struct SlotCgroupV1: SlotCgroup {
         try FileIO.write("\(memory)/memory.max_usage_in_bytes", "0")
     }
 
-    /// memory.memsw (memory+swap) must stay ≥ memory at every moment, so the order depends on the direction.
+    /// memory.memsw (memory+swap) must stay ≥ memory at every moment: lowering, memory goes
+    /// first; raising, memsw. (Trying one order and falling back hid the real error, EBUSY.)
     private func setMemory(_ bytes: Int64) throws {
-        let memsw = "\(memory)/memory.memsw.limit_in_bytes"
-        let hasSwapAccounting = FileIO.exists(memsw)
-        do {
-            try FileIO.write("\(memory)/memory.limit_in_bytes", "\(bytes)")
-            if hasSwapAccounting { try FileIO.write(memsw, "\(bytes)") }
-        } catch {
-            guard hasSwapAccounting else { throw error }
-            try FileIO.write(memsw, "\(bytes)")
-            try FileIO.write("\(memory)/memory.limit_in_bytes", "\(bytes)")
+        let limit = "\(memory)/memory.limit_in_bytes", memsw = "\(memory)/memory.memsw.limit_in_bytes"
+        guard FileIO.exists(memsw) else { return try FileIO.write(limit, "\(bytes)") }
+        let current = (try? FileIO.readInt(limit)) ?? 0
+        for file in bytes < current ? [limit, memsw] : [memsw, limit] { try FileIO.write(file, "\(bytes)") }
+    }
+
+    /// `memory.force_empty` reclaims every page the cgroup is charged for; it needs an empty cgroup.
+    /// A sandbox's own tmpfs pages are freed when its mount namespace goes, a moment after its
+    /// last process: retry briefly while they are still charged.
+    @discardableResult func reclaim() -> Int64 {
+        let usage = { (try? FileIO.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
+        guard isEmpty() else { return usage() }
+        for _ in 0..<20 {
+            try? FileIO.write("\(memory)/memory.force_empty", "0")
+            if usage() == 0 { break }
+            usleep(1000)
         }
+        return usage()
     }
 
     func oomKills() -> Int64 {
@@ -100,6 +120,8 @@ struct SlotCgroupV1: SlotCgroup {
     func cpuNs() -> UInt64 { UInt64(max(0, (try? FileIO.readInt("\(cpuacct)/cpuacct.usage")) ?? 0)) }
 
     func memoryPeak() -> Int64 { (try? FileIO.readInt("\(memory)/memory.max_usage_in_bytes")) ?? 0 }
+
+    func memoryUsage() -> Int64 { (try? FileIO.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
 
     func processes() -> [pid_t] { CgroupDetect.pids(in: "\(freezer)/cgroup.procs") }
 

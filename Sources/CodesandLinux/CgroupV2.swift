@@ -70,6 +70,20 @@ struct SlotCgroupV2: SlotCgroup {
         try? FileIO.write("\(dir)/memory.peak", "reset")
     }
 
+    /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (nothing
+    /// of an empty cgroup should be unreclaimable once its tmpfs are gone) stays charged.
+    @discardableResult func reclaim() -> Int64 {
+        let usage = { (try? FileIO.readInt("\(dir)/memory.current")) ?? 0 }
+        guard isEmpty(), FileIO.exists("\(dir)/memory.reclaim") else { return usage() }
+        for _ in 0..<20 {
+            let left = usage()
+            if left == 0 { break }
+            try? FileIO.write("\(dir)/memory.reclaim", "\(left)")
+            usleep(1000)
+        }
+        return usage()
+    }
+
     func oomKills() -> Int64 { FileIO.keyed((try? FileIO.read("\(dir)/memory.events")) ?? "", "oom_kill") ?? 0 }
 
     func cpuNs() -> UInt64 {
@@ -77,6 +91,8 @@ struct SlotCgroupV2: SlotCgroup {
     }
 
     func memoryPeak() -> Int64 { (try? FileIO.readInt("\(dir)/memory.peak")) ?? 0 }
+
+    func memoryUsage() -> Int64 { (try? FileIO.readInt("\(dir)/memory.current")) ?? 0 }
 
     func processes() -> [pid_t] { CgroupDetect.pids(in: "\(dir)/cgroup.procs") }
 

@@ -33,7 +33,8 @@ public final class NativeBackend: SandboxBackend {
     /// daemon) and the state directory.
     public convenience init(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, logger: Logger) throws {
         try self.init(config: config, poolSize: poolSize, defaultLimits: defaultLimits,
-                      driver: CgroupDetect.driver(name: config.cgroupName), logger: logger)
+                      driver: CgroupDetect.driver(name: config.cgroupName, socketMemoryBytes: config.socketMemoryBytes),
+                      logger: logger)
     }
 
     init(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, driver: CgroupDriver, logger: Logger) throws {
@@ -63,6 +64,7 @@ public final class NativeBackend: SandboxBackend {
             let layout = self.layout
             fresh = try await onThread("codesand-prepare-\(slot)") { [self] in
                 for o in old { o.instance.destroy() }  // the slot's cgroup is empty before it is used again
+                cgroups[slot].reclaim()  // and holds nothing of the last run: it starts at zero
                 return ReadySandbox(try spawn(slot, layout, prestart: prestart), layout: layout)
             }
         } catch {
@@ -91,12 +93,20 @@ public final class NativeBackend: SandboxBackend {
             try await onThread("codesand-run-\(slot)") { [self] in
                 // A sandbox built for another generation is not used: one run, one configuration.
                 if let stale = prepared, stale.layout !== layout { stale.instance.destroy() }
-                let sandbox = try prepared.flatMap { $0.layout === layout ? $0.instance : nil } ?? spawn(slot, layout)
+                var sandbox = try prepared.flatMap { $0.layout === layout ? $0.instance : nil } ?? spawn(slot, layout)
+                // The first stage's limits: the compiler's, or the program's (RunSupervisor sets
+                // the program's after a compile).
+                let firstLimits = job.compile?.limits ?? job.limits
                 do {
-                    try sandbox.beginRun(limits: job.limits)
+                    try sandbox.beginRun(limits: firstLimits)
                 } catch {
                     sandbox.destroy()
-                    throw error
+                    // A pre-started interpreter can already hold more than a small memory limit
+                    // (EBUSY): a plain sandbox starts its program under the limit instead.
+                    guard sandbox.prestarted != nil else { throw error }
+                    cgroups[slot].reclaim()
+                    sandbox = try spawn(slot, layout)
+                    do { try sandbox.beginRun(limits: firstLimits) } catch { sandbox.destroy(); throw error }
                 }
                 var supervisor = RunSupervisor(sandbox: sandbox, job: job,
                                                rlimits: (layout.config.fileSizeBytes, layout.config.openFiles), cancelFD: cancelFD)

@@ -23,6 +23,7 @@ struct RunSupervisor {
         var pipes = SandboxPipes(sandbox: sandbox, stdin: job.stdin)
         var outcome = SandboxOutcome(compile: nil, run: nil)
         outcome.prestarted = usesPrestart
+        var memoryBefore: Int64 = 0
         if let compile = job.compile {
             let stage = supervise(stage: 0, limits: compile.limits, pipes: &pipes)
             outcome.compile = stage
@@ -30,6 +31,9 @@ struct RunSupervisor {
             guard stage.succeeded else { return outcome }  // the init ends the sandbox after a failed compile
             do {
                 try sandbox.beginRun(limits: job.limits)
+                // What the compiler left (page cache, object files) is not the run's: its peak
+                // is what it adds. Read before the word, which starts the program.
+                memoryBefore = sandbox.cgroup.memoryUsage()
                 var go = UInt8(CS_GO_RUN)
                 _ = try sys("write", "control pipe") { write(sandbox.control, &go, 1) }
             } catch {
@@ -38,7 +42,7 @@ struct RunSupervisor {
             }
         }
         sandbox.closeControl()
-        outcome.run = supervise(stage: 1, limits: job.limits, pipes: &pipes)
+        outcome.run = supervise(stage: 1, limits: job.limits, pipes: &pipes, memoryBefore: memoryBefore)
         streamer?.finish()
         if let e = pipes.execError { throw execFailure(job.argv, e) }
         return outcome
@@ -51,7 +55,7 @@ struct RunSupervisor {
 
     /// One stage, until its main process's status arrives (and, for the run stage, until the output
     /// ends: the init's exit kills whatever still holds the pipes).
-    private func supervise(stage: Int32, limits: LimitSet, pipes: inout SandboxPipes) -> StageOutcome {
+    private func supervise(stage: Int32, limits: LimitSet, pipes: inout SandboxPipes, memoryBefore: Int64 = 0) -> StageOutcome {
         let oomBefore = sandbox.cgroup.oomKills()
         let cpuBefore = sandbox.cgroup.cpuNs()  // the init's setup (or the compile) is not this stage's
         func cpuUsed() -> UInt64 { sandbox.cgroup.cpuNs() &- cpuBefore }
@@ -108,10 +112,13 @@ struct RunSupervisor {
             }
         }
         let cpu = cpuUsed()
-        if waitStatus.map({ $0 & 0x7f == SIGXCPU }) == true || cpu >= cpuLimitNs { timedOut = true }
+        // Time limits are the supervisor's clocks and the cgroup's CPU usage, never the program's
+        // signals: a SIGXCPU it sends itself is a signal (RLIMIT_CPU, the backstop, is set past
+        // the cgroup's limit, which is hit first).
+        if cpu >= cpuLimitNs { timedOut = true }
         return StageOutcome(waitStatus: waitStatus, timedOut: timedOut, oomKilled: sandbox.cgroup.oomKills() > oomBefore,
                             output: output, wallNs: (endNs ?? monotonicNs()) - start, cpuNs: cpu,
-                            memoryPeakBytes: sandbox.cgroup.memoryPeak())
+                            memoryPeakBytes: max(0, sandbox.cgroup.memoryPeak() - memoryBefore))
     }
 
     /// Writes the job (header, strings, code) on the control pipe; the init reads it as we write.

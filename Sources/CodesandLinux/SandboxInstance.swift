@@ -98,9 +98,9 @@ final class SandboxInstance {
             throw SandboxError(why)
         case .nothing(let why)?:
             logger?.warning("sandbox spawned the plain way", metadata: ["slot": "\(slot)", "why": "\(why)"])
-            pid = cs_sandbox_spawn(&spec)
+            pid = cloneInit(&spec)
         case nil:
-            pid = cs_sandbox_spawn(&spec)
+            pid = cloneInit(&spec)
         }
         if pid < 0 {
             let e = errno
@@ -116,6 +116,20 @@ final class SandboxInstance {
             throw error
         }
         return instance
+    }
+
+    /// Clones the init from the parent thread (see ParentThread: the init dies with the daemon).
+    /// Returns its pid, or -1 with errno set.
+    private static func cloneInit(_ spec: inout cs_sandbox_spec) -> pid_t {
+        withUnsafeMutablePointer(to: &spec) { pointer in
+            let p = UnsafeSendable(pointer)
+            let (pid, err) = ParentThread.shared.run { () -> (pid_t, Int32) in
+                let pid = cs_sandbox_spawn(p.value)
+                return (pid, errno)
+            }
+            errno = err
+            return pid
+        }
     }
 
     /// Kills and reaps the daemon's children that hold `fd`'s pipe (by inode): an init the zygote

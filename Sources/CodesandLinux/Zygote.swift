@@ -101,8 +101,17 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
         let cArgs = argv.map { strdup($0) } + [nil]
         let cEnv = env.map { strdup($0) } + [nil]
         defer { for p in cArgs + cEnv { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cArgs, cEnv)
+        // From the parent thread: the inits the zygote clones (CLONE_PARENT) are that thread's children.
+        let (pid, rc) = withUnsafePointer(to: &actions) { a in
+            withUnsafePointer(to: &attr) { t in
+                let (a, t, args, env) = (UnsafeSendable(a), UnsafeSendable(t), UnsafeSendable(cArgs), UnsafeSendable(cEnv))
+                return ParentThread.shared.run { () -> (pid_t, Int32) in
+                    var pid: pid_t = 0
+                    let rc = posix_spawn(&pid, args.value[0]!, a.value, t.value, args.value, env.value)
+                    return (pid, rc)
+                }
+            }
+        }
         guard rc == 0 else { throw SystemCallError(function: "posix_spawn", context: argv[0], errno: rc) }
         return pid
     }

@@ -106,11 +106,16 @@ final class PoolTests: XCTestCase {
         })
         XCTAssertFalse(zygoteFamily.isEmpty, "no zygote: \(first.log)")
         for i in 1...2 {
-            c.send(#"{"jsonrpc":"2.0","id":\#(i),"method":"run","params":{"language":"bash","code":"setsid sleep 4321 & sleep 4322"}}"# + "\n")
+            c.send(#"{"jsonrpc":"2.0","id":\#(i),"method":"run","params":{"language":"bash","code":"setsid sleep 4321 & for i in $(seq 20); do sleep 4323 & done; sleep 4322"}}"# + "\n")
         }
-        XCTAssertTrue(CgroupDetectProbe.wait { hostProcesses(matching: "sleep 4322").count == 2 }, first.log)
+        XCTAssertTrue(CgroupDetectProbe.wait { hostProcesses(matching: "sleep 4323").count == 40 && hostProcesses(matching: "sleep 4322").count == 2 }, first.log)
         first.signal(SIGKILL)
         XCTAssertNotNil(first.wait(timeout: 10))
+        // Each init dies with the daemon (PR_SET_PDEATHSIG), and its pid namespace with it; the
+        // zygote too. Nothing waits for a new daemon to clean up.
+        XCTAssertTrue(CgroupDetectProbe.wait(timeout: 0.1) {
+            hostProcesses(matching: "sleep 432").isEmpty && zygoteFamily.isDisjoint(with: hostProcesses(matching: "libCodesandZygote.so"))
+        }, "100 ms after the daemon's death: \(hostProcesses(matching: "sleep 432").count) snippet processes, zygote family \(zygoteFamily.intersection(hostProcesses(matching: "libCodesandZygote.so")))")
 
         let second = try TestProcess([daemon, "--config", "\(dir)/config.toml", "--socket", sock], log: "\(dir)/2.log")
         defer { second.signal(SIGTERM); _ = second.wait(timeout: 20) }
