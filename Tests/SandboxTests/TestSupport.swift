@@ -80,6 +80,27 @@ final class LiveService: Sendable {
     }
 }
 
+/// A test case with a live pool of its own for each test; after each test, nothing may be left in
+/// the pool's cgroups. Subclasses choose the pool size and configuration.
+class LiveServiceTestCase: XCTestCase {
+    var live: LiveService!
+    var poolSize: Int { 2 }
+    func configure(_ config: inout CodesandConfig) {}
+
+    override func setUp() async throws {
+        try requireRoot()
+        live = try await LiveService(pool: poolSize) { configure(&$0) }
+        await live.waitUntilReady()
+    }
+
+    override func tearDown() async throws {
+        guard let live else { return }
+        defer { live.shutdown() }
+        let leftovers = await live.leftoverPids()
+        XCTAssertEqual(leftovers, [], "processes left in the pool's cgroups")
+    }
+}
+
 /// Processes on the whole host whose command line contains `needle` (like `pgrep -f`).
 func hostProcesses(matching needle: String) -> [pid_t] {
     guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
