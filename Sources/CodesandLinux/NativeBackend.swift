@@ -50,6 +50,9 @@ public final class NativeBackend: SandboxBackend {
         driver.removeStale(keeping: poolSize + 1)
         self.cgroups = try (0...poolSize).map { try driver.slot($0) }
         for (slot, cg) in cgroups.enumerated() { Self.recover(slot: slot, cgroup: cg, logger: logger) }
+        if !Self.hasCapability(24) {  // CAP_SYS_RESOURCE: often withheld from root in containers
+            logger.warning("no CAP_SYS_RESOURCE: sandbox inits cannot exempt themselves from the OOM killer, so a memory bomb may kill an init instead of its program (the run then ends as killed, not oom)")
+        }
         self.sandboxes = Mutex((Array(repeating: nil, count: poolSize), Array(repeating: nil, count: poolSize)))
     }
 
@@ -209,6 +212,14 @@ public final class NativeBackend: SandboxBackend {
         let pid = Array("\(getpid())\n".utf8)
         _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         return fd
+    }
+
+    /// Whether the daemon's effective capability set holds `cap` (its inits inherit that set).
+    static func hasCapability(_ cap: Int) -> Bool {
+        let status = (try? FileIO.read("/proc/self/status")) ?? ""
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let mask = UInt64(line.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) else { return true }
+        return mask & (1 << UInt64(cap)) != 0
     }
 
     /// Sandbox uids must belong to nobody on the host, or a sandbox could touch that user's files.
