@@ -51,7 +51,7 @@ public final class NativeBackend: SandboxBackend {
         self.cgroups = try (0...poolSize).map { try driver.slot($0) }
         for (slot, cg) in cgroups.enumerated() { Self.recover(slot: slot, cgroup: cg, logger: logger) }
         if !Self.hasCapability(24) {  // CAP_SYS_RESOURCE: often withheld from root in containers
-            logger.warning("no CAP_SYS_RESOURCE: sandbox inits cannot exempt themselves from the OOM killer, so a memory bomb may kill an init instead of its program (the run then ends as killed, not oom)")
+            logger.warning("no CAP_SYS_RESOURCE: sandbox inits cannot exempt themselves from the OOM killer, so the OOM killer may pick an init before its program")
         }
         self.sandboxes = Mutex((Array(repeating: nil, count: poolSize), Array(repeating: nil, count: poolSize)))
     }
