@@ -6,6 +6,7 @@
 #include <linux/magic.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -35,3 +36,6 @@ int cs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
     *gid = cred.gid;
     return 0;
 }
+
+// The calling thread's name (its comm in ps and /proc), for threads Foundation does not name.
+int cs_set_thread_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }

@@ -56,8 +56,10 @@ static int bind_readonly(const char *src, const char *dst) {
 // an empty one; overlayfs needs two lower layers without an upper). Not a bind mount: a bind shares
 // the host's inodes, so a lock a snippet takes (flock, fcntl, OFD) on /etc/passwd would block the
 // host's own lockers of that file for the whole run. The overlay has inodes of its own, and its
-// reads still go to the host's files and their page cache. Falls back to a bind where overlayfs is
-// missing (ENODEV) or the path cannot be written in its options (':', ',', '\\').
+// reads still go to the host's files and their page cache. Falls back to a bind where the overlay
+// cannot be mounted (no overlayfs, stacking too deep, a path that cannot be written in its
+// options: ':', ',', '\\'). Mounts below `src` on the host are not in its overlay: the daemon
+// lists them as system directories of their own (SandboxLayout), mounted over it in order.
 static int mount_system_dir(const char *src, const char *dst, const char *empty) {
     char opts[4200];
     const char *parts[] = {"lowerdir=", src, ":", empty, NULL};
@@ -72,7 +74,6 @@ static int mount_system_dir(const char *src, const char *dst, const char *empty)
     }
     opts[o] = 0;
     if (plain && mount("overlay", dst, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) == 0) return make_readonly(dst);
-    if (plain && errno != ENODEV) return -1;
     return bind_readonly(src, dst);
 }
 
@@ -184,11 +185,12 @@ void cs_build_root(const struct cs_sandbox_spec *s) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) cs_fail(CS_STEP_MOUNT_PRIVATE);
     // The root itself: a tiny tmpfs holding only mount points and symlinks; made read-only at the end.
     if (mount_tmpfs(root, "0755", 1 << 20, 4096, 0, 0) < 0) cs_fail(CS_STEP_ROOT_TMPFS);
-    char empty[4096];  // the overlays' empty lower layer, in the root tmpfs (read-only at the end)
-    if (!cs_path_join(empty, sizeof empty, root, "/.empty") || mkdir(empty, 0555) < 0) cs_fail(CS_STEP_BIND_RO);
+    // The overlays' empty lower layer, in the root tmpfs (read-only at the end), named relative to
+    // it: /proc/self/mountinfo inside shows "lowerdir=/usr:.empty", not the host's state directory.
+    if (chdir(root) < 0 || mkdir(".empty", 0555) < 0) cs_fail(CS_STEP_BIND_RO);
     for (int i = 0; s->ro_paths && s->ro_paths[i] && s->ro_paths[i + 1]; i += 2) {
         if (!cs_path_join(path, sizeof path, root, s->ro_paths[i + 1]) || mkdir_p(path, 0755) < 0) cs_fail(CS_STEP_BIND_RO);
-        if (mount_system_dir(s->ro_paths[i], path, empty) < 0) cs_fail(CS_STEP_BIND_RO);
+        if (mount_system_dir(s->ro_paths[i], path, ".empty") < 0) cs_fail(CS_STEP_BIND_RO);
     }
     for (int i = 0; s->links && s->links[i] && s->links[i + 1]; i += 2) {
         char name[256] = "/";

@@ -27,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <linux/netlink.h>
+#include <netinet/in.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -116,16 +117,27 @@ static const struct sock_filter filter[] = {
     // used kernel subsystem: vsock reaches the hypervisor, NETLINK_KOBJECT_UEVENT hears the host's
     // device events, AF_ALG, AF_PACKET, bluetooth, tipc, rds... have had privilege-escalation bugs.
     // EAFNOSUPPORT is what a kernel without the family answers, so programs fall back as usual.
-    // (Domain and protocol are ints: the kernel sees their low 32 bits, as we do.)
+    // Within inet and inet6, only the default protocol, TCP, UDP, ICMP and ICMPv6: the others
+    // (SCTP, MPTCP, UDP-Lite, L2TP, SMC…) are rarely used subsystems that an unprivileged socket()
+    // can even load as modules; they get EPROTONOSUPPORT. (Domain and protocol are ints: the
+    // kernel sees their low 32 bits, as we do.)
     IF_EQ(__NR_socket, 1, 0),
-    IF_EQ(__NR_socketpair, 0, 9),
+    IF_EQ(__NR_socketpair, 0, 17),
     LOAD(ARG_LO(0)),
-    IF_EQ(AF_UNIX, 5, 0),
-    IF_EQ(AF_INET, 4, 0),
-    IF_EQ(AF_INET6, 3, 0),
-    IF_EQ(AF_NETLINK, 0, 3),
+    IF_EQ(AF_UNIX, 13, 0),
+    IF_EQ(AF_INET, 5, 0),
+    IF_EQ(AF_INET6, 4, 0),
+    IF_EQ(AF_NETLINK, 0, 11),
     LOAD(ARG_LO(2)),
-    IF_EQ(NETLINK_ROUTE, 0, 1),
+    IF_EQ(NETLINK_ROUTE, 8, 0),
+    RET(ERRNO(EAFNOSUPPORT)),
+    LOAD(ARG_LO(2)),  // inet, inet6: the protocol
+    IF_EQ(0, 5, 0),
+    IF_EQ(IPPROTO_TCP, 4, 0),
+    IF_EQ(IPPROTO_UDP, 3, 0),
+    IF_EQ(IPPROTO_ICMP, 2, 0),
+    IF_EQ(IPPROTO_ICMPV6, 1, 0),
+    RET(ERRNO(EPROTONOSUPPORT)),
     RET(SECCOMP_RET_ALLOW),
     RET(ERRNO(EAFNOSUPPORT)),
 

@@ -112,6 +112,7 @@ def _codesand_run():
     argv = [a.decode("utf-8", "surrogateescape") for a in data.split(b"\0")]
     path = argv[0]
     sys.argv[:] = argv
+    sys.orig_argv[:] = [sys.executable] + argv  # as `python3 main.py`, not the launcher's
     sys.path[0] = os.path.dirname(path)
     main = type(sys)("__main__")
     main.__file__ = path

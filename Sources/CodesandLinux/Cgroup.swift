@@ -11,9 +11,9 @@ protocol SlotCgroup: Sendable {
     func apply(limits: LimitSet) throws
     /// Zeroes the memory peak counter.
     func resetCounters() throws
-    /// Frees what earlier runs left charged to the (empty) cgroup: page cache of host files they
-    /// read, dentries, inodes. The next run then starts at zero: its peak is its own, and a small
-    /// memory limit is always accepted. Returns the bytes still charged.
+    /// Frees what earlier runs (or a compile stage) left charged to the cgroup: page cache of host
+    /// files they read, dentries, inodes. After a sandbox is gone, the next one starts at zero: its
+    /// peak is its own, and a small memory limit is always accepted. Returns the bytes still charged.
     @discardableResult func reclaim() -> Int64
     /// The OOM-kill count so far (compare before and after a run).
     func oomKills() -> Int64

@@ -99,16 +99,17 @@ struct SlotCgroupV1: SlotCgroup {
         for file in bytes < current ? [limit, memsw] : [memsw, limit] { try FileIO.write(file, "\(bytes)") }
     }
 
-    /// `memory.force_empty` reclaims every page the cgroup is charged for; it needs an empty cgroup.
-    /// A sandbox's own tmpfs pages are freed when its mount namespace goes, a moment after its
-    /// last process: retry briefly while they are still charged.
+    /// `memory.force_empty` reclaims what it can of the cgroup's charges (page cache, dentries;
+    /// not the pages of live tmpfs files or, without swap, of live processes). In an emptied
+    /// cgroup, a sandbox's own tmpfs pages are freed when its mount namespace goes, a moment after
+    /// its last process: retry briefly while they are still charged.
     @discardableResult func reclaim() -> Int64 {
         let usage = { (try? FileIO.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
-        guard isEmpty() else { return usage() }
-        for _ in 0..<20 {
+        let empty = isEmpty()
+        for _ in 0..<(empty ? 20 : 1) {
             try? FileIO.write("\(memory)/memory.force_empty", "0")
             if usage() == 0 { break }
-            usleep(1000)
+            if empty { usleep(1000) }
         }
         return usage()
     }

@@ -70,16 +70,17 @@ struct SlotCgroupV2: SlotCgroup {
         try? FileIO.write("\(dir)/memory.peak", "reset")
     }
 
-    /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (nothing
-    /// of an empty cgroup should be unreclaimable once its tmpfs are gone) stays charged.
+    /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (live
+    /// tmpfs files, live processes' memory without swap) stays charged.
     @discardableResult func reclaim() -> Int64 {
         let usage = { (try? FileIO.readInt("\(dir)/memory.current")) ?? 0 }
-        guard isEmpty(), FileIO.exists("\(dir)/memory.reclaim") else { return usage() }
-        for _ in 0..<20 {
+        guard FileIO.exists("\(dir)/memory.reclaim") else { return usage() }
+        let empty = isEmpty()
+        for _ in 0..<(empty ? 20 : 1) {
             let left = usage()
             if left == 0 { break }
             try? FileIO.write("\(dir)/memory.reclaim", "\(left)")
-            usleep(1000)
+            if empty { usleep(1000) }
         }
         return usage()
     }

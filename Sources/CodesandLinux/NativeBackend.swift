@@ -114,6 +114,7 @@ public final class NativeBackend: SandboxBackend {
                 var supervisor = RunSupervisor(sandbox: sandbox, job: job,
                                                rlimits: (layout.config.fileSizeBytes, layout.config.openFiles), cancelFD: cancelFD)
                 supervisor.streamer = onOutput.map { OutputStreamer(sink: $0) }
+                supervisor.socketLimitBytes = layout.config.socketMemoryBytes
                 let outcome: SandboxOutcome
                 do {
                     outcome = try supervisor.run()

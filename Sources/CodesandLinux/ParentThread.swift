@@ -1,4 +1,5 @@
 import Foundation
+import CSandbox
 
 /// The one thread that starts every sandbox init and zygote, for the daemon's whole life.
 ///
@@ -36,6 +37,7 @@ final class ParentThread: @unchecked Sendable {  // `pending` is guarded by `con
     }
 
     private func serve() -> Never {
+        cs_set_thread_name("codesand-parent")  // Thread.name does not reach the kernel's comm here
         while true {
             condition.lock()
             while pending.isEmpty { condition.wait() }

@@ -15,6 +15,8 @@ struct RunSupervisor {
     let cancelFD: Int32
     /// For `stream` runs: the run stage's output as it arrives.
     var streamer: OutputStreamer? = nil
+    /// TCP bytes the sandbox may queue in all (see SocketQueues): past it, the stage ends as out of memory.
+    var socketLimitBytes: Int64 = .max
 
     var usesPrestart: Bool { job.prestart != nil && job.prestart?.language == sandbox.prestarted }
 
@@ -30,9 +32,22 @@ struct RunSupervisor {
             if let e = pipes.execError { throw execFailure(compile.argv, e) }
             guard stage.succeeded else { return outcome }  // the init ends the sandbox after a failed compile
             do {
-                try sandbox.beginRun(limits: job.limits)
-                // What the compiler left (page cache, object files) is not the run's: its peak
-                // is what it adds. Read before the word, which starts the program.
+                // What the compiler left (page cache, object files) is not the run's: reclaimed,
+                // and the rest (files in the tmpfs) counted out of its peak. Read before the
+                // word, which starts the program.
+                sandbox.cgroup.reclaim()
+                do {
+                    try sandbox.beginRun(limits: job.limits)
+                } catch let e as SystemCallError where e.errno == EBUSY {
+                    // What the compile left (the tmpfs files, unreclaimable without swap) is more
+                    // than the program's memory limit: it cannot start under it. A result, not an error.
+                    let held = sandbox.cgroup.memoryUsage()
+                    sandbox.destroy()
+                    outcome.run = StageOutcome(waitStatus: nil, timedOut: false, oomKilled: true,
+                                               output: OutputCollector(maxBytes: 0, maxLines: 0), wallNs: 0, cpuNs: 0,
+                                               memoryPeakBytes: held)
+                    return outcome
+                }
                 memoryBefore = sandbox.cgroup.memoryUsage()
                 var go = UInt8(CS_GO_RUN)
                 _ = try sys("write", "control pipe") { write(sandbox.control, &go, 1) }
@@ -64,7 +79,7 @@ struct RunSupervisor {
         let cpuLimitNs = UInt64(limits.cpuMs) * 1_000_000
         var output = OutputCollector(maxBytes: Int(limits.outputBytes), maxLines: Int(limits.outputLines))
         var waitStatus: Int32? = nil
-        var statusSeen = false, timedOut = false, killed = false
+        var statusSeen = false, timedOut = false, killed = false, socketsOverLimit = false
         var endNs: UInt64? = nil, killDeadline: UInt64? = nil
         var lastCPUCheck = start
 
@@ -108,7 +123,13 @@ struct RunSupervisor {
             if ready.cancel { killSandbox() }
             if !killed && monotonicNs() >= lastCPUCheck + 50_000_000 {
                 lastCPUCheck = monotonicNs()
-                if cpuUsed() >= cpuLimitNs { timedOut = true; killSandbox() }
+                if cpuUsed() >= cpuLimitNs {
+                    timedOut = true
+                    killSandbox()
+                } else if SocketQueues.estimatedBytes(ofNetnsOf: sandbox.initPID) > min(socketLimitBytes, limits.memoryBytes) {
+                    socketsOverLimit = true
+                    killSandbox()
+                }
             }
         }
         let cpu = cpuUsed()
@@ -116,7 +137,7 @@ struct RunSupervisor {
         // signals: a SIGXCPU it sends itself is a signal (RLIMIT_CPU, the backstop, is set past
         // the cgroup's limit, which is hit first).
         if cpu >= cpuLimitNs { timedOut = true }
-        return StageOutcome(waitStatus: waitStatus, timedOut: timedOut, oomKilled: sandbox.cgroup.oomKills() > oomBefore,
+        return StageOutcome(waitStatus: waitStatus, timedOut: timedOut, oomKilled: socketsOverLimit || sandbox.cgroup.oomKills() > oomBefore,
                             output: output, wallNs: (endNs ?? monotonicNs()) - start, cpuNs: cpu,
                             memoryPeakBytes: max(0, sandbox.cgroup.memoryPeak() - memoryBefore))
     }

@@ -33,7 +33,14 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
         let root = config.stateDir + "/root"
         try FileIO.mkdirs(root, mode: 0o755)
         var ro: [String] = []
-        for path in config.readonlyPaths where FileIO.exists(systemRoot + path) { ro += [systemRoot + path, path] }
+        for path in config.readonlyPaths where FileIO.exists(systemRoot + path) {
+            ro += [systemRoot + path, path]
+            // The host's mounts below it (a separate /usr/local, a mask over part of /etc) are not
+            // in its overlay (sandbox_root.c): each is shown as it is on the host, over it.
+            for below in Self.mountPoints(under: systemRoot + path) {
+                ro += [below, path + below.dropFirst((systemRoot + path).count)]
+            }
+        }
         // Top-level names like /bin: a symlink (merged /usr) stays the same symlink inside;
         // a real directory is bind-mounted read-only instead.
         var linkPairs: [String] = []
@@ -84,6 +91,34 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
 
     /// True when `path` (absolute, inside the sandbox) is an executable file of its system.
     func isExecutable(_ path: String) -> Bool { access(systemRoot + path, X_OK) == 0 }
+
+    /// Mount points strictly below `dir` in the daemon's mount namespace, parents first.
+    static func mountPoints(under dir: String) -> [String] {
+        guard let info = SocketQueues.readAll("/proc/self/mountinfo")?.0 else { return [] }
+        let points = info.split(separator: "\n").compactMap { line -> String? in
+            let fields = line.split(separator: " ", maxSplits: 5)
+            return fields.count > 4 ? unescapeMountPath(fields[4]) : nil
+        }
+        return points.filter { $0.hasPrefix(dir + "/") }.sorted { $0.split(separator: "/").count < $1.split(separator: "/").count }
+    }
+
+    /// mountinfo writes space, tab, newline and backslash in paths as \ooo (three octal digits).
+    static func unescapeMountPath(_ s: Substring) -> String {
+        let bytes = Array(s.utf8)
+        var out: [UInt8] = []
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == UInt8(ascii: "\\"), i + 3 < bytes.count + 1,
+               let v = UInt8(String(decoding: bytes[(i + 1)..<min(i + 4, bytes.count)], as: UTF8.self), radix: 8) {
+                out.append(v)
+                i += 4
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 
     static func freeCArray(_ p: UnsafeMutablePointer<UnsafePointer<CChar>?>) {
         var i = 0

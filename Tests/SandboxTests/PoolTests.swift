@@ -90,7 +90,7 @@ final class PoolTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let name = "codesand-k9-\(getpid())"
-        try "[pool]\nsize = 2\n[sandbox]\ncgroup_name = \"\(name)\"\nstate_dir = \"\(dir)/state\"\nuid_base = 2144000000\n"
+        try "[pool]\nsize = 3\n[sandbox]\ncgroup_name = \"\(name)\"\nstate_dir = \"\(dir)/state\"\nuid_base = 2144000000\n"
             .write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
         let daemon = productsDirectory() + "/codesandd"
         let sock = "\(dir)/s.sock"
@@ -108,7 +108,12 @@ final class PoolTests: XCTestCase {
         for i in 1...2 {
             c.send(#"{"jsonrpc":"2.0","id":\#(i),"method":"run","params":{"language":"bash","code":"setsid sleep 4321 & for i in $(seq 20); do sleep 4323 & done; sleep 4322"}}"# + "\n")
         }
-        XCTAssertTrue(CgroupDetectProbe.wait { hostProcesses(matching: "sleep 4323").count == 40 && hostProcesses(matching: "sleep 4322").count == 2 }, first.log)
+        // And a python3 run: its init is the zygote's clone (CLONE_PARENT), its interpreter a zygote fork.
+        c.send(#"{"jsonrpc":"2.0","id":3,"method":"run","params":{"language":"python3","code":"import subprocess, time\nps = [subprocess.Popen(['sleep', '4325']) for _ in range(5)]\ntime.sleep(4322)"}}"# + "\n")
+        XCTAssertTrue(CgroupDetectProbe.wait {
+            hostProcesses(matching: "sleep 4323").count == 40 && hostProcesses(matching: "sleep 4322").count == 2
+                && hostProcesses(matching: "sleep 4325").count == 5
+        }, first.log)
         first.signal(SIGKILL)
         XCTAssertNotNil(first.wait(timeout: 10))
         // Each init dies with the daemon (PR_SET_PDEATHSIG), and its pid namespace with it; the

@@ -13,7 +13,8 @@ final class SeccompRuleTests: XCTestCase {
     /// What the sandbox must answer: errno per probe (0: allowed, and it works).
     static let expected: [String: Int32] = [
         "socket_vsock": EAFNOSUPPORT, "socket_uevent": EAFNOSUPPORT, "socketpair_vsock": EAFNOSUPPORT,
-        "socket_netlink_route": 0, "socket_inet6": 0,
+        "socket_netlink_route": 0, "socket_inet6": 0, "socketpair_unix": 0, "socket_tcp": 0, "socket_ping": 0,
+        "socket_mptcp": EPROTONOSUPPORT, "socket_udplite6": EPROTONOSUPPORT,
         "clone_newuser": EPERM, "clone3": ENOSYS, "unshare": EPERM, "setns": EPERM,
         "ioctl_tiocsti": EPERM, "personality": EPERM,
         "ptrace_traceme": EPERM, "process_vm_readv": EPERM, "pidfd_getfd": EPERM,
@@ -22,7 +23,7 @@ final class SeccompRuleTests: XCTestCase {
         "adjtimex": EPERM, "name_to_handle_at": EPERM, "set_mempolicy": EPERM,
     ]
     /// Allowed calls: the same answer in and out of the sandbox.
-    static let allowed: Set<String> = ["socket_netlink_route", "socket_inet6"]
+    static let allowed: Set<String> = ["socket_netlink_route", "socket_inet6", "socketpair_unix", "socket_tcp", "socket_ping"]
 
     static func parse(_ text: String) -> [String: Int32] {
         var out: [String: Int32] = [:]
@@ -99,6 +100,7 @@ final class SeccompRuleTests: XCTestCase {
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -134,6 +136,12 @@ int main(void) {
     probe("socketpair_vsock", syscall(SYS_socketpair, AF_VSOCK, SOCK_STREAM, 0, NULL));
     probe("socket_netlink_route", socket(AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE));
     probe("socket_inet6", socket(AF_INET6, SOCK_DGRAM, 0));
+    probe("socket_tcp", socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+    probe("socket_ping", socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) >= 0 || errno == EACCES ? 0 : -1);  // allowed: the kernel decides (ping_group_range)
+    probe("socket_mptcp", socket(AF_INET, SOCK_STREAM, 262));   // IPPROTO_MPTCP
+    probe("socket_udplite6", socket(AF_INET6, SOCK_DGRAM, 136)); // IPPROTO_UDPLITE
+    int pair[2];
+    probe("socketpair_unix", socketpair(AF_UNIX, SOCK_STREAM, 0, pair));
     probe("clone_newuser", syscall(SYS_clone, CLONE_NEWUSER | CLONE_THREAD, 0, 0, 0, 0));
     probe("clone3", syscall(SYS_clone3, NULL, 0));
     probe("unshare", syscall(SYS_unshare, 1));

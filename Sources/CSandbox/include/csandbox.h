@@ -148,6 +148,7 @@ int cs_pipe_cloexec(int fds[2]);
 int cs_is_cgroup2(const char *path);
 /// A non-blocking, close-on-exec eventfd.
 int cs_eventfd(void);
+int cs_set_thread_name(const char *name);
 /// posix_spawn_file_actions_addchdir_np (a GNU extension Swift does not see).
 int cs_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *dir);
 /// posix_spawn_file_actions_addclosefrom_np: close every fd from `from` up in the child.
