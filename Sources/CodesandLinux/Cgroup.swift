@@ -31,6 +31,10 @@ protocol SlotCgroup: Sendable {
     @discardableResult func remove() -> Bool
 }
 
+/// What a reclaimed cgroup may still hold: a few kernel objects of dead processes are not
+/// reclaimable at once, and chasing them to zero costs tens of milliseconds per sandbox.
+let reclaimedEnough: Int64 = 256 << 10
+
 /// Where the slots' cgroups live and how they are made.
 protocol CgroupDriver: Sendable {
     var version: String { get }

@@ -106,10 +106,11 @@ struct SlotCgroupV1: SlotCgroup {
     @discardableResult func reclaim() -> Int64 {
         let usage = { (try? FileIO.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
         let empty = isEmpty()
-        for _ in 0..<(empty ? 20 : 1) {
+        for _ in 0..<(empty ? 5 : 1) {
+            if usage() <= reclaimedEnough { break }
             try? FileIO.write("\(memory)/memory.force_empty", "0")
-            if usage() == 0 { break }
-            if empty { usleep(1000) }
+            if usage() <= reclaimedEnough || !empty { break }
+            usleep(1000)
         }
         return usage()
     }

@@ -76,11 +76,12 @@ struct SlotCgroupV2: SlotCgroup {
         let usage = { (try? FileIO.readInt("\(dir)/memory.current")) ?? 0 }
         guard FileIO.exists("\(dir)/memory.reclaim") else { return usage() }
         let empty = isEmpty()
-        for _ in 0..<(empty ? 20 : 1) {
+        for _ in 0..<(empty ? 5 : 1) {
             let left = usage()
-            if left == 0 { break }
+            if left <= reclaimedEnough { break }
             try? FileIO.write("\(dir)/memory.reclaim", "\(left)")
-            if empty { usleep(1000) }
+            if usage() <= reclaimedEnough || !empty { break }
+            usleep(1000)
         }
         return usage()
     }
