@@ -135,6 +135,18 @@ static void build_proc(const char *root, const char *const *masked) {
     if (!cs_path_join(path, sizeof path, root, "/proc") || mkdir(path, 0555) < 0) cs_fail(CS_STEP_PROC);
     // A procfs of the new pid namespace: only the sandbox's own processes are visible.
     if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) cs_fail(CS_STEP_PROC);
+    // The network namespace's default TCP receive buffer: 16 KiB to start (autotuning still grows
+    // it, to the usual 6 MiB, for connections a program reads). A connection waiting in a backlog
+    // is charged to no cgroup and never grows, so this is what each can hold on the host's account
+    // (programs cannot raise it: seccomp ignores SO_RCVBUF). Before /proc/sys becomes read-only.
+    char rmem[4096];
+    if (!cs_path_join(rmem, sizeof rmem, path, "/sys/net/ipv4/tcp_rmem")) cs_fail(CS_STEP_PROC);
+    int fd = open(rmem, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {  // absent without IPv4
+        const char value[] = "4096 16384 6291456";
+        if (cs_write_all(fd, value, sizeof value - 1) < 0) cs_fail(CS_STEP_PROC);
+        close(fd);
+    }
     for (int i = 0; masked && masked[i]; i++) {
         char dst[4096];
         struct stat st;

@@ -141,6 +141,20 @@ static const struct sock_filter filter[] = {
     RET(SECCOMP_RET_ALLOW),
     RET(ERRNO(EAFNOSUPPORT)),
 
+    // Receive buffer sizes are the sandbox's (its network namespace's tcp_rmem, set by the init):
+    // a socket's own SO_RCVBUF is what a connection waiting in a listener's backlog inherits, and
+    // such a connection is charged to no cgroup, so a larger one would let each hold megabytes on
+    // the host's account. Accepted and ignored (ERRNO(0) is a success that does nothing), as the
+    // kernel itself quietly clamps the value to rmem_max.
+    IF_EQ(__NR_setsockopt, 0, 7),
+    LOAD(ARG_LO(1)),
+    IF_EQ(SOL_SOCKET, 0, 4),
+    LOAD(ARG_LO(2)),
+    IF_EQ(SO_RCVBUF, 1, 0),
+    IF_EQ(SO_RCVBUFFORCE, 0, 1),
+    RET(ERRNO(0)),
+    RET(SECCOMP_RET_ALLOW),
+
     // ioctl TIOCSTI pushes bytes into a terminal's input queue, TIOCLINUX can paste the console
     // selection: either lets a program type commands into a shell that shares its terminal.
     // (The command is an unsigned int: the kernel looks only at the low 32 bits, as we do.)

@@ -14,7 +14,7 @@ final class SeccompRuleTests: XCTestCase {
     static let expected: [String: Int32] = [
         "socket_vsock": EAFNOSUPPORT, "socket_uevent": EAFNOSUPPORT, "socketpair_vsock": EAFNOSUPPORT,
         "socket_netlink_route": 0, "socket_inet6": 0, "socketpair_unix": 0, "socket_tcp": 0, "socket_ping": 0,
-        "socket_mptcp": EPROTONOSUPPORT, "socket_udplite6": EPROTONOSUPPORT,
+        "socket_mptcp": EPROTONOSUPPORT, "socket_udplite6": EPROTONOSUPPORT, "so_rcvbuf_ignored": EPERM,
         "clone_newuser": EPERM, "clone3": ENOSYS, "unshare": EPERM, "setns": EPERM,
         "ioctl_tiocsti": EPERM, "personality": EPERM,
         "ptrace_traceme": EPERM, "process_vm_readv": EPERM, "pidfd_getfd": EPERM,
@@ -140,6 +140,13 @@ int main(void) {
     probe("socket_ping", socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP) >= 0 || errno == EACCES ? 0 : -1);  // allowed: the kernel decides (ping_group_range)
     probe("socket_mptcp", socket(AF_INET, SOCK_STREAM, 262));   // IPPROTO_MPTCP
     probe("socket_udplite6", socket(AF_INET6, SOCK_DGRAM, 136)); // IPPROTO_UDPLITE
+    // SO_RCVBUF is accepted and ignored: the buffer keeps its size ("EPERM" here means: unchanged).
+    int tcp = socket(AF_INET, SOCK_STREAM, 0), big = 1 << 20, got = 0;
+    socklen_t len = sizeof got;
+    long set = setsockopt(tcp, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    getsockopt(tcp, SOL_SOCKET, SO_RCVBUF, &got, &len);
+    errno = EPERM;
+    probe("so_rcvbuf_ignored", set == 0 && got >= big ? 0 : -1);
     int pair[2];
     probe("socketpair_unix", socketpair(AF_UNIX, SOCK_STREAM, 0, pair));
     probe("clone_newuser", syscall(SYS_clone, CLONE_NEWUSER | CLONE_THREAD, 0, 0, 0, 0));
