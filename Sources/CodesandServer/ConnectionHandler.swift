@@ -20,8 +20,13 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
     private var peer = PeerInfo(pid: 0, uid: UInt32.max, gid: UInt32.max)
     /// This connection's requests whose reply is not written yet (ids in the tracker). Event loop only.
     private var inFlight = Set<UInt64>()
-    /// No more requests will come: the client shut down its sending side. Event loop only.
+    /// No more requests will come: the client shut down its sending side, or sent an over-long
+    /// line. Event loop only.
     private var inputEnded = false
+    /// The -32600 reply to an over-long line is not written yet. Event loop only.
+    private var tooLongReplyPending = false
+    /// How long the rest of an over-long line is read (and dropped) before the connection closes anyway.
+    static let tooLongDrainTime = TimeAmount.seconds(5)
     /// Requests in flight on one connection before the daemon stops reading it (backpressure: a
     /// client cannot make the daemon hold unbounded work or replies it does not read).
     static let maxInFlight = 64
@@ -44,12 +49,26 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .tooLong:
+            // Answered at once; the decoder then drops the rest of the line (so a client still
+            // sending it can finish and read this), and the connection closes when that is done
+            // and every earlier request is answered; a line still coming after tooLongDrainTime
+            // is not waited for.
+            let channel = context.channel
             let e = RPCError(.invalidRequest, "Invalid Request: the message is longer than the maximum of this daemon")
-            var buffer = context.channel.allocator.buffer(bytes: RPCEncoder.error(id: nil, e))
+            dispatcher.service.metrics.recordError(code: e.code)
+            var buffer = channel.allocator.buffer(bytes: RPCEncoder.error(id: nil, e))
             buffer.writeInteger(UInt8(ascii: "\n"))
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { [channel = context.channel] _ in
-                channel.close(promise: nil)
+            tooLongReplyPending = true
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
+                self.tooLongReplyPending = false
+                self.closeIfFinished(channel)
             }
+            channel.eventLoop.scheduleTask(in: Self.tooLongDrainTime) {
+                if !self.inputEnded { channel.close(promise: nil) }  // still sending that line: enough
+            }
+        case .tooLongEnded:
+            inputEnded = true
+            closeIfFinished(context.channel)
         case .line(let line):
             let bytes = Array(line.readableBytesView)
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: keep-alive, ignored
@@ -87,7 +106,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
 
     /// After the client's input ended, closes once every request has its reply written.
     private func closeIfFinished(_ channel: Channel) {
-        if inputEnded && inFlight.isEmpty { channel.close(promise: nil) }
+        if inputEnded && inFlight.isEmpty && !tooLongReplyPending { channel.close(promise: nil) }
     }
 
     /// Reads more requests only while this connection has room for them and its client reads replies.

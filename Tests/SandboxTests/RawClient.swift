@@ -44,6 +44,19 @@ final class RawClient {
         }
     }
 
+    /// Sends every byte, blocking as Python's `socket.sendall` does: nil when all were sent, else
+    /// the errno that stopped it (EPIPE, ECONNRESET: the daemon closed while we were sending).
+    func sendAll(_ bytes: [UInt8]) -> Int32? {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return errno }
+            off += n
+        }
+        return nil
+    }
+
     /// Ends our sending side, as `echo … | socat` does after its input.
     func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
 
