@@ -17,6 +17,9 @@ final class RawClient {
             let bytes = Array(path.utf8)
             for (i, b) in bytes.enumerated() where i < raw.count - 1 { raw[i] = b }
         }
+        // connect() to a listener whose backlog is full waits; SO_SNDTIMEO bounds that wait (and each send's).
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         // The socket file appears at bind(), a moment before listen(): retry a refused connect briefly.
         var rc: Int32 = -1
         for _ in 0..<100 {
@@ -26,8 +29,7 @@ final class RawClient {
             if rc == 0 || errno != ECONNREFUSED { break }
             usleep(20_000)
         }
-        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .ECONNREFUSED) }  // deinit closes fd
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 

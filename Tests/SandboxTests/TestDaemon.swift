@@ -55,15 +55,35 @@ final class TestDaemon {
     /// Open file descriptors of the daemon.
     var openFDs: Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1 }
 
+    /// The lowest fd number the daemon has free: the next one the kernel would give it.
+    var lowestFreeFD: Int {
+        let used = Set(((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []).compactMap { Int($0) })
+        return (0...).first { !used.contains($0) }!
+    }
+
+    /// The daemon's hard RLIMIT_NOFILE (/proc/PID/limits, "Max open files").
+    var hardFileLimit: String {
+        let text = procFile("/proc/\(pid)/limits")
+        let line = text.split(separator: "\n").first { $0.hasPrefix("Max open files") } ?? ""
+        return line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).first.map(String.init) ?? "unlimited"
+    }
+
     /// CPU time the daemon has used so far (user + system), in seconds.
     var cpuSeconds: Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return -1 }
+        let stat = procFile("/proc/\(pid)/stat")
+        guard let close = stat.lastIndex(of: ")") else { return -1 }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         // After "pid (comm)": state is field 3, utime 14 and stime 15 (1-based in proc(5)).
         let ticks = (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)
         return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
+}
+
+/// A /proc file's text (its size is 0 to stat: read to the end, not by size).
+func procFile(_ path: String) -> String {
+    guard let h = FileHandle(forReadingAtPath: path) else { return "" }
+    defer { try? h.close() }
+    return String(decoding: (try? h.readToEnd()) ?? Data(), as: UTF8.self)
 }
 
 /// A `run` request line for python3.
