@@ -85,7 +85,8 @@ let package = Package(
             "CodesandServer", "CodesandClient",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
-        ]),
+            .product(name: "Logging", package: "swift-log"),
+        ], exclude: ["FuzzCorpus"]),  // read from the source tree by FuzzTests
         // The IRC bot against a real ngircd and a real daemon (as root), the C client's test program.
         .testTarget(name: "IRCBotTests", dependencies: [
             "CodesandIRCBot", "CodesandClient", "CodesandProtocol", "CCodesand",

@@ -81,6 +81,9 @@ public struct CodesandConfig: Sendable {
     public var socketGroup: String
     public var socketMode: UInt32
     public var maxMessageBytes: Int
+    /// Client connections served at once (rpc.max_connections), and from one uid (…_per_uid).
+    public var maxConnections: Int
+    public var maxConnectionsPerUID: Int
     public var defaultLimits: LimitSet
     public var maxLimits: LimitSet
     public var poolSize: Int

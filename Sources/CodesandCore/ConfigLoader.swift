@@ -92,6 +92,8 @@ public enum ConfigLoader {
         return CodesandConfig(
             socketPath: try socket.path("path"), socketGroup: try socket.string("group"), socketMode: mode,
             maxMessageBytes: Int(try rpc.int("max_message_bytes", min: 256, max: 1 << 30)),
+            maxConnections: Int(try rpc.int("max_connections", min: 1, max: 1 << 20)),
+            maxConnectionsPerUID: Int(try rpc.int("max_connections_per_uid", min: 1, max: 1 << 20)),
             defaultLimits: defaults, maxLimits: maxima, poolSize: poolSize,
             queueMax: Int(try queue.int("max", min: 0, max: 1_000_000)),
             queueMaxWaitMs: try queue.int("max_wait_ms", min: 0, max: 3_600_000),

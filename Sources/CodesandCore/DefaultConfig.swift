@@ -12,6 +12,9 @@ mode = "0660"                          # the socket's permission bits, octal
 
 [rpc]
 max_message_bytes = 1048576            # longest request line; a longer one gets -32600 and the connection closes
+max_connections = 256                  # client connections at once; one more gets -32004 and is closed
+                                       # (lowered at start if the open-file limit leaves too few fds)
+max_connections_per_uid = 64           # client connections at once from one uid (SO_PEERCRED); more: -32004
 
 [limits.default]                       # what a run gets when its request names no limit
 wall_ms = 5000                         # wall-clock time from the program's start

@@ -57,6 +57,11 @@ public final class RunService: Sendable {
             if new.socketPath != old.socketPath || new.socketGroup != old.socketGroup || new.socketMode != old.socketMode {
                 kept.append("socket")
             }
+            // The socket's server reads these once, at start.
+            if new.maxMessageBytes != old.maxMessageBytes || new.maxConnections != old.maxConnections
+                || new.maxConnectionsPerUID != old.maxConnectionsPerUID {
+                kept.append("rpc")
+            }
             s = (next, languages, generation)
             pool.planner.update(specs: Self.prestartSpecs(next, languages))
             return kept

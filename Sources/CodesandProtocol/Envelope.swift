@@ -1,38 +1,3 @@
-import Foundation
-
-/// A JSON-RPC request id: a string or a number, echoed back unchanged. `nil` means a notification.
-public enum RPCID: Hashable, Sendable, Codable {
-    case string(String)
-    case int(Int64)
-    case double(Double)
-
-    init?(_ value: JSONValue) {
-        switch value {
-        case .string(let s): self = .string(s)
-        case .int(let i): self = .int(i)
-        case .double(let d): self = .double(d)
-        default: return nil
-        }
-    }
-
-    public init(from decoder: Decoder) throws {
-        let v = try JSONValue(from: decoder)
-        guard let id = RPCID(v) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "id must be a string or number"))
-        }
-        self = id
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .string(let s): try c.encode(s)
-        case .int(let i): try c.encode(i)
-        case .double(let d): try c.encode(d)
-        }
-    }
-}
-
 /// A request as received: the method and its raw params. `id == nil` is a notification.
 public struct RPCRequest: Sendable {
     public var id: RPCID?
@@ -63,43 +28,70 @@ public enum RPCParser {
     /// The most requests one batch may hold.
     public static let maxBatch = 64
 
-    /// Parses one framed line (without its `\n`).
+    /// Parses one framed line (without its `\n`): linear in its length (JSONParser).
     public static func parse(_ bytes: some Collection<UInt8>) -> RPCMessage {
-        let data = Data(bytes)
-        let value: JSONValue
-        do {
-            value = try JSONDecoder().decode(JSONValue.self, from: data)
+        do throws(JSONParseError) {
+            return try JSONParser.withParser(Array(bytes)) { (p: inout JSONParser) throws(JSONParseError) -> RPCMessage in
+                let message: RPCMessage
+                if p.peek() == UInt8(ascii: "[") {
+                    var items: [RPCIncoming] = []
+                    try p.array(depth: 0) { (p: inout JSONParser) throws(JSONParseError) in items.append(try incoming(&p, depth: 1)) }
+                    if items.isEmpty {
+                        message = .single(.invalid(id: nil, RPCError(.invalidRequest, "Invalid Request: empty batch")))
+                    } else if items.count > maxBatch {
+                        message = .single(.invalid(id: nil, RPCError(.invalidRequest, "Invalid Request: a batch holds at most \(maxBatch) requests")))
+                    } else {
+                        message = .batch(items)
+                    }
+                } else {
+                    message = .single(try incoming(&p, depth: 0))
+                }
+                try p.end()
+                return message
+            }
         } catch {
-            return .parseError(RPCError(.parseError, "Parse error: the message is not valid UTF-8 JSON"))
-        }
-        switch value {
-        case .array(let items):
-            if items.isEmpty {
-                return .single(.invalid(id: nil, RPCError(.invalidRequest, "Invalid Request: empty batch")))
+            switch error {
+            case .syntax(let offset, let expected):
+                return .parseError(RPCError(.parseError, "Parse error: the message is not valid UTF-8 JSON (at byte \(offset): expected \(expected))"))
+            case .tooDeep:
+                return .single(.invalid(id: nil, RPCError(.invalidRequest,
+                    "Invalid Request: arrays and objects are nested deeper than \(JSONParser.maxDepth) levels")))
+            case .duplicateKey(let key):
+                return .single(.invalid(id: nil, RPCError(.invalidRequest,
+                    "Invalid Request: an object has the member \(JSONText.quoted(String(key.prefix(64)))) twice")))
             }
-            if items.count > maxBatch {
-                return .single(.invalid(id: nil, RPCError(.invalidRequest, "Invalid Request: a batch holds at most \(maxBatch) requests")))
-            }
-            return .batch(items.map(parseOne))
-        default:
-            return .single(parseOne(value))
         }
     }
 
-    static func parseOne(_ value: JSONValue) -> RPCIncoming {
-        guard case .object(let obj) = value else {
+    /// One request of the message. A numeric id keeps its text (RPCID.number).
+    static func incoming(_ p: inout JSONParser, depth: Int) throws(JSONParseError) -> RPCIncoming {
+        guard p.peek() == UInt8(ascii: "{") else {
+            let value = try p.value(depth: depth)
             return .invalid(id: nil, RPCError(.invalidRequest, "Invalid Request: expected an object, got \(value.typeName)"))
         }
+        var members: [String: JSONValue] = [:]
+        var numericID: RPCID? = nil
+        try p.object(depth: depth) { (p: inout JSONParser, key: String) throws(JSONParseError) in
+            if key == "id", let c = p.peek(), c == UInt8(ascii: "-") || (0x30...0x39).contains(c) {
+                let text = try p.numberText()
+                numericID = RPCID(numberText: text)
+                members[key] = JSONParser.number(text)
+            } else {
+                members[key] = try p.value(depth: depth + 1)
+            }
+        }
+        return request(members, numericID: numericID)
+    }
+
+    static func request(_ obj: [String: JSONValue], numericID: RPCID?) -> RPCIncoming {
         var id: RPCID? = nil
         var hasNullID = false
-        if let rawID = obj["id"] {
-            if rawID == .null {
-                hasNullID = true
-            } else if let parsed = RPCID(rawID) {
-                id = parsed
-            } else {
-                return .invalid(id: nil, RPCError(.invalidRequest, "Invalid Request: id must be a string or a number"))
-            }
+        switch obj["id"] {
+        case nil: break
+        case .null?: hasNullID = true
+        case .string(let s)?: id = .string(s)
+        case .int?, .double?: id = numericID
+        default: return .invalid(id: nil, RPCError(.invalidRequest, "Invalid Request: id must be a string or a number"))
         }
         guard obj["jsonrpc"] == .string("2.0") else {
             return .invalid(id: id, RPCError(.invalidRequest, "Invalid Request: \"jsonrpc\" must be \"2.0\""))
@@ -114,70 +106,5 @@ public enum RPCParser {
             return .invalid(id: id, RPCError(.invalidRequest, "Invalid Request: \"params\" must be an object or an array"))
         }
         return .request(RPCRequest(id: id, hasNullID: hasNullID, method: method, params: params))
-    }
-}
-
-/// Encodes responses and requests as single lines ending in `\n`.
-public enum RPCEncoder {
-    struct Response<R: Encodable>: Encodable {
-        let jsonrpc = "2.0"
-        let id: RPCID?
-        let result: R?
-        let error: RPCError?
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: Keys.self)
-            try c.encode(jsonrpc, forKey: .jsonrpc)
-            if let id { try c.encode(id, forKey: .id) } else { try c.encodeNil(forKey: .id) }
-            if let error { try c.encode(error, forKey: .error) } else { try c.encode(result, forKey: .result) }
-        }
-        enum Keys: String, CodingKey { case jsonrpc, id, result, error }
-    }
-
-    struct Request<P: Encodable>: Encodable {
-        let jsonrpc = "2.0"
-        let id: RPCID?
-        let method: String
-        let params: P?
-    }
-
-    static func makeEncoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }
-
-    public static func result(id: RPCID?, _ result: some Encodable) throws -> Data {
-        try makeEncoder().encode(Response(id: id, result: result, error: nil))
-    }
-
-    public static func error(id: RPCID?, _ error: RPCError) -> Data {
-        // Encoding an RPCError cannot fail.
-        (try? makeEncoder().encode(Response<JSONValue>(id: id, result: nil, error: error))) ?? Data()
-    }
-
-    public static func request(id: RPCID?, method: String, params: (some Encodable)?) throws -> Data {
-        try makeEncoder().encode(Request(id: id, method: method, params: params))
-    }
-
-    struct Notification<P: Encodable>: Encodable {
-        let jsonrpc = "2.0"
-        let method: String
-        let params: P
-    }
-
-    /// A notification from the daemon (no id), e.g. `run.output`.
-    public static func notification(method: String, params: some Encodable) -> Data {
-        (try? makeEncoder().encode(Notification(method: method, params: params))) ?? Data()
-    }
-
-    /// A batch reply: the given encoded responses joined into one JSON array.
-    public static func batch(_ responses: [Data]) -> Data {
-        var out = Data("[".utf8)
-        for (i, r) in responses.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(r)
-        }
-        out.append(UInt8(ascii: "]"))
-        return out
     }
 }

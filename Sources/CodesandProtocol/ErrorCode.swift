@@ -8,6 +8,7 @@ public enum RPCErrorCode: Int, Sendable, CaseIterable {
     case unknownLanguage = -32001
     case busy = -32002
     case shuttingDown = -32003
+    case tooManyConnections = -32004
 }
 
 /// The `error` member of a JSON-RPC response.

@@ -7,8 +7,9 @@ public struct ParamReader {
 
     public init(_ params: JSONValue?, path: String = "params") throws(RPCError) {
         switch params {
-        case nil, .array([])?: self.object = [:]  // no params, by name or by position
+        case nil: self.object = [:]
         case .object(let o)?: self.object = o
+        // Every method takes its params by name: an array, even an empty one, is refused (protocol.md).
         case let other?:
             throw .invalidParams("\(path) must be an object (by-name params), got \(other.typeName)")
         }
@@ -24,7 +25,9 @@ public struct ParamReader {
 
     public func rejectUnknown(allowed: Set<String>) throws(RPCError) {
         if let extra = object.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw .invalidParams("\(name(extra)) is not a known field (known: \(allowed.sorted().joined(separator: ", ")))")
+            // The name is the client's: cut, so a MiB-long name does not come back as a MiB-long error.
+            let shown = extra.count > 64 ? extra.prefix(64) + "…" : extra
+            throw .invalidParams("\(name(shown)) is not a known field (known: \(allowed.sorted().joined(separator: ", ")))")
         }
     }
 
@@ -56,7 +59,12 @@ public struct ParamReader {
         case .int(let i)? where i > 0: return i
         case .double(let d)? where d > 0 && d == d.rounded() && d < 9e18: return Int64(d)
         case let v?:
-            let got = v.typeName == "a number" ? "\(v)" : v.typeName
+            let got: String
+            switch v {
+            case .int(let i): got = "\(i)"
+            case .double(let d): got = "\(d)"
+            default: got = v.typeName
+            }
             throw .invalidParams("\(name(key)) must be a positive integer, got \(got)")
         }
     }

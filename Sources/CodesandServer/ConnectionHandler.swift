@@ -2,13 +2,15 @@ import CodesandCore
 import CodesandProtocol
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// One client connection: each line is dispatched concurrently, replies are written as they are
 /// ready (any order, matched by id). When the client goes away its runs are cancelled, which kills
 /// their sandboxes.
-final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // state is event-loop confined or locked
+///
+/// A request counts as done only once its reply has been written and flushed (or the write failed):
+/// a client that shut down its sending side is closed after its last reply, never before it.
+final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // mutable state: event loop only
     typealias InboundIn = LineFrame
     typealias OutboundOut = ByteBuffer
 
@@ -16,10 +18,15 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
     private let tracker: RequestTracker
     private let logger: Logger
     private var peer = PeerInfo(pid: 0, uid: UInt32.max, gid: UInt32.max)
-    /// This connection's requests in flight (ids in the tracker).
-    private let mine = NIOLockedValueBox(Set<UInt64>())
-    /// The client shut down its sending side: close once every reply is written.
-    private let inputClosed = NIOLockedValueBox(false)
+    /// This connection's requests whose reply is not written yet (ids in the tracker). Event loop only.
+    private var inFlight = Set<UInt64>()
+    /// No more requests will come: the client shut down its sending side, or sent an over-long
+    /// line. Event loop only.
+    private var inputEnded = false
+    /// The -32600 reply to an over-long line is not written yet. Event loop only.
+    private var tooLongReplyPending = false
+    /// How long the rest of an over-long line is read (and dropped) before the connection closes anyway.
+    static let tooLongDrainTime = TimeAmount.seconds(5)
     /// Requests in flight on one connection before the daemon stops reading it (backpressure: a
     /// client cannot make the daemon hold unbounded work or replies it does not read).
     static let maxInFlight = 64
@@ -42,38 +49,69 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .tooLong:
+            // Answered at once; the decoder then drops the rest of the line (so a client still
+            // sending it can finish and read this), and the connection closes when that is done
+            // and every earlier request is answered; a line still coming after tooLongDrainTime
+            // is not waited for.
+            let channel = context.channel
             let e = RPCError(.invalidRequest, "Invalid Request: the message is longer than the maximum of this daemon")
-            var buffer = context.channel.allocator.buffer(bytes: RPCEncoder.error(id: nil, e))
+            dispatcher.service.metrics.recordError(code: e.code)
+            var buffer = channel.allocator.buffer(bytes: RPCEncoder.error(id: nil, e))
             buffer.writeInteger(UInt8(ascii: "\n"))
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { [channel = context.channel] _ in
-                channel.close(promise: nil)
+            tooLongReplyPending = true
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in
+                self.tooLongReplyPending = false
+                self.closeIfFinished(channel)
             }
+            channel.eventLoop.scheduleTask(in: Self.tooLongDrainTime) {
+                if !self.inputEnded { channel.close(promise: nil) }  // still sending that line: enough
+            }
+        case .tooLongEnded:
+            inputEnded = true
+            closeIfFinished(context.channel)
         case .line(let line):
             let bytes = Array(line.readableBytesView)
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: keep-alive, ignored
             let channel = context.channel
             let peer = self.peer
             // Registered even while stopping: the dispatcher then answers -32003 with the request's id.
-            tracker.begin { [dispatcher, tracker, mine] id in
-                mine.withLockedValue { _ = $0.insert(id) }
+            tracker.begin { [dispatcher] id in
+                inFlight.insert(id)
                 return Task {
-                    defer {
-                        mine.withLockedValue { _ = $0.remove(id) }
-                        tracker.end(id)
-                    }
                     let reply = await dispatcher.handle(line: bytes, peer: peer) { note in self.write(note, to: channel) }
-                    mine.withLockedValue { _ = $0.remove(id) }
-                    self.write(reply, to: channel)
-                    channel.eventLoop.execute { self.updateReading(channel) }
+                    channel.eventLoop.execute { self.finish(id, reply: reply, channel: channel) }
                 }
             }
             updateReading(channel)
         }
     }
 
+    /// On the event loop: writes the reply (nil: none, for notifications), and once it is flushed
+    /// (or cannot be) the request is done.
+    private func finish(_ id: UInt64, reply: Data?, channel: Channel) {
+        guard let reply else { return done(id, channel: channel) }
+        var buffer = channel.allocator.buffer(capacity: reply.count + 1)
+        buffer.writeBytes(reply)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        channel.writeAndFlush(buffer).whenComplete { _ in self.done(id, channel: channel) }
+    }
+
+    /// On the event loop: the request's reply has left (or the connection is gone).
+    private func done(_ id: UInt64, channel: Channel) {
+        inFlight.remove(id)
+        tracker.end(id)
+        updateReading(channel)
+        closeIfFinished(channel)
+    }
+
+    /// After the client's input ended, closes once every request has its reply written.
+    private func closeIfFinished(_ channel: Channel) {
+        if inputEnded && inFlight.isEmpty && !tooLongReplyPending { channel.close(promise: nil) }
+    }
+
     /// Reads more requests only while this connection has room for them and its client reads replies.
     private func updateReading(_ channel: Channel) {
-        let room = mine.withLockedValue { $0.count } < Self.maxInFlight
+        let room = inFlight.count < Self.maxInFlight
         channel.setOption(ChannelOptions.autoRead, value: room && channel.isWritable).whenComplete { _ in }
     }
 
@@ -82,22 +120,19 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
         context.fireChannelWritabilityChanged()
     }
 
-    /// Writes a reply (nil: nothing, for notifications); closes after the last one once the client's input ended.
-    private func write(_ reply: Data?, to channel: Channel) {
-        let closeAfter: @Sendable () -> Void = { [mine, inputClosed] in
-            if inputClosed.withLockedValue({ $0 }) && mine.withLockedValue({ $0.isEmpty }) { channel.close(promise: nil) }
-        }
-        guard let reply else { return channel.eventLoop.execute(closeAfter) }
-        var buffer = channel.allocator.buffer(capacity: reply.count + 1)
-        buffer.writeBytes(reply)
+    /// A notification line (`run.output`), from any thread; NIO queues it on the event loop before
+    /// the reply that follows it.
+    private func write(_ note: Data, to channel: Channel) {
+        var buffer = channel.allocator.buffer(capacity: note.count + 1)
+        buffer.writeBytes(note)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        channel.writeAndFlush(buffer).whenComplete { _ in closeAfter() }
+        channel.writeAndFlush(buffer, promise: nil)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let e = event as? ChannelEvent, e == .inputClosed {
-            inputClosed.withLockedValue { $0 = true }
-            if mine.withLockedValue({ $0.isEmpty }) { context.close(promise: nil) }
+            inputEnded = true
+            closeIfFinished(context.channel)
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -105,7 +140,7 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
 
     func channelInactive(context: ChannelHandlerContext) {
         // The client is gone: nobody can read these results; stop the runs and free their sandboxes.
-        let running = mine.withLockedValue { $0 }
+        let running = inFlight
         if !running.isEmpty {
             logger.info("client disconnected with requests in flight; cancelling", metadata: [
                 "peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)", "requests": "\(running.count)"])
@@ -125,41 +160,4 @@ struct PeerCredentials {
     var pid: Int32
     var uid: UInt32
     var gid: UInt32
-}
-
-/// The requests in flight across all connections, so shutdown can wait for them or stop them.
-public final class RequestTracker: Sendable {
-    private struct State {
-        var tasks: [UInt64: Task<Void, Never>] = [:]
-        var nextID: UInt64 = 0
-        var stopping = false
-    }
-
-    private let state = NIOLockedValueBox(State())
-
-    public init() {}
-
-    /// Registers the task `start` makes for a new request.
-    func begin(_ start: (UInt64) -> Task<Void, Never>) {
-        state.withLockedValue { s in
-            s.nextID += 1
-            s.tasks[s.nextID] = start(s.nextID)
-        }
-    }
-
-    func end(_ id: UInt64) { _ = state.withLockedValue { $0.tasks.removeValue(forKey: id) } }
-
-    func cancel(_ ids: Set<UInt64>) {
-        let tasks = state.withLockedValue { s in ids.compactMap { s.tasks[$0] } }
-        for t in tasks { t.cancel() }
-    }
-
-    /// Cancels every request in flight: their runs are killed and answered.
-    public func cancelAll() {
-        for t in state.withLockedValue({ Array($0.tasks.values) }) { t.cancel() }
-    }
-
-    public var inFlight: Int { state.withLockedValue { $0.tasks.count } }
-    public var isStopping: Bool { state.withLockedValue { $0.stopping } }
-    public func stop() { state.withLockedValue { $0.stopping = true } }
 }

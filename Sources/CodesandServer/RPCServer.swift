@@ -1,6 +1,7 @@
 import CodesandCore
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -9,29 +10,48 @@ import Glibc
 #endif
 
 /// The daemon's listening socket: binds (or adopts a systemd-passed fd), sets group and mode,
-/// and gives each connection a framing decoder and a ConnectionHandler.
+/// and gives each connection a gate (the connection limits), a framing decoder and a
+/// ConnectionHandler.
 public final class RPCServer: Sendable {
     public let dispatcher: Dispatcher
     public let tracker: RequestTracker
     let maxMessageBytes: Int
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
+    public let connectionLimits: ConnectionLimits
+    let connections: NIOLockedValueBox<ConnectionCounts>
 
-    public init(dispatcher: Dispatcher, tracker: RequestTracker, maxMessageBytes: Int, logger: Logger) {
+    public init(dispatcher: Dispatcher, tracker: RequestTracker, maxMessageBytes: Int,
+                connectionLimits: ConnectionLimits = ConnectionLimits(total: 256, perUID: 64), logger: Logger) {
         self.dispatcher = dispatcher
         self.tracker = tracker
         self.maxMessageBytes = maxMessageBytes
+        self.connectionLimits = connectionLimits
+        self.connections = NIOLockedValueBox(ConnectionCounts(limits: connectionLimits))
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     }
 
+    /// Connections being served now.
+    public var connectionCount: Int { connections.withLockedValue { $0.total } }
+
     private func bootstrap() -> ServerBootstrap {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
+            // accept() failing with EMFILE/ENFILE (no fd left) leaves the listening socket readable:
+            // without a pause before the next try, the event loop spins at 100% CPU. This bootstrap
+            // API does not add NIO's back-off handler by itself (only the async one does).
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(backoffProvider: { _ in .milliseconds(200) }))
+                }
+            }
             // A client that shuts down its sending side (`echo … | socat`) still gets its replies.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { [dispatcher, tracker, maxMessageBytes, logger] channel in
+            .childChannelInitializer { [dispatcher, tracker, maxMessageBytes, logger, connections] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ConnectionGate(counts: connections, metrics: dispatcher.service.metrics, logger: logger))
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLength: maxMessageBytes)))
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(dispatcher: dispatcher, tracker: tracker, logger: logger))

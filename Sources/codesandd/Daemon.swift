@@ -46,6 +46,7 @@ struct Daemon: AsyncParsableCommand {
         }
         umask(0o022)
         let logger = Self.bootstrapLogging(level: cfg.logLevel)
+        let fileLimit = FileLimit.raiseSoftLimit(logger: logger)
         let notify = SystemdNotify()
         let backend: NativeBackend
         do {
@@ -62,7 +63,12 @@ struct Daemon: AsyncParsableCommand {
         let dispatcher = Dispatcher(service: service, isShuttingDown: { tracker.isStopping }, reload: {
             try await self.reload(service, backend: backend, logger: logger, notify: notify)
         })
-        let server = RPCServer(dispatcher: dispatcher, tracker: tracker, maxMessageBytes: cfg.maxMessageBytes, logger: logger)
+        // Counted once the backend, its zygotes and the languages' probes hold what they keep.
+        let limits = FileLimit.connectionLimits(
+            configured: ConnectionLimits(total: cfg.maxConnections, perUID: cfg.maxConnectionsPerUID),
+            fileLimit: fileLimit, openNow: FileLimit.openCount(), poolSize: cfg.poolSize, logger: logger)
+        let server = RPCServer(dispatcher: dispatcher, tracker: tracker, maxMessageBytes: cfg.maxMessageBytes,
+                               connectionLimits: limits, logger: logger)
         let signals = Signals.stream()
 
         let channel: Channel
@@ -81,6 +87,7 @@ struct Daemon: AsyncParsableCommand {
             throw ExitCode(1)
         }
         logger.info("ready", metadata: ["cgroup": "\(backend.cgroupVersion)", "pool_size": "\(cfg.poolSize)",
+                                        "max_connections": "\(limits.total)", "open_file_limit": "\(fileLimit)",
                                         "languages": "\(languages.names.joined(separator: ","))"])
         notify.send("READY=1\nSTATUS=serving: pool of \(cfg.poolSize), \(languages.names.count) languages")
         let watchdog = notify.runWatchdog { service.status().slots[SlotState.broken.rawValue] != cfg.poolSize }

@@ -16,6 +16,37 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertEqual(try request(#"{"jsonrpc":"2.0","id":-7,"method":"run"}"#).id, .int(-7))
     }
 
+    func test_numeric_ids_keep_their_text_in_the_reply() throws {
+        for text in ["12345678901234567890", "-0", "1.50", "2E+3", "42"] {
+            let id = try XCTUnwrap(try request(#"{"jsonrpc":"2.0","id":\#(text),"method":"status"}"#).id)
+            XCTAssertEqual(id.json, text)
+            let reply = String(decoding: RPCEncoder.error(id: id, RPCError(.methodNotFound, "x")), as: UTF8.self)
+            XCTAssertTrue(reply.hasSuffix(#","id":\#(text),"jsonrpc":"2.0"}"#), reply)
+            XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(reply.utf8)))
+        }
+        XCTAssertEqual(try request(#"{"jsonrpc":"2.0","id":42,"method":"run"}"#).id, .int(42))
+        let s = String(decoding: try RPCEncoder.result(id: .string("a\"/b"), ["x": 1]), as: UTF8.self)
+        XCTAssertEqual(s, #"{"id":"a\"/b","jsonrpc":"2.0","result":{"x":1}}"#)
+    }
+
+    func test_too_deep_and_repeated_members_are_invalid_requests_with_a_null_id() {
+        let deep = #"{"jsonrpc":"2.0","id":1,"method":"status","params":"# + String(repeating: "[", count: 64) + String(repeating: "]", count: 64) + "}"
+        guard case .single(.invalid(nil, let e1)) = parse(deep) else { return XCTFail() }
+        XCTAssertEqual(e1.code, -32600)
+        XCTAssertTrue(e1.message.contains("64"), e1.message)
+        guard case .single(.invalid(nil, let e2)) = parse(#"{"jsonrpc":"2.0","id":1,"id":2,"method":"status"}"#) else { return XCTFail() }
+        XCTAssertEqual(e2.code, -32600)
+        XCTAssertTrue(e2.message.contains(#""id""#), e2.message)
+        // 64 levels in all are within the limit.
+        let ok = #"{"jsonrpc":"2.0","id":1,"method":"status","params":{"x":"# + String(repeating: "[", count: 62) + String(repeating: "]", count: 62) + "}}"
+        guard case .single(.request) = parse(ok) else { return XCTFail() }
+    }
+
+    func test_a_parse_error_says_where() {
+        guard case .parseError(let e) = parse(#"{"jsonrpc":"2.0","id":1,}"#) else { return XCTFail() }
+        XCTAssertTrue(e.message.contains("at byte 24"), e.message)
+    }
+
     func test_missing_id_is_a_notification_and_null_id_is_not() throws {
         XCTAssertTrue(try request(#"{"jsonrpc":"2.0","method":"status"}"#).isNotification)
         let nullID = try request(#"{"jsonrpc":"2.0","id":null,"method":"status"}"#)

@@ -47,6 +47,7 @@ final class RunParamsTests: XCTestCase {
 
     func test_positional_params_are_rejected() throws {
         XCTAssertEqual(try XCTUnwrap(error(#"["python3","print(1)"]"#)).code, -32602)
+        XCTAssertEqual(try XCTUnwrap(error("[]")).code, -32602, "empty is still by position")
     }
 
     func test_result_always_has_exit_code_and_signal_keys() throws {

@@ -16,6 +16,7 @@ final class LineFrameDecoderTests: XCTestCase {
             switch frame {
             case .line(let b): out.append(String(buffer: b))
             case .tooLong: out.append("<too long>")
+            case .tooLongEnded: out.append("<end of the too long line>")
             }
         }
         return out
@@ -37,18 +38,33 @@ final class LineFrameDecoderTests: XCTestCase {
         XCTAssertEqual(try lines(ch), ["three"])
     }
 
-    func test_an_over_long_line_is_reported_once_and_the_rest_dropped() throws {
+    func test_an_over_long_line_is_reported_once_its_rest_dropped_to_its_newline_and_then_everything() throws {
         let ch = try channel(max: 8)
         try ch.writeInbound(ByteBuffer(string: "ok\n" + String(repeating: "x", count: 20)))
         XCTAssertEqual(try lines(ch), ["ok", "<too long>"])
+        try ch.writeInbound(ByteBuffer(string: String(repeating: "x", count: 100)))
+        XCTAssertEqual(try lines(ch), [])
         try ch.writeInbound(ByteBuffer(string: "xx\nnext\n"))
+        XCTAssertEqual(try lines(ch), ["<end of the too long line>"])
+        try ch.writeInbound(ByteBuffer(string: "more\n"))
         XCTAssertEqual(try lines(ch), [])
     }
 
     func test_an_over_long_line_with_its_newline_in_the_same_read() throws {
         let ch = try channel(max: 8)
-        try ch.writeInbound(ByteBuffer(string: String(repeating: "y", count: 9) + "\n"))
+        try ch.writeInbound(ByteBuffer(string: String(repeating: "y", count: 9) + "\nnext\n"))
+        XCTAssertEqual(try lines(ch), ["<too long>", "<end of the too long line>"])
+    }
+
+    func test_the_rest_of_an_over_long_line_is_dropped_up_to_max_discard_bytes() throws {
+        let ch = EmbeddedChannel()
+        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLength: 8, maxDiscard: 50)))
+        try ch.writeInbound(ByteBuffer(string: String(repeating: "z", count: 20)))
         XCTAssertEqual(try lines(ch), ["<too long>"])
+        try ch.writeInbound(ByteBuffer(string: String(repeating: "z", count: 49)))
+        XCTAssertEqual(try lines(ch), [])
+        try ch.writeInbound(ByteBuffer(string: "z"))
+        XCTAssertEqual(try lines(ch), ["<end of the too long line>"])
     }
 
     func test_a_last_line_without_newline_counts_when_the_input_ends() throws {

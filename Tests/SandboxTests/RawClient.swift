@@ -17,6 +17,9 @@ final class RawClient {
             let bytes = Array(path.utf8)
             for (i, b) in bytes.enumerated() where i < raw.count - 1 { raw[i] = b }
         }
+        // connect() to a listener whose backlog is full waits; SO_SNDTIMEO bounds that wait (and each send's).
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         // The socket file appears at bind(), a moment before listen(): retry a refused connect briefly.
         var rc: Int32 = -1
         for _ in 0..<100 {
@@ -26,8 +29,7 @@ final class RawClient {
             if rc == 0 || errno != ECONNREFUSED { break }
             usleep(20_000)
         }
-        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .ECONNREFUSED) }  // deinit closes fd
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -42,6 +44,19 @@ final class RawClient {
             if n <= 0 { return }
             off += n
         }
+    }
+
+    /// Sends every byte, blocking as Python's `socket.sendall` does: nil when all were sent, else
+    /// the errno that stopped it (EPIPE, ECONNRESET: the daemon closed while we were sending).
+    func sendAll(_ bytes: [UInt8]) -> Int32? {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return errno }
+            off += n
+        }
+        return nil
     }
 
     /// Ends our sending side, as `echo … | socat` does after its input.

@@ -229,6 +229,7 @@ const char *codesand_strerror(int code) {
     case CODESAND_RPC_UNKNOWN_LANGUAGE: return "unknown language";
     case CODESAND_RPC_BUSY: return "codesandd is busy; try again later";
     case CODESAND_RPC_SHUTTING_DOWN: return "codesandd is shutting down; retry once it is back";
+    case CODESAND_RPC_TOO_MANY_CONNECTIONS: return "codesandd serves too many connections (or too many of this user's); retry later";
     default: return "unknown error";
     }
 }
