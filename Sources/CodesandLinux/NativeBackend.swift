@@ -59,14 +59,16 @@ public final class NativeBackend: SandboxBackend {
             return [s.ready[slot], s.used[slot]].compactMap { $0 }
         }
         let fresh: ReadySandbox
+        let layout = self.layout
         do {
-            let layout = self.layout
             fresh = try await onThread("codesand-prepare-\(slot)") { [self] in
                 for o in old { o.instance.destroy() }  // the slot's cgroup is empty before it is used again
                 return ReadySandbox(try spawn(slot, layout, prestart: prestart), layout: layout)
             }
         } catch {
             if stopped.load(ordering: .relaxed) { throw CancellationError() }  // its cgroup is gone: not a failure
+            // The C init names only the step and errno; a source removed while serving is the usual cause.
+            if let gone = layout.missingSource() { throw SandboxError("\(gone) (\(error))") }
             throw error
         }
         let leftover: ReadySandbox? = sandboxes.withLock { s in

@@ -53,7 +53,7 @@ struct StatusCommand: AsyncParsableCommand {
             try await client.status()
         }
         let byStatus = s.runsByStatus.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
-        let lines: [(String, String)] = [
+        var lines: [(String, String)] = [
             ("version", s.version),
             ("backend", "\(s.backend) (cgroup \(s.cgroup))"),
             ("uptime", Self.duration(seconds: s.uptimeS)),
@@ -66,6 +66,10 @@ struct StatusCommand: AsyncParsableCommand {
                 + "\(s.slotFailures) failed"),
             ("zygotes", (s.zygotes ?? []).isEmpty ? "none" : s.zygotes!.joined(separator: ", ")),
         ]
+        if let error = s.poolError { lines.append(("pool error", error)) }
+        for b in s.brokenSlots ?? [] {
+            lines.append(("broken", "slot \(b.slot), \(b.failures) failures in a row, next try in \(b.retryInMs) ms: \(b.error)"))
+        }
         for (key, value) in lines {
             printOut((key + ":").padded(to: 11) + value)
         }

@@ -80,7 +80,18 @@ final class PoolTests: XCTestCase {
         while live.service.status().slots["broken"] != 1 && waited < 500 { try await Task.sleep(for: .milliseconds(10)); waited += 1 }
         XCTAssertEqual(live.service.status().slots["broken"], 1)
         XCTAssertGreaterThan(live.service.status().slotFailures, 0)
+        // No slot can come back by itself now: the next run fails at once, naming the cause.
+        do {
+            _ = try await live.run("python3", "print(1)")
+            XCTFail("a run was answered without a sandbox")
+        } catch let e as RPCError {
+            XCTAssertEqual(e.code, RPCErrorCode.internalError.rawValue, e.message)
+            XCTAssertTrue(e.message.contains("mount point \(root) is gone"), e.message)
+        }
         XCTAssertEqual(mkdir(root, 0o755), 0)
+        // The slot tries again by itself at the end of its back-off (0.1 s, doubling): no reload needed.
+        waited = 0
+        while live.service.status().slots["ready"] != 1 && waited < 1500 { try await Task.sleep(for: .milliseconds(10)); waited += 1 }
         let r = try await live.run("python3", "print('recovered')")
         XCTAssertEqual(r.stdout, "recovered\n")
     }
