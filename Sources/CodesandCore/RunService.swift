@@ -135,6 +135,7 @@ public final class RunService: Sendable {
                                   running: slots[SlotState.busy.rawValue] ?? 0, queued: pool.scheduler.queued, poolSize: pool.size,
                                   slots: slots, resetMsP50: p50, resetMsP99: p99, slotFailures: pool.board.failures.count,
                                   zygotes: backend.zygoteLanguages)
+        status.pid = ProcessInfo.processInfo.processIdentifier
         status.poolError = pool.scheduler.unavailable.map { "no sandbox can be prepared, \($0)" }
         let now = ContinuousClock.now
         status.brokenSlots = pool.board.brokenSlots.map { b in
@@ -142,6 +143,8 @@ public final class RunService: Sendable {
             return BrokenSlotInfo(slot: b.slot, error: b.error, failures: b.failures,
                                   retryInMs: max(0, left.seconds * 1000 + left.attoseconds / 1_000_000_000_000_000))
         }
+        status.strayProcesses = backend.strayProcesses()?.count
+        status.sandboxCgroups = backend.slotCgroupParents
         return status
     }
 

@@ -219,6 +219,23 @@ public final class NativeBackend: SandboxBackend {
         return cgroups.indices.filter { !readySlots.contains($0) }.flatMap { cgroups[$0].processes() }
     }
 
+    /// Processes in the slots' cgroups that no sandbox accounts for: in a slot holding a ready
+    /// sandbox, any but its init and the interpreter waiting in it (the init's child); in the probe
+    /// slot when no probe runs, any. Slots in use are skipped (a run's processes are its own until it
+    /// ends and its sandbox is killed whole). 0 on a clean, idle daemon.
+    public func strayProcesses() -> [pid_t]? {
+        let inits = sandboxes.withLock { s in s.ready.map { $0?.instance.initPID } }
+        var stray: [pid_t] = []
+        for (slot, initPID) in inits.enumerated() {
+            guard let initPID else { continue }
+            stray += cgroups[slot].processes().filter { $0 != initPID && SandboxInstance.parent(of: $0) != initPID }
+        }
+        probeLock.withLockIfAvailable { _ in stray += cgroups[poolSize].processes() }
+        return stray
+    }
+
+    public var slotCgroupParents: [String] { driver.parentDirectories }
+
     /// Kills every sandbox and removes the slots' cgroups (daemon shutdown). Later prepares fail.
     public func shutdown() {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }

@@ -47,11 +47,18 @@ public struct StatusResult: Codable, Hashable, Sendable {
     /// Languages whose zygote is running (their pre-started interpreters are its forks); absent
     /// from daemons before zygotes.
     public var zygotes: [String]?
+    /// The daemon's process id (for /proc/PID: memory, fds, children). Absent from older daemons.
+    public var pid: Int32?
     /// Set when no sandbox can be prepared (every slot broken): the cause. Runs then fail at once
     /// with -32603 carrying it.
     public var poolError: String?
     /// The broken slots: why each last prepare failed, and when it tries again.
     public var brokenSlots: [BrokenSlotInfo]?
+    /// Processes in ready slots' cgroups beyond their sandbox's own (what runs left behind); slots in
+    /// use are not counted, so 0 is expected when the pool is idle.
+    public var strayProcesses: Int?
+    /// The directories that hold the slots' cgroups.
+    public var sandboxCgroups: [String]?
 
     public init(version: String, backend: String, cgroup: String, runsTotal: Int64, uptimeS: Int64,
                 runsByStatus: [String: Int64], running: Int, queued: Int, poolSize: Int,
@@ -76,7 +83,8 @@ public struct StatusResult: Codable, Hashable, Sendable {
         case version, backend, cgroup, running, queued
         case runsTotal = "runs_total", uptimeS = "uptime_s", runsByStatus = "runs_by_status", poolSize = "pool_size"
         case slots, resetMsP50 = "reset_ms_p50", resetMsP99 = "reset_ms_p99", slotFailures = "slot_failures", zygotes
-        case poolError = "pool_error", brokenSlots = "broken_slots"
+        case pid, poolError = "pool_error", brokenSlots = "broken_slots", strayProcesses = "stray_processes"
+        case sandboxCgroups = "sandbox_cgroups"
     }
 }
 

@@ -54,7 +54,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let byStatus = s.runsByStatus.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
         var lines: [(String, String)] = [
-            ("version", s.version),
+            ("version", s.pid.map { "\(s.version) (pid \($0))" } ?? s.version),
             ("backend", "\(s.backend) (cgroup \(s.cgroup))"),
             ("uptime", Self.duration(seconds: s.uptimeS)),
             ("runs", byStatus.isEmpty ? "\(s.runsTotal)" : "\(s.runsTotal) (\(byStatus.joined(separator: ", ")))"),
@@ -66,6 +66,7 @@ struct StatusCommand: AsyncParsableCommand {
                 + "\(s.slotFailures) failed"),
             ("zygotes", (s.zygotes ?? []).isEmpty ? "none" : s.zygotes!.joined(separator: ", ")),
         ]
+        if let stray = s.strayProcesses { lines.append(("stray", "\(stray) processes left in ready slots' cgroups")) }
         if let error = s.poolError { lines.append(("pool error", error)) }
         for b in s.brokenSlots ?? [] {
             lines.append(("broken", "slot \(b.slot), \(b.failures) failures in a row, next try in \(b.retryInMs) ms: \(b.error)"))

@@ -96,6 +96,24 @@ final class PoolTests: XCTestCase {
         XCTAssertEqual(r.stdout, "recovered\n")
     }
 
+    /// What `codesand soak` relies on: status names the daemon and counts a process in a ready
+    /// slot's cgroup that is not its sandbox's own (as if a run's process had survived its sandbox).
+    func test_status_counts_a_process_left_in_a_ready_slots_cgroup_as_stray() async throws {
+        let live = try await LiveService(pool: 1)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        let before = live.service.status()
+        XCTAssertEqual(before.pid, getpid())
+        XCTAssertEqual(before.strayProcesses, 0)
+        let parents = try XCTUnwrap(before.sandboxCgroups)
+        let parent = try XCTUnwrap(parents.first { $0.contains("/freezer/") } ?? parents.first, "\(parents)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: parent + "/slot-0"), parent)
+        let intruder = try TestProcess(["/bin/sleep", "300"], log: "/dev/null")
+        defer { intruder.signal(SIGKILL); _ = intruder.wait(timeout: 10) }
+        try "\(intruder.pid)".write(toFile: parent + "/slot-0/cgroup.procs", atomically: false, encoding: .utf8)
+        XCTAssertEqual(live.service.status().strayProcesses, 1)
+    }
+
     func test_kill_9_of_the_daemon_during_runs_then_a_restart_leaves_nothing_and_serves() throws {
         let dir = "/tmp/codesand-k9-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
