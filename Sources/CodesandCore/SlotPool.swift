@@ -17,6 +17,10 @@ public final class SlotPool: Sendable {
 
     static let firstBackoffMs: UInt64 = 100
     static let maxBackoffMs: UInt64 = 30_000
+    /// Failures in a row after which requests stop waiting for a slot (SlotScheduler.markBroken).
+    /// One may be passing and already dealt with by the backend (a silent zygote is stopped, and
+    /// the next prepare goes the plain way): the slot gets its quick retry first.
+    static let failuresBeforeGivingUp = 2
 
     /// A slot's back-off between failed prepares.
     private struct Retry {
@@ -155,6 +159,7 @@ public final class SlotPool: Sendable {
 
     /// Records a failed prepare of `slot`, marks it broken and starts its back-off wait; or returns
     /// nil to try again at once (a reload came during the attempt: the cause may be fixed).
+    /// Marked broken under `retries`' lock, so a reload cannot end the back-off before it is marked.
     private func failed(_ slot: Int, error: any Error) -> Task<Void, any Error>? {
         board.recordFailure("\(error)")
         let (failures, delayMs, wait): (Int, UInt64, Task<Void, any Error>?) = retries.withLock { r in
@@ -167,6 +172,9 @@ public final class SlotPool: Sendable {
             r[slot].backoffMs = min(delay * 2, Self.maxBackoffMs)
             let wait = Task { [sleep] in try await sleep(.milliseconds(delay)) }
             r[slot].wait = wait
+            board.markBroken(BrokenSlot(slot: slot, error: "\(error)", failures: r[slot].failures,
+                                        retryAt: ContinuousClock.now + .milliseconds(delay)))
+            if r[slot].failures >= Self.failuresBeforeGivingUp { scheduler.markBroken(slot, cause: "\(error)") }
             return (r[slot].failures, delay, wait)
         }
         guard let wait else {
@@ -174,9 +182,6 @@ public final class SlotPool: Sendable {
                            metadata: ["slot": "\(slot)", "error": "\(error)"])
             return nil
         }
-        board.markBroken(BrokenSlot(slot: slot, error: "\(error)", failures: failures,
-                                    retryAt: ContinuousClock.now + .milliseconds(delayMs)))
-        scheduler.markBroken(slot, cause: "\(error)")
         logger.error("slot broken: cannot prepare its sandbox; retrying",
                      metadata: ["slot": "\(slot)", "error": "\(error)", "retry_ms": "\(delayMs)", "failures": "\(failures)"])
         return wait

@@ -8,8 +8,9 @@ public let realSleep: Sleeper = { try await Task.sleep(for: $0) }
 /// Hands out sandbox slots 0..<size, one run per slot. When all are busy, requests wait in a
 /// bounded queue that is fair between clients: waiters are grouped by a key (peer uid and
 /// requester) and served round-robin across keys, so one flooding client cannot starve others.
-/// When every slot is broken (its last prepare failed), nothing will free up: waiting is pointless,
-/// so waiters and new requests fail at once with the cause instead of waiting for max_wait_ms.
+/// When every slot is broken (the pool gave up waiting for it, see SlotPool.failuresBeforeGivingUp),
+/// nothing will free up: waiters and new requests fail at once with the cause instead of waiting
+/// for max_wait_ms.
 public final class SlotScheduler: Sendable {
     public struct Busy: Error, Sendable {
         public var retryAfterMs: Int64
@@ -39,7 +40,7 @@ public final class SlotScheduler: Sendable {
         var waiting = 0
         var nextID: UInt64 = 0
         var stopped = false
-        /// Slots whose last prepare failed and that no attempt is preparing now, with its error.
+        /// Slots that failed to prepare and that no attempt is preparing now, with the error.
         var broken: [Int: String] = [:]
         var latestCause = ""
         var allBroken: Bool { !broken.isEmpty && broken.count == slots }

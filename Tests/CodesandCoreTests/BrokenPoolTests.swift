@@ -84,14 +84,25 @@ final class BrokenPoolTests: XCTestCase {
                  sleep: sleeper.sleeper)
     }
 
+    /// Lets each of `count` failing slots (`slots`, or all) through its first back-off (a single
+    /// failure gets a quick retry before requests stop waiting), until each has failed twice.
+    func failTwice(_ pool: SlotPool, _ sleeper: HeldSleeper, slots count: Int) async -> Bool {
+        let failed = { pool.board.brokenSlots.filter { $0.failures >= 2 }.count }
+        var woken = 0
+        return await eventually {
+            if woken < count, sleeper.wakeOne(upTo: .milliseconds(100)) { woken += 1 }
+            return failed() == count && sleeper.pending() == count
+        }
+    }
+
     func test_with_every_slot_broken_a_request_fails_at_once_naming_the_cause() async throws {
         let backend = FakeBackend()
         backend.failing.withLock { $0 = Int.max }
         let sleeper = HeldSleeper()
         let pool = makePool(size: 2, backend: backend, sleeper: sleeper)
         pool.start()
-        let broken = await eventually { pool.board.counts["broken"] == 2 }
-        XCTAssertTrue(broken, "\(pool.board.counts)")
+        let broken = await failTwice(pool, sleeper, slots: 2)
+        XCTAssertTrue(broken, "\(pool.board.brokenSlots)")
         // The queue's max wait never ends here (held): a request that waited for it would get no answer.
         let request = Task { try await pool.acquire(key: "bot", retryHintMs: 50) }
         guard let result = await outcome(of: request) else { return XCTFail("the request waited although no slot can be prepared") }
@@ -117,10 +128,15 @@ final class BrokenPoolTests: XCTestCase {
         XCTAssertTrue(queued)
         backend.failing.withLock { $0 = Int.max }  // the image is removed while both slots run
         pool.finished(a)
-        let oneBroken = await eventually { pool.board.counts["broken"] == 1 }
-        XCTAssertTrue(oneBroken)
+        let oneBroken = await failTwice(pool, sleeper, slots: 1)
+        XCTAssertTrue(oneBroken, "\(pool.board.brokenSlots)")
         XCTAssertEqual(pool.scheduler.queued, 3, "one slot still runs and may come back: they keep waiting")
         pool.finished(b)
+        let firstFailure = await eventually { pool.board.counts["broken"] == 2 }
+        XCTAssertTrue(firstFailure)
+        XCTAssertEqual(pool.scheduler.queued, 3, "one failure gets its quick retry before the requests give up")
+        let retried = await eventually { sleeper.wakeOne(upTo: .milliseconds(100)) }  // its second failure
+        XCTAssertTrue(retried)
         for waiter in waiters {
             guard let result = await outcome(of: waiter) else { return XCTFail("a queued request waited on for max_wait") }
             XCTAssertThrowsError(try result.get()) { XCTAssertTrue($0 is SlotScheduler.Unavailable, "\($0)") }
