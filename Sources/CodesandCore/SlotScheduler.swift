@@ -24,7 +24,9 @@ public final class SlotScheduler: Sendable {
     public struct Unavailable: Error, Sendable, CustomStringConvertible {
         public var brokenSlots: Int
         public var cause: String
-        public var description: String { "all \(brokenSlots) sandbox slots are broken: \(cause)" }
+        public var description: String {
+            (brokenSlots == 1 ? "the only sandbox slot is broken: " : "all \(brokenSlots) sandbox slots are broken: ") + cause
+        }
     }
 
     private struct Waiter {
