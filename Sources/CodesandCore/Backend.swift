@@ -133,10 +133,17 @@ public protocol SandboxBackend: Sendable {
     func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome
     /// Languages whose zygote is running now (see LanguageSpec.zygote).
     var zygoteLanguages: [String] { get }
+    /// Processes in the slots' cgroups that no sandbox accounts for (what runs left behind), or nil
+    /// when the backend cannot tell. Slots in use are not looked at: read it when the pool is idle.
+    func strayProcesses() -> [Int32]?
+    /// The directories holding the slots' cgroups, for tools that check nothing piles up there.
+    var slotCgroupParents: [String] { get }
 }
 
 extension SandboxBackend {
     public var zygoteLanguages: [String] { [] }
+    public func strayProcesses() -> [Int32]? { nil }
+    public var slotCgroupParents: [String] { [] }
 }
 
 #if canImport(Glibc)

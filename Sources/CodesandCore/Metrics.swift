@@ -79,7 +79,8 @@ public final class Metrics: Sendable {
     }
 
     /// Prometheus text exposition format 0.0.4.
-    public func render(slots: [String: Int], queued: Int, uptimeSeconds: Int64, slotFailures: Int64) -> String {
+    public func render(slots: [String: Int], queued: Int, uptimeSeconds: Int64, slotFailures: Int64,
+                       poolUnavailable: Bool = false) -> String {
         let s = state.withLock { $0 }
         var out = ""
         func family(_ name: String, _ type: String, _ help: String) {
@@ -110,6 +111,9 @@ public final class Metrics: Sendable {
         histogram("codesand_slot_reset_seconds", s.resets, into: &out)
         family("codesand_slot_failures_total", "counter", "Slot preparations that failed (retried with backoff).")
         out += "codesand_slot_failures_total \(slotFailures)\n"
+        family("codesand_pool_unavailable", "gauge",
+               "1 when every slot is broken: runs fail at once with -32603 (the cause is in status's pool_error).")
+        out += "codesand_pool_unavailable \(poolUnavailable ? 1 : 0)\n"
         family("codesand_uptime_seconds", "gauge", "Seconds since the daemon started.")
         out += "codesand_uptime_seconds \(uptimeSeconds)\n"
         return out

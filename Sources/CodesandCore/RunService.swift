@@ -120,6 +120,11 @@ public final class RunService: Sendable {
         } catch let busy as SlotScheduler.Busy {
             throw RPCError(.busy, "busy: \(busy.reason); retry after \(busy.retryAfterMs) ms",
                            data: .object(["retry_after_ms": .int(busy.retryAfterMs)]))
+        } catch let broken as SlotScheduler.Unavailable {
+            // Nothing will free up: waiting (or "busy, retry soon") would only delay the same failure.
+            throw RPCError(.internalError, "internal error: no sandbox can be prepared, \(broken). Every run fails at once "
+                           + "until the daemon's administrator fixes that and reloads the pool (`codesand pool reload` or SIGHUP); "
+                           + "broken slots also retry by themselves, at most every \(SlotPool.maxBackoffMs / 1000) s")
         } catch is SlotScheduler.Stopped {
             throw RPCError(.shuttingDown, "the daemon is shutting down; retry after it restarts")
         } catch {
@@ -130,16 +135,27 @@ public final class RunService: Sendable {
     public func status() -> StatusResult {
         let slots = pool.board.counts
         let (p50, p99) = pool.board.resetPercentiles
-        return StatusResult(version: version, backend: backend.name, cgroup: backend.cgroupVersion, runsTotal: metrics.runsTotal,
-                            uptimeS: uptimeSeconds, runsByStatus: metrics.runsByStatus,
-                            running: slots[SlotState.busy.rawValue] ?? 0, queued: pool.scheduler.queued, poolSize: pool.size,
-                            slots: slots, resetMsP50: p50, resetMsP99: p99, slotFailures: pool.board.failures.count,
-                            zygotes: backend.zygoteLanguages)
+        var status = StatusResult(version: version, backend: backend.name, cgroup: backend.cgroupVersion, runsTotal: metrics.runsTotal,
+                                  uptimeS: uptimeSeconds, runsByStatus: metrics.runsByStatus,
+                                  running: slots[SlotState.busy.rawValue] ?? 0, queued: pool.scheduler.queued, poolSize: pool.size,
+                                  slots: slots, resetMsP50: p50, resetMsP99: p99, slotFailures: pool.board.failures.count,
+                                  zygotes: backend.zygoteLanguages)
+        status.pid = ProcessInfo.processInfo.processIdentifier
+        status.poolError = pool.scheduler.unavailable.map { "no sandbox can be prepared, \($0)" }
+        let now = ContinuousClock.now
+        status.brokenSlots = pool.board.brokenSlots.map { b in
+            let left = (b.retryAt - now).components
+            return BrokenSlotInfo(slot: b.slot, error: b.error, failures: b.failures,
+                                  retryInMs: max(0, left.seconds * 1000 + left.attoseconds / 1_000_000_000_000_000))
+        }
+        status.strayProcesses = backend.strayProcesses()?.count
+        status.sandboxCgroups = backend.slotCgroupParents
+        return status
     }
 
     public func metricsText() -> String {
         metrics.render(slots: pool.board.counts, queued: pool.scheduler.queued, uptimeSeconds: uptimeSeconds,
-                       slotFailures: pool.board.failures.count)
+                       slotFailures: pool.board.failures.count, poolUnavailable: pool.scheduler.unavailable != nil)
     }
 
     private var uptimeSeconds: Int64 { Int64((ContinuousClock.now - started).components.seconds) }

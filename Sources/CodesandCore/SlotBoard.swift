@@ -6,13 +6,24 @@ public enum SlotState: String, Sendable, CaseIterable {
     case preparing, ready, busy, resetting, broken
 }
 
-/// What `status` reports about the pool: each slot's state and how long resets take.
+/// A broken slot as `status` shows it: why its last prepare failed and when it tries again.
+public struct BrokenSlot: Sendable, Equatable {
+    public var slot: Int
+    public var error: String
+    /// Failed prepares in a row.
+    public var failures: Int
+    /// When its next attempt starts (after its back-off).
+    public var retryAt: ContinuousClock.Instant
+}
+
+/// What `status` reports about the pool: each slot's state, why broken ones are, how long resets take.
 public final class SlotBoard: Sendable {
     private struct State {
         var slots: [SlotState]
         var resetMs: [Double] = []   // recent reset durations, newest last
         var brokenCount: Int64 = 0
         var lastError: String? = nil
+        var broken: [Int: BrokenSlot] = [:]
     }
 
     private let state: Mutex<State>
@@ -21,21 +32,40 @@ public final class SlotBoard: Sendable {
         state = Mutex(State(slots: Array(repeating: .preparing, count: size)))
     }
 
+    /// Any state but broken (see markBroken).
     public func set(_ slot: Int, _ s: SlotState) {
-        state.withLock { $0.slots[slot] = s }
+        precondition(s != .broken, "use markBroken")
+        state.withLock { st in
+            st.slots[slot] = s
+            st.broken[slot] = nil
+        }
+    }
+
+    /// A prepare failed (counted in `failures`).
+    public func recordFailure(_ error: String) {
+        state.withLock { st in
+            st.brokenCount += 1
+            st.lastError = error
+        }
+    }
+
+    /// The slot is broken until its next attempt (set(_:_:) with preparing).
+    public func markBroken(_ info: BrokenSlot) {
+        state.withLock { st in
+            st.slots[info.slot] = .broken
+            st.broken[info.slot] = info
+        }
+    }
+
+    /// The broken slots now, by slot number.
+    public var brokenSlots: [BrokenSlot] {
+        state.withLock { $0.broken.values.sorted { $0.slot < $1.slot } }
     }
 
     public func recordReset(ms: Double) {
         state.withLock { st in
             st.resetMs.append(ms)
             if st.resetMs.count > 1000 { st.resetMs.removeFirst(st.resetMs.count - 1000) }
-        }
-    }
-
-    public func recordFailure(_ error: String) {
-        state.withLock { st in
-            st.brokenCount += 1
-            st.lastError = error
         }
     }
 

@@ -1,7 +1,10 @@
 import Logging
+import Synchronization
 
 /// The warm pool: slots handed out by the scheduler, each reset and prepared again right after its
-/// run, off the request path, and only then handed out again.
+/// run, off the request path, and only then handed out again. A slot whose prepare fails is broken:
+/// it tries again after a back-off (0.1 s, doubling up to 30 s), at once after a reload, and at once
+/// when another broken slot recovers (the cause is likely gone for all).
 public final class SlotPool: Sendable {
     public let scheduler: SlotScheduler
     public let board: SlotBoard
@@ -10,6 +13,24 @@ public final class SlotPool: Sendable {
     private let metrics: Metrics
     private let logger: Logger
     private let sleep: Sleeper
+    private let retries: Mutex<[Retry]>
+
+    static let firstBackoffMs: UInt64 = 100
+    static let maxBackoffMs: UInt64 = 30_000
+    /// Failures in a row after which requests stop waiting for a slot (SlotScheduler.markBroken).
+    /// One may be passing and already dealt with by the backend (a silent zygote is stopped, and
+    /// the next prepare goes the plain way): the slot gets its quick retry first.
+    static let failuresBeforeGivingUp = 2
+
+    /// A slot's back-off between failed prepares.
+    private struct Retry {
+        var failures = 0
+        var backoffMs = SlotPool.firstBackoffMs
+        /// The back-off wait under way; cancelled to try again at once.
+        var wait: Task<Void, any Error>?
+        /// Try again at once after the attempt under way (a reload came during it).
+        var retryNow = false
+    }
 
     public init(size: Int, maxQueue: Int, maxWaitMs: Int64, backend: any SandboxBackend, metrics: Metrics, logger: Logger,
                 sleep: @escaping Sleeper = realSleep) {
@@ -20,6 +41,7 @@ public final class SlotPool: Sendable {
         self.backend = backend
         self.metrics = metrics
         self.logger = logger
+        self.retries = Mutex(Array(repeating: Retry(), count: size))
     }
 
     public var size: Int { scheduler.size }
@@ -59,6 +81,30 @@ public final class SlotPool: Sendable {
         }
     }
 
+    /// Broken slots try again now, their back-off starting over (a reload: the cause may be fixed).
+    /// They count as preparing at once, so a request that comes next waits for the attempt.
+    public func retryBroken() {
+        retries.withLock { r in
+            for slot in r.indices {
+                r[slot].backoffMs = Self.firstBackoffMs
+                if r[slot].wait != nil {
+                    endBackoff(slot, &r)
+                } else {
+                    r[slot].retryNow = true  // an attempt may be under way with the old configuration
+                }
+            }
+        }
+    }
+
+    /// A broken slot's back-off is over (or cut short): it is preparing again. Under `retries`' lock,
+    /// so that a later success cannot be overwritten.
+    private func endBackoff(_ slot: Int, _ r: inout [Retry]) {
+        r[slot].wait?.cancel()
+        r[slot].wait = nil
+        board.set(slot, .preparing)
+        scheduler.markRetrying(slot)
+    }
+
     /// Refuses new waits and fails the waiting ones (daemon shutdown).
     public func stop() {
         scheduler.stop()
@@ -77,32 +123,67 @@ public final class SlotPool: Sendable {
     /// A failed prepare marks the slot broken and retries with backoff; it is never handed out broken.
     private func refill(_ slot: Int, resetting: Bool) {
         board.set(slot, resetting ? .resetting : .preparing)
-        Task.detached { [backend, board, scheduler, metrics, logger, sleep, planner] in
-            var backoffMs: UInt64 = 100
+        Task.detached { [self] in
             while true {
                 let start = ContinuousClock.now
                 do {
                     try await backend.prepare(slot: slot, prestart: planner.choose(for: slot))
-                    if resetting {
-                        let d = ContinuousClock.now - start
-                        let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-                        board.recordReset(ms: seconds * 1000)
-                        metrics.recordReset(seconds: seconds)
-                    }
-                    board.set(slot, .ready)
-                    scheduler.release(slot)
-                    return
                 } catch is CancellationError {
                     return  // the backend is shutting down
                 } catch {
-                    board.set(slot, .broken)
-                    board.recordFailure("\(error)")
-                    logger.error("slot broken: cannot prepare its sandbox; retrying",
-                                 metadata: ["slot": "\(slot)", "error": "\(error)", "retry_ms": "\(backoffMs)"])
-                    try? await sleep(.milliseconds(backoffMs))
-                    backoffMs = min(backoffMs * 2, 30_000)
+                    guard let wait = failed(slot, error: error) else { continue }
+                    _ = try? await wait.value  // or cancelled by retryBroken, which ended the back-off itself
+                    retries.withLock { r in if r[slot].wait != nil { endBackoff(slot, &r) } }
+                    continue
                 }
+                if resetting {
+                    let d = ContinuousClock.now - start
+                    let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                    board.recordReset(ms: seconds * 1000)
+                    metrics.recordReset(seconds: seconds)
+                }
+                let recovered = retries.withLock { r in
+                    defer { r[slot] = Retry() }
+                    return r[slot].failures > 0
+                }
+                board.set(slot, .ready)
+                scheduler.release(slot)
+                if recovered {
+                    logger.notice("slot recovered: its sandbox was prepared", metadata: ["slot": "\(slot)"])
+                    retryBroken()  // what broke this slot likely broke the others, and is gone
+                }
+                return
             }
         }
+    }
+
+    /// Records a failed prepare of `slot`, marks it broken and starts its back-off wait; or returns
+    /// nil to try again at once (a reload came during the attempt: the cause may be fixed).
+    /// Marked broken under `retries`' lock, so a reload cannot end the back-off before it is marked.
+    private func failed(_ slot: Int, error: any Error) -> Task<Void, any Error>? {
+        board.recordFailure("\(error)")
+        let (failures, delayMs, wait): (Int, UInt64, Task<Void, any Error>?) = retries.withLock { r in
+            r[slot].failures += 1
+            if r[slot].retryNow {
+                r[slot].retryNow = false
+                return (r[slot].failures, 0, nil)
+            }
+            let delay = r[slot].backoffMs
+            r[slot].backoffMs = min(delay * 2, Self.maxBackoffMs)
+            let wait = Task { [sleep] in try await sleep(.milliseconds(delay)) }
+            r[slot].wait = wait
+            board.markBroken(BrokenSlot(slot: slot, error: "\(error)", failures: r[slot].failures,
+                                        retryAt: ContinuousClock.now + .milliseconds(delay)))
+            if r[slot].failures >= Self.failuresBeforeGivingUp { scheduler.markBroken(slot, cause: "\(error)") }
+            return (r[slot].failures, delay, wait)
+        }
+        guard let wait else {
+            logger.warning("slot: prepare failed, trying again at once after a reload",
+                           metadata: ["slot": "\(slot)", "error": "\(error)"])
+            return nil
+        }
+        logger.error("slot broken: cannot prepare its sandbox; retrying",
+                     metadata: ["slot": "\(slot)", "error": "\(error)", "retry_ms": "\(delayMs)", "failures": "\(failures)"])
+        return wait
     }
 }

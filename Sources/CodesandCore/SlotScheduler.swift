@@ -8,6 +8,9 @@ public let realSleep: Sleeper = { try await Task.sleep(for: $0) }
 /// Hands out sandbox slots 0..<size, one run per slot. When all are busy, requests wait in a
 /// bounded queue that is fair between clients: waiters are grouped by a key (peer uid and
 /// requester) and served round-robin across keys, so one flooding client cannot starve others.
+/// When every slot is broken (the pool gave up waiting for it, see SlotPool.failuresBeforeGivingUp),
+/// nothing will free up: waiters and new requests fail at once with the cause instead of waiting
+/// for max_wait_ms.
 public final class SlotScheduler: Sendable {
     public struct Busy: Error, Sendable {
         public var retryAfterMs: Int64
@@ -16,6 +19,15 @@ public final class SlotScheduler: Sendable {
 
     /// The daemon is stopping: no slot will be handed out any more.
     public struct Stopped: Error, Sendable {}
+
+    /// Every slot is broken: no sandbox can be prepared. `cause`: the latest prepare error.
+    public struct Unavailable: Error, Sendable, CustomStringConvertible {
+        public var brokenSlots: Int
+        public var cause: String
+        public var description: String {
+            (brokenSlots == 1 ? "the only sandbox slot is broken: " : "all \(brokenSlots) sandbox slots are broken: ") + cause
+        }
+    }
 
     private struct Waiter {
         let id: UInt64
@@ -30,6 +42,17 @@ public final class SlotScheduler: Sendable {
         var waiting = 0
         var nextID: UInt64 = 0
         var stopped = false
+        /// Slots that failed to prepare and that no attempt is preparing now, with the error.
+        var broken: [Int: String] = [:]
+        var latestCause = ""
+        var allBroken: Bool { !broken.isEmpty && broken.count == slots }
+        let slots: Int
+
+        /// Empties the queue, returning its waiters in round-robin order (resumed outside the lock).
+        mutating func takeAllWaiters() -> [Waiter] {
+            defer { queues = [:]; keyOrder = []; waiting = 0 }
+            return keyOrder.flatMap { queues[$0] ?? [] }
+        }
     }
 
     public let size: Int
@@ -45,13 +68,19 @@ public final class SlotScheduler: Sendable {
         self.maxQueue = maxQueue
         self.maxWaitMs = maxWaitMs
         self.sleep = sleep
-        self.state = Mutex(State(free: startFree ? Array((0..<size).reversed()) : []))
+        self.state = Mutex(State(free: startFree ? Array((0..<size).reversed()) : [], slots: size))
     }
 
     public var queued: Int { state.withLock { $0.waiting } }
     public var available: Int { state.withLock { $0.free.count } }
 
+    /// Why no request can be served now (every slot broken), or nil.
+    public var unavailable: Unavailable? {
+        state.withLock { s in s.allBroken ? Unavailable(brokenSlots: s.broken.count, cause: s.latestCause) : nil }
+    }
+
     /// Waits for a free slot. Throws Busy when the queue is full or the wait passes max_wait_ms,
+    /// Unavailable when every slot is broken (at once, or as soon as the last one breaks),
     /// CancellationError when the task is cancelled while waiting.
     /// A free slot for which `prefer` is true is taken first (a slot with the right interpreter waiting).
     public func acquire(key: String, retryHintMs: Int64, prefer: (Int) -> Bool = { _ in false }) async throws -> Int {
@@ -68,6 +97,9 @@ public final class SlotScheduler: Sendable {
                     if s.waiting == 0, !s.free.isEmpty {
                         let i = s.free.lastIndex(where: prefer) ?? s.free.count - 1
                         return .success(s.free.remove(at: i))
+                    }
+                    if s.allBroken {
+                        return .failure(Unavailable(brokenSlots: s.broken.count, cause: s.latestCause))
                     }
                     if s.waiting >= maxQueue {
                         return .failure(Busy(retryAfterMs: retryHintMs, reason: "all \(size) sandboxes are busy and \(s.waiting) requests wait"))
@@ -93,9 +125,10 @@ public final class SlotScheduler: Sendable {
         }
     }
 
-    /// Returns a slot; the next waiter in round-robin order gets it.
+    /// Returns a slot (ready again, so no longer broken); the next waiter in round-robin order gets it.
     public func release(_ slot: Int) {
         let next: Waiter? = state.withLock { s in
+            s.broken[slot] = nil
             guard !s.keyOrder.isEmpty else {
                 s.free.append(slot)
                 return nil
@@ -110,12 +143,29 @@ public final class SlotScheduler: Sendable {
         next?.continuation.resume(returning: slot)
     }
 
+    /// A slot (not free, not handed out) failed to prepare. If it was the last one that could still
+    /// become free, every waiter fails now with Unavailable: none would ever get a slot.
+    public func markBroken(_ slot: Int, cause: String) {
+        let (waiters, unavailable): ([Waiter], Unavailable?) = state.withLock { s in
+            s.broken[slot] = cause
+            s.latestCause = cause
+            guard s.allBroken else { return ([], nil) }
+            return (s.takeAllWaiters(), Unavailable(brokenSlots: s.broken.count, cause: cause))
+        }
+        for w in waiters { w.continuation.resume(throwing: unavailable!) }
+    }
+
+    /// A broken slot is being prepared again: requests may wait for the attempt (if it fails too,
+    /// markBroken fails them).
+    public func markRetrying(_ slot: Int) {
+        state.withLock { s in _ = s.broken.removeValue(forKey: slot) }
+    }
+
     /// Fails every waiter and every later acquire with Stopped.
     public func stop() {
         let waiters: [Waiter] = state.withLock { s in
             s.stopped = true
-            defer { s.queues = [:]; s.keyOrder = []; s.waiting = 0 }
-            return s.keyOrder.flatMap { s.queues[$0] ?? [] }
+            return s.takeAllWaiters()
         }
         for w in waiters { w.continuation.resume(throwing: Stopped()) }
     }
@@ -140,3 +190,4 @@ public final class SlotScheduler: Sendable {
         removed?.continuation.resume(throwing: error)
     }
 }
+

@@ -43,6 +43,8 @@ protocol CgroupDriver: Sendable {
     func removeStale(keeping count: Int)
     /// Removes the (empty) directory that holds the slots' cgroups (daemon shutdown).
     func removeParent()
+    /// The directories that hold the slots' cgroups (one per v1 hierarchy).
+    var parentDirectories: [String] { get }
 }
 
 extension CgroupDriver {

@@ -36,8 +36,10 @@ struct CgroupV1Driver: CgroupDriver {
     }
 
     func removeParent() {
-        for mount in Set([memory, pids, cpu, cpuacct, freezer]) { rmdir("\(mount)/\(parent)") }
+        for dir in parentDirectories { rmdir(dir) }
     }
+
+    var parentDirectories: [String] { Set([memory, pids, cpu, cpuacct, freezer]).sorted().map { "\($0)/\(parent)" } }
 
     func removeStale(keeping count: Int) {
         for i in Self.staleSlots(in: "\(freezer)/\(parent)", keeping: count) {

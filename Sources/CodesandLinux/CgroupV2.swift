@@ -32,6 +32,8 @@ struct CgroupV2Driver: CgroupDriver {
 
     func removeParent() { rmdir(slotsDir) }
 
+    var parentDirectories: [String] { [slotsDir] }
+
     func removeStale(keeping count: Int) {
         for i in Self.staleSlots(in: slotsDir, keeping: count) {
             let slot = SlotCgroupV2(dir: "\(slotsDir)/slot-\(i)", requireControllers: requireControllers)

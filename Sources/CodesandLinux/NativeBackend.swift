@@ -63,8 +63,8 @@ public final class NativeBackend: SandboxBackend {
             return [s.ready[slot], s.used[slot]].compactMap { $0 }
         }
         let fresh: ReadySandbox
+        let layout = self.layout
         do {
-            let layout = self.layout
             fresh = try await onThread("codesand-prepare-\(slot)") { [self] in
                 for o in old { o.instance.destroy() }  // the slot's cgroup is empty before it is used again
                 cgroups[slot].reclaim()  // and holds nothing of the last run: it starts at zero
@@ -72,6 +72,8 @@ public final class NativeBackend: SandboxBackend {
             }
         } catch {
             if stopped.load(ordering: .relaxed) { throw CancellationError() }  // its cgroup is gone: not a failure
+            // The C init names only the step and errno; a source removed while serving is the usual cause.
+            if let gone = layout.missingSource() { throw SandboxError("\(gone) (\(error))") }
             throw error
         }
         let leftover: ReadySandbox? = sandboxes.withLock { s in
@@ -238,6 +240,23 @@ public final class NativeBackend: SandboxBackend {
         let readySlots = Set(sandboxes.withLock { s in s.ready.indices.filter { s.ready[$0] != nil } })
         return cgroups.indices.filter { !readySlots.contains($0) }.flatMap { cgroups[$0].processes() }
     }
+
+    /// Processes in the slots' cgroups that no sandbox accounts for: in a slot holding a ready
+    /// sandbox, any but its init and the interpreter waiting in it (the init's child); in the probe
+    /// slot when no probe runs, any. Slots in use are skipped (a run's processes are its own until it
+    /// ends and its sandbox is killed whole). 0 on a clean, idle daemon.
+    public func strayProcesses() -> [pid_t]? {
+        let inits = sandboxes.withLock { s in s.ready.map { $0?.instance.initPID } }
+        var stray: [pid_t] = []
+        for (slot, initPID) in inits.enumerated() {
+            guard let initPID else { continue }
+            stray += cgroups[slot].processes().filter { $0 != initPID && SandboxInstance.parent(of: $0) != initPID }
+        }
+        probeLock.withLockIfAvailable { _ in stray += cgroups[poolSize].processes() }
+        return stray
+    }
+
+    public var slotCgroupParents: [String] { driver.parentDirectories }
 
     /// Kills every sandbox and removes the slots' cgroups (daemon shutdown). Later prepares fail.
     public func shutdown() {

@@ -22,6 +22,7 @@ public struct PoolReloader: Sendable {
         let generation = try backend.addLayout(config.sandbox)
         let languages = await LanguageDetector.detect(config.languages, backend: backend, config: config.sandbox, logger: logger)
         let kept = service.reload(config: config, languages: languages, generation: generation)
+        service.pool.retryBroken()  // the cause may be fixed: broken slots try again now, not after their back-off
         service.pool.recycleAll()
         logger.notice("configuration reloaded", metadata: [
             "rootfs": "\(config.sandbox.rootfs)", "languages": "\(languages.names.joined(separator: ","))",

@@ -89,6 +89,17 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
         for list in [roPaths, links, masked] + files { Self.freeCArray(list) }
     }
 
+    /// What this layout builds sandboxes from that is gone from the host now (an image or the mount
+    /// point removed while serving), said as what to do; nil when all is there.
+    func missingSource() -> String? {
+        if !systemRoot.isEmpty, !FileIO.exists(systemRoot + "/usr/bin") {
+            return "sandbox.image \(systemRoot) is gone (no usr/bin): restore it, or point sandbox.image at another image"
+        }
+        let root = String(cString: rootDir)
+        if !FileIO.exists(root) { return "the sandboxes' mount point \(root) is gone (a reload makes it again)" }
+        return nil
+    }
+
     /// True when `path` (absolute, inside the sandbox) is an executable file of its system.
     func isExecutable(_ path: String) -> Bool { access(systemRoot + path, X_OK) == 0 }
 

@@ -47,6 +47,18 @@ public struct StatusResult: Codable, Hashable, Sendable {
     /// Languages whose zygote is running (their pre-started interpreters are its forks); absent
     /// from daemons before zygotes.
     public var zygotes: [String]?
+    /// The daemon's process id (for /proc/PID: memory, fds, children). Absent from older daemons.
+    public var pid: Int32?
+    /// Set when no sandbox can be prepared (every slot broken): the cause. Runs then fail at once
+    /// with -32603 carrying it.
+    public var poolError: String?
+    /// The broken slots: why each last prepare failed, and when it tries again.
+    public var brokenSlots: [BrokenSlotInfo]?
+    /// Processes in ready slots' cgroups beyond their sandbox's own (what runs left behind); slots in
+    /// use are not counted, so 0 is expected when the pool is idle.
+    public var strayProcesses: Int?
+    /// The directories that hold the slots' cgroups.
+    public var sandboxCgroups: [String]?
 
     public init(version: String, backend: String, cgroup: String, runsTotal: Int64, uptimeS: Int64,
                 runsByStatus: [String: Int64], running: Int, queued: Int, poolSize: Int,
@@ -71,6 +83,30 @@ public struct StatusResult: Codable, Hashable, Sendable {
         case version, backend, cgroup, running, queued
         case runsTotal = "runs_total", uptimeS = "uptime_s", runsByStatus = "runs_by_status", poolSize = "pool_size"
         case slots, resetMsP50 = "reset_ms_p50", resetMsP99 = "reset_ms_p99", slotFailures = "slot_failures", zygotes
+        case pid, poolError = "pool_error", brokenSlots = "broken_slots", strayProcesses = "stray_processes"
+        case sandboxCgroups = "sandbox_cgroups"
+    }
+}
+
+/// One entry of `status`'s `broken_slots`.
+public struct BrokenSlotInfo: Codable, Hashable, Sendable {
+    public var slot: Int
+    /// Why its last prepare failed.
+    public var error: String
+    /// Failed prepares in a row.
+    public var failures: Int
+    /// Until its next attempt (its back-off), in ms.
+    public var retryInMs: Int64
+
+    public init(slot: Int, error: String, failures: Int, retryInMs: Int64) {
+        self.slot = slot
+        self.error = error
+        self.failures = failures
+        self.retryInMs = retryInMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case slot, error, failures, retryInMs = "retry_in_ms"
     }
 }
 

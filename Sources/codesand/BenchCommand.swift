@@ -144,10 +144,7 @@ struct BenchCommand: AsyncParsableCommand {
         check(before: before?.objectValue, after: after, report: &report)
         report.ok = report.failures.isEmpty
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            writeOut(1, try encoder.encode(report) + Data("\n".utf8))
+            try printJSON(report)
         } else {
             report.textLines.forEach(printOut)
         }
@@ -167,7 +164,7 @@ struct BenchCommand: AsyncParsableCommand {
                     while true {
                         let index = next.take()
                         guard index < indices.upperBound else { return mine }
-                        let kind = AbuseKind.forRun(index, percent: abuse)
+                        let kind = AbuseKind.forRun(index, percent: abuse, kinds: AbuseKind.benchMix)
                         mine.append(await Self.daemonRun(client, kind?.params ?? benign, kind: kind, expected: expected))
                         if pauseMs > 0 { try? await Task.sleep(for: .milliseconds(pauseMs)) }
                     }
@@ -194,24 +191,17 @@ struct BenchCommand: AsyncParsableCommand {
         }
         let ms = millisecondsSince(start)
         if let kind {
-            let problem = kind.expected.map { $0.contains(result.status) } == false
-                ? "\(what) ended \(describe(result)) after \(result.wallMs) ms: not what its limit should give" : nil
+            let problem = kind.problem(with: result).map { "\(what) \($0)" }
             return Sample(ms: ms, outcome: .abusive(kind: kind.name, status: result.status.rawValue, problem: problem),
                           gotResult: true)
         }
         if result.stdout != expected.stdout || (expected.exitedZero && result.status != .ok) {
             return Sample(ms: ms, outcome: .failed("\(what) printed \(BenchReport.quoted(result.stdout)), expected "
-                + "\(BenchReport.quoted(expected.stdout)); ended \(describe(result)) after \(result.wallMs) ms"
+                + "\(BenchReport.quoted(expected.stdout)); ended \(result.ending) after \(result.wallMs) ms"
                 + (expected.exitedZero ? " (bare exited 0)" : "") + ", stderr \(BenchReport.quoted(result.stderr))"),
                           gotResult: true)
         }
         return Sample(ms: ms, outcome: .good, gotResult: true)
-    }
-
-    /// "ok", "error (exit 1)", "signal (SIGKILL)", "timeout (SIGKILL)"…
-    private static func describe(_ result: RunResult) -> String {
-        let how = result.signal ?? result.exitCode.map { "exit \($0)" } ?? "?"
-        return result.status == .ok ? "ok" : "\(result.status.rawValue) (\(how))"
     }
 
     /// Compares the daemon's counters after the bench with before it. Other clients may use the
@@ -293,41 +283,6 @@ struct ConcurrencyLevels: ExpressibleByArgument, Sendable {
     }
 
     var defaultValueDescription: String { values.map(String.init).joined(separator: ",") }
-}
-
-/// The snippets --abuse sends instead of the benign one, in turn.
-enum AbuseKind: Int, CaseIterable, Sendable {
-    case forkBomb, sleep, memoryBomb, outputFlood
-
-    var name: String { ["fork-bomb", "sleep", "memory-bomb", "output-flood"][rawValue] }
-
-    var params: RunParams {
-        let (language, code, limits): (String, String, RunLimits?) = switch self {
-        case .forkBomb: ("bash", ":(){ :|:& };:", RunLimits(wallMs: 2000))
-        case .sleep: ("python3", "import time; time.sleep(3600)", RunLimits(wallMs: 1000))
-        case .memoryBomb: ("python3", "x = bytearray(1<<30)", RunLimits(memoryBytes: 64 << 20))
-        case .outputFlood: ("python3", "print('x'*10_000_000)", nil)
-        }
-        return RunParams(language: language, code: code, limits: limits, requester: "codesand-bench-abuse")
-    }
-
-    /// The statuses that show the limit held; any other is a failure. The fork bomb's own shell
-    /// returns at once (the bomb runs in the background, killed with the sandbox): any status.
-    var expected: Set<RunStatus>? {
-        switch self {
-        case .forkBomb: nil
-        case .sleep: [.timeout]
-        case .memoryBomb: [.oom, .error]  // error: a MemoryError, if the allocation itself fails
-        case .outputFlood: [.outputLimit]
-        }
-    }
-
-    /// Abusive runs are spread evenly: `percent` of every 100 consecutive indices, kinds in turn.
-    static func forRun(_ index: Int, percent: Int) -> AbuseKind? {
-        let before = index * percent / 100
-        guard (index + 1) * percent / 100 > before else { return nil }
-        return AbuseKind(rawValue: before % allCases.count)
-    }
 }
 
 /// A shared "next run index", safe from any thread or task.

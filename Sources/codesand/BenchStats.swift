@@ -209,13 +209,8 @@ struct BenchReport: Codable, Sendable {
                     + "p99 daemon/bare \(Self.fixed(r.p99, 2))  throughput daemon/bare \(Self.fixed(r.throughput, 2))"
             }
         }
-        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        for (index, row) in rows.enumerated() {
-            // Numbers right-aligned, c and mode left-aligned.
-            let cells = row.enumerated().map { column, cell in
-                column < 2 ? cell.padded(to: widths[column]) : cell.leftPadded(to: widths[column])
-            }
-            lines.append(cells.joined(separator: "  "))
+        for (index, line) in alignedRows(rows, left: [0, 1]).enumerated() {
+            lines.append(line)
             if let ratio = ratioLines[index + 1] { lines.append(ratio) }
         }
         for level in levels {
@@ -272,10 +267,30 @@ struct BenchReport: Codable, Sendable {
     }
 }
 
+/// A table's rows as lines, columns aligned: those in `left` (names) to the left, the others (numbers)
+/// to the right.
+func alignedRows(_ rows: [[String]], left: Set<Int>) -> [String] {
+    let widths = (0..<(rows.map(\.count).max() ?? 0)).map { column in rows.map { column < $0.count ? $0[column].count : 0 }.max() ?? 0 }
+    return rows.map { row in
+        let cells = row.enumerated().map { column, cell in
+            left.contains(column) ? cell.padded(to: widths[column]) : cell.leftPadded(to: widths[column])
+        }
+        return String(cells.joined(separator: "  ").reversed().drop { $0 == " " }.reversed())
+    }
+}
+
 extension String {
     func leftPadded(to width: Int) -> String {
         count >= width ? self : String(repeating: " ", count: width - count) + self
     }
+}
+
+/// A report as pretty JSON on stdout (keys sorted; a NaN or infinite number as a string).
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    writeOut(1, try encoder.encode(value) + Data("\n".utf8))
 }
 
 /// The running kernel's release and machine, from uname(2).

@@ -13,7 +13,7 @@ struct Codesand: AsyncParsableCommand {
             unreadable; 3 when the daemon cannot be reached.
             """,
         subcommands: [RunCommand.self, LanguagesCommand.self, StatusCommand.self, MetricsCommand.self, PoolCommand.self,
-                      BenchCommand.self, ImageCommand.self]
+                      BenchCommand.self, SoakCommand.self, ImageCommand.self]
     )
 }
 

@@ -53,8 +53,8 @@ struct StatusCommand: AsyncParsableCommand {
             try await client.status()
         }
         let byStatus = s.runsByStatus.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
-        let lines: [(String, String)] = [
-            ("version", s.version),
+        var lines: [(String, String)] = [
+            ("version", s.pid.map { "\(s.version) (pid \($0))" } ?? s.version),
             ("backend", "\(s.backend) (cgroup \(s.cgroup))"),
             ("uptime", Self.duration(seconds: s.uptimeS)),
             ("runs", byStatus.isEmpty ? "\(s.runsTotal)" : "\(s.runsTotal) (\(byStatus.joined(separator: ", ")))"),
@@ -66,6 +66,11 @@ struct StatusCommand: AsyncParsableCommand {
                 + "\(s.slotFailures) failed"),
             ("zygotes", (s.zygotes ?? []).isEmpty ? "none" : s.zygotes!.joined(separator: ", ")),
         ]
+        if let stray = s.strayProcesses { lines.append(("stray", "\(stray) processes left in ready slots' cgroups")) }
+        if let error = s.poolError { lines.append(("pool error", error)) }
+        for b in s.brokenSlots ?? [] {
+            lines.append(("broken", "slot \(b.slot), \(b.failures) failures in a row, next try in \(b.retryInMs) ms: \(b.error)"))
+        }
         for (key, value) in lines {
             printOut((key + ":").padded(to: 11) + value)
         }

@@ -69,7 +69,9 @@ final class SlotPoolTests: XCTestCase {
         let pool = SlotPool(size: 1, maxQueue: 4, maxWaitMs: 60_000, backend: backend, metrics: Metrics(), logger: logger,
                             sleep: sleeper.sleeper)
         pool.start()
-        let slot = try await pool.acquire(key: "a", retryHintMs: 1)  // waits through the failures
+        let ready = await pool.waitUntilReady(timeout: .seconds(5))  // through the failures and their back-off
+        XCTAssertTrue(ready)
+        let slot = try await pool.acquire(key: "a", retryHintMs: 1)
         XCTAssertEqual(slot, 0)
         XCTAssertEqual(pool.board.failures.count, 3)
         let backoff = sleeper.slept.withLock { $0 }.filter { $0 < .seconds(60) }
@@ -84,9 +86,16 @@ final class SlotPoolTests: XCTestCase {
                             sleep: sleeper.sleeper)
         pool.start()
         while pool.board.failures.count < 5 { await Task.yield() }
-        XCTAssertEqual(pool.board.counts["broken"], 1)
         XCTAssertEqual(pool.scheduler.available, 0)
+        do {
+            _ = try await pool.acquire(key: "a", retryHintMs: 1)
+            XCTFail("a broken slot was handed out")
+        } catch {
+            XCTAssertTrue(error is SlotScheduler.Unavailable, "\(error)")
+        }
         backend.failing.withLock { $0 = 0 }  // the cause goes away
+        let ready = await pool.waitUntilReady(timeout: .seconds(5))
+        XCTAssertTrue(ready)
         let slot = try await pool.acquire(key: "a", retryHintMs: 1)
         XCTAssertEqual(slot, 0)
         XCTAssertEqual(pool.board.counts["busy"], 1)

@@ -51,6 +51,40 @@ final class SlotSchedulerTests: XCTestCase {
         } catch is CancellationError {}
         XCTAssertEqual(s.queued, 0)
     }
+
+    /// Two slots, one broken: the other may still come back, so a request waits; when the other
+    /// breaks too, nothing can come back and the waiter fails at once with the cause.
+    func test_a_waiter_fails_when_the_last_slot_that_could_come_back_breaks() async throws {
+        let s = SlotScheduler(size: 2, maxQueue: 5, maxWaitMs: 60_000, startFree: false)
+        s.markBroken(0, cause: "image gone")
+        let waiter = Task { try await s.acquire(key: "bot", retryHintMs: 1) }
+        while s.queued < 1 { await Task.yield() }
+        XCTAssertNil(s.unavailable)
+        s.markBroken(1, cause: "image still gone")
+        do {
+            _ = try await waiter.value
+            XCTFail("expected unavailable")
+        } catch let e as SlotScheduler.Unavailable {
+            XCTAssertEqual(e.cause, "image still gone")
+            XCTAssertEqual(e.brokenSlots, 2)
+        }
+        XCTAssertEqual(s.queued, 0)
+    }
+
+    /// A broken slot being prepared again (a reload): requests wait for the attempt, and get the
+    /// slot when it succeeds.
+    func test_a_retried_slot_lets_requests_wait_for_the_attempt() async throws {
+        let s = SlotScheduler(size: 1, maxQueue: 5, maxWaitMs: 60_000, startFree: false)
+        s.markBroken(0, cause: "image gone")
+        do { _ = try await s.acquire(key: "bot", retryHintMs: 1); XCTFail() } catch is SlotScheduler.Unavailable {}
+        s.markRetrying(0)
+        XCTAssertNil(s.unavailable)
+        let waiter = Task { try await s.acquire(key: "bot", retryHintMs: 1) }
+        while s.queued < 1 { await Task.yield() }
+        s.release(0)
+        let slot = try await waiter.value
+        XCTAssertEqual(slot, 0)
+    }
 }
 
 actor OrderLog {

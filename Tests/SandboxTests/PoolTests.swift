@@ -80,9 +80,38 @@ final class PoolTests: XCTestCase {
         while live.service.status().slots["broken"] != 1 && waited < 500 { try await Task.sleep(for: .milliseconds(10)); waited += 1 }
         XCTAssertEqual(live.service.status().slots["broken"], 1)
         XCTAssertGreaterThan(live.service.status().slotFailures, 0)
+        // No slot can come back by itself now: the next run fails at once, naming the cause.
+        do {
+            _ = try await live.run("python3", "print(1)")
+            XCTFail("a run was answered without a sandbox")
+        } catch let e as RPCError {
+            XCTAssertEqual(e.code, RPCErrorCode.internalError.rawValue, e.message)
+            XCTAssertTrue(e.message.contains("mount point \(root) is gone"), e.message)
+        }
         XCTAssertEqual(mkdir(root, 0o755), 0)
+        // The slot tries again by itself at the end of its back-off (0.1 s, doubling): no reload needed.
+        waited = 0
+        while live.service.status().slots["ready"] != 1 && waited < 1500 { try await Task.sleep(for: .milliseconds(10)); waited += 1 }
         let r = try await live.run("python3", "print('recovered')")
         XCTAssertEqual(r.stdout, "recovered\n")
+    }
+
+    /// What `codesand soak` relies on: status names the daemon and counts a process in a ready
+    /// slot's cgroup that is not its sandbox's own (as if a run's process had survived its sandbox).
+    func test_status_counts_a_process_left_in_a_ready_slots_cgroup_as_stray() async throws {
+        let live = try await LiveService(pool: 1)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        let before = live.service.status()
+        XCTAssertEqual(before.pid, getpid())
+        XCTAssertEqual(before.strayProcesses, 0)
+        let parents = try XCTUnwrap(before.sandboxCgroups)
+        let parent = try XCTUnwrap(parents.first { $0.contains("/freezer/") } ?? parents.first, "\(parents)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: parent + "/slot-0"), parent)
+        let intruder = try TestProcess(["/bin/sleep", "300"], log: "/dev/null")
+        defer { intruder.signal(SIGKILL); _ = intruder.wait(timeout: 10) }
+        try "\(intruder.pid)".write(toFile: parent + "/slot-0/cgroup.procs", atomically: false, encoding: .utf8)
+        XCTAssertEqual(live.service.status().strayProcesses, 1)
     }
 
     func test_kill_9_of_the_daemon_during_runs_then_a_restart_leaves_nothing_and_serves() throws {
