@@ -90,7 +90,10 @@ struct Daemon: AsyncParsableCommand {
                                         "max_connections": "\(limits.total)", "open_file_limit": "\(fileLimit)",
                                         "languages": "\(languages.names.joined(separator: ","))"])
         notify.send("READY=1\nSTATUS=serving: pool of \(cfg.poolSize), \(languages.names.count) languages")
-        let watchdog = notify.runWatchdog { service.status().slots[SlotState.broken.rawValue] != cfg.poolSize }
+        // Alive while the pool's scheduler answers. Not "while a slot works": a pool that cannot
+        // prepare sandboxes answers every run at once with -32603 and the cause (a missing image…),
+        // which a restart would not fix, and a restart loop would leave clients hanging instead.
+        let watchdog = notify.runWatchdog { _ = service.status(); return true }
 
         for await signal in signals {
             if signal == .stop { break }
