@@ -1,0 +1,39 @@
+import CodesandCore
+import CodesandProtocol
+import Glibc
+import XCTest
+
+@testable import CodesandLinux
+
+/// What supervising a run costs the daemon itself: its CPU time is outside every sandbox's cgroup,
+/// so a supervisor that spins while a program waits steals a core that no limit counts.
+final class SupervisorCostTests: LiveServiceTestCase {
+    override var poolSize: Int { 1 }
+
+    /// This process's CPU time (user + system, all threads): the LiveService is the daemon here.
+    static func ownCPUMs() -> Int64 {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let us = (Int64(usage.ru_utime.tv_sec) + Int64(usage.ru_stime.tv_sec)) * 1_000_000
+            + Int64(usage.ru_utime.tv_usec) + Int64(usage.ru_stime.tv_usec)
+        return us / 1000
+    }
+
+    /// The socket sample (SocketQueues, every 50 ms) read /proc/<init>/net/tcp and tcp6 for every
+    /// run: the kernel walks the host's whole TCP hash table for them, 13% of a core per sandbox.
+    func test_a_sleeping_program_without_sockets_costs_the_daemon_no_cpu() async throws {
+        let before = Self.ownCPUMs()
+        let r = try await live.run("python3", "import time; time.sleep(2); print('done')", limits: RunLimits(wallMs: 8000))
+        let spent = Self.ownCPUMs() - before
+        XCTAssertEqual(r.stdout, "done\n", "\(r)")
+        XCTAssertLessThan(spent, 100, "the daemon used \(spent) ms of CPU while the program slept 2 s")
+    }
+
+    /// Sockets of every kind count, accepted or still waiting in a listener's backlog.
+    func test_sockstat_counts_the_namespaces_tcp_sockets() {
+        let v4 = "sockets: used 7\nTCP: inuse 7 orphan 0 tw 0 alloc 8 mem 54\nUDP: inuse 0 mem 0\n"
+        XCTAssertEqual(SocketQueues.inUse(sockstat: v4, protocol: "TCP:"), 7)
+        XCTAssertEqual(SocketQueues.inUse(sockstat: "TCP6: inuse 1\nUDP6: inuse 0\n", protocol: "TCP6:"), 1)
+        XCTAssertNil(SocketQueues.inUse(sockstat: "UDP: inuse 3\n", protocol: "TCP:"))
+    }
+}
