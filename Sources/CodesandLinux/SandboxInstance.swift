@@ -166,26 +166,15 @@ final class SandboxInstance {
         var pfd = pollfd(fd: report, events: Int16(POLLIN), revents: 0)
         let n = try sys("poll") { poll(&pfd, 1, 10_000) }
         guard n == 1 else { throw SandboxError("the sandbox init did not get ready within 10 s") }
-        guard let record = readReport() else { throw SandboxError("the sandbox init exited during setup") }
+        guard case .value(let record) = readReport() else { throw SandboxError("the sandbox init exited during setup") }
         if record.kind == Int32(CS_REPORT_READY.rawValue) { return }
         throw SandboxError("sandbox setup failed at step \"\(String(cString: cs_step_name(record.step)))\"", errno: record.err)
     }
 
-    /// One record from the report pipe, or nil at EOF.
-    func readReport() -> cs_report? {
-        var record = cs_report()
-        let n = withUnsafeMutableBytes(of: &record) { raw in
-            var got = 0
-            while got < raw.count {
-                let r = read(report, raw.baseAddress! + got, raw.count - got)
-                if r < 0 && errno == EINTR { continue }
-                if r < 0 && errno == EAGAIN && got == 0 { return -1 }
-                if r <= 0 { break }
-                got += r
-            }
-            return got
-        }
-        return n == MemoryLayout<cs_report>.size ? record : nil
+    /// One record from the report pipe, nothing yet, or its end (EOF, an error, or a cut record:
+    /// the init writes whole records, so a part is its death).
+    func readReport() -> PipeRead<cs_report> {
+        readRecord(cs_report.self, from: report)
     }
 
     /// Kills everything in the sandbox, reaps the init, closes our pipe ends. Idempotent.

@@ -74,20 +74,28 @@ struct SandboxPipes {
 
     /// The next stage status record, if one is there. Sets statusEOF at the end of the pipe.
     mutating func readStatus() -> cs_stage_status? {
-        var record = cs_stage_status()
-        let n = withUnsafeMutableBytes(of: &record) { read(sandbox.status, $0.baseAddress, $0.count) }
-        if n == MemoryLayout<cs_stage_status>.size { return record }
-        if n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || n > 0 { statusEOF = true }
-        return nil
+        switch readRecord(cs_stage_status.self, from: sandbox.status) {
+        case .value(let record): return record
+        case .wouldBlock: return nil
+        case .end:
+            statusEOF = true
+            return nil
+        }
     }
 
     mutating func readReport() {
-        if let record = sandbox.readReport() {
-            if record.kind == Int32(CS_REPORT_EXEC_FAILED.rawValue) || record.kind == Int32(CS_REPORT_SETUP_FAILED.rawValue) {
-                execError = record.err
+        while true {
+            switch sandbox.readReport() {
+            case .value(let record):
+                if record.kind == Int32(CS_REPORT_EXEC_FAILED.rawValue) || record.kind == Int32(CS_REPORT_SETUP_FAILED.rawValue) {
+                    execError = record.err
+                }
+            case .wouldBlock:
+                return
+            case .end:
+                reportEOF = true  // never polled again: a pipe at its end is always "ready"
+                return
             }
-        } else if errno != EAGAIN {
-            reportEOF = true
         }
     }
 
@@ -96,5 +104,33 @@ struct SandboxPipes {
         if n > 0 { stdinOffset += n }
         // Done, or the program closed its stdin (EPIPE): either way it gets EOF from now on.
         if stdinOffset >= stdinBytes.count || (n < 0 && errno != EAGAIN && errno != EINTR) { sandbox.closeStdin() }
+    }
+}
+
+/// What one non-blocking read of a pipe found, as a value: whether there is more to come is never
+/// left to an `errno` read after the fact (a stale EAGAIN there once kept a pipe at its end in
+/// every poll, and the supervisor spinning).
+enum PipeRead<Value> {
+    case value(Value)
+    /// Nothing now; the writer is still there.
+    case wouldBlock
+    /// EOF, or a read error: nothing more will come.
+    case end
+}
+
+/// Reads one fixed-size record that the sandbox's init writes whole (records are far below
+/// PIPE_BUF, so a write is atomic): a part of one means its writer died, which is the end.
+func readRecord<Record>(_ type: Record.Type, from fd: Int32) -> PipeRead<Record> {
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<Record>.size, alignment: MemoryLayout<Record>.alignment)
+    defer { raw.deallocate() }
+    while true {
+        let n = read(fd, raw, MemoryLayout<Record>.size)
+        if n == MemoryLayout<Record>.size { return .value(raw.load(as: Record.self)) }
+        if n < 0 {
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN { return .wouldBlock }
+        }
+        return .end
     }
 }
