@@ -81,6 +81,8 @@ let package = Package(
         ]),
         .testTarget(name: "CodesandProtocolTests", dependencies: ["CodesandProtocol"]),
         .testTarget(name: "CodesandCoreTests", dependencies: ["CodesandCore"]),
+        // The native backend's logic without root: the stage state machine on a manual clock, pipe reads.
+        .testTarget(name: "CodesandLinuxTests", dependencies: ["CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox"]),
         .testTarget(name: "CodesandServerTests", dependencies: [
             "CodesandServer", "CodesandClient",
             .product(name: "NIOCore", package: "swift-nio"),
