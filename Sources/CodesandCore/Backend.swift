@@ -25,7 +25,8 @@ public struct SandboxJob: Sendable {
     /// Which configuration the sandbox must be built from (0 at start; each reload adds one).
     public var generation: Int = 0
     /// For a language with a pre-started interpreter: its name and the argv handed to the waiting
-    /// interpreter (the file's path, then the args). A slot pre-started for it runs the job that way.
+    /// interpreter (the file's path, then the args). Whether the run uses it is the backend's to
+    /// decide (its sandbox may hold another language's interpreter, or none).
     public var prestart: (language: String, argv: [String])? = nil
 
     public init(argv: [String], env: [String], fileName: String, code: [UInt8], stdin: [UInt8], limits: LimitSet,
