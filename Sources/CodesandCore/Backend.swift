@@ -44,16 +44,20 @@ public struct SandboxJob: Sendable {
 /// An interpreter to start in a prepared sandbox before any request, waiting for its program.
 public struct PrestartSpec: Sendable, Hashable {
     public var language: String
+    /// `{launcher}` in an element stands for the launcher file's text (the backend reads it).
     public var argv: [String]
     /// "NAME=value" entries.
     public var env: [String]
     /// The launcher can run as a zygote (LanguageSpec.zygote).
     public var zygote: Bool
-    public init(language: String, argv: [String], env: [String], zygote: Bool = false) {
+    /// The launcher's file name in the launcher directory (LanguageSpec.launcher); "": none.
+    public var launcher: String
+    public init(language: String, argv: [String], env: [String], zygote: Bool = false, launcher: String = "") {
         self.language = language
         self.argv = argv
         self.env = env
         self.zygote = zygote
+        self.launcher = launcher
     }
 }
 

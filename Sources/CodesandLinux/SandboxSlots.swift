@@ -25,9 +25,11 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
     }
 
     /// Builds a sandbox in `slot`'s cgroup from `layout`; with `prestart`, its interpreter started
-    /// and waiting (a fork of the language's zygote, if it has one).
+    /// and waiting (a fork of the language's zygote, if it has one; none if its launcher cannot
+    /// be used).
     func spawn(_ slot: Int, layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
-        try SandboxInstance.spawn(layout: layout, slot: slot, uid: uidBase + UInt32(slot), cgroup: cgroups[slot],
+        let prestart = prestart.flatMap(layout.launchers.resolve)
+        return try SandboxInstance.spawn(layout: layout, slot: slot, uid: uidBase + UInt32(slot), cgroup: cgroups[slot],
                                   limits: defaultLimits, prestart: prestart,
                                   zygote: prestart.flatMap(layout.zygotes.zygote(for:)), logger: logger)
     }
