@@ -40,7 +40,9 @@ let package = Package(
         .target(name: "CSandbox"),
         // CSandbox again as a library for the zygotes, without the Swift runtime: no Swift start
         // files, the (unused) standard library linked statically, so nothing of it is loaded.
-        .target(name: "CodesandZygote", cSettings: [.headerSearchPath("../CSandbox/include")],
+        // Its `launchers` (the languages' pre-start launchers, python3's the zygote's) are copied next
+        // to the build's products, as scripts/install copies them next to the installed library.
+        .target(name: "CodesandZygote", resources: [.copy("launchers")], cSettings: [.headerSearchPath("../CSandbox/include")],
                 linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib"])]),
         // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.
         .target(name: "CodesandLinux", dependencies: [
@@ -81,6 +83,11 @@ let package = Package(
         ]),
         .testTarget(name: "CodesandProtocolTests", dependencies: ["CodesandProtocol"]),
         .testTarget(name: "CodesandCoreTests", dependencies: ["CodesandCore"]),
+        // The native backend's logic without root: the stage state machine on a manual clock, pipe reads, launchers.
+        .testTarget(name: "CodesandLinuxTests", dependencies: [
+            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "CodesandServerTests", dependencies: [
             "CodesandServer", "CodesandClient",
             .product(name: "NIOCore", package: "swift-nio"),

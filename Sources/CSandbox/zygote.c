@@ -3,10 +3,10 @@
 // start (python3: ~12 ms of CPU). The daemon and the zygote talk over a SOCK_SEQPACKET socket:
 // one message per spawn, the sandbox's pipe and cgroup fds attached (SCM_RIGHTS), one reply.
 //
-// The zygote is trusted code only (the interpreter's start-up and the launcher in the language's
-// config); it never sees a snippet. Snippets reach the forked interpreter through its own
-// sandbox's pipes, after the init has dropped its privileges, so nothing of one run can reach the
-// zygote or another run. Each init is cloned with CLONE_PARENT: it is the daemon's child, which
+// The zygote is trusted code only (the interpreter's start-up and its launcher file,
+// launchers/python3.py); it never sees a snippet. Snippets reach the forked interpreter through
+// its own sandbox's pipes, after the init has dropped its privileges, so nothing of one run can
+// reach the zygote or another run. Each init is cloned with CLONE_PARENT: it is the daemon's child, which
 // waits for it and kills it exactly as for the sandboxes it clones itself.
 #define _GNU_SOURCE
 #include "csandbox.h"
@@ -206,6 +206,12 @@ static void answer(int sock, pid_t pid, int err) {
     struct zy_reply reply = {.pid = pid, .err = err};
     while (send(sock, &reply, sizeof reply, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
 }
+
+// The answers of cs_zygote_serve_one as data: a launcher reads them by name from the library
+// (python3.py: ctypes' in_dll) instead of repeating the numbers.
+const int cs_zygote_child = CS_ZYGOTE_CHILD;
+const int cs_zygote_served = CS_ZYGOTE_SERVED;
+const int cs_zygote_gone = CS_ZYGOTE_GONE;
 
 int cs_zygote_serve_one(int sock) {
     union { char buf[CMSG_SPACE(sizeof(int) * ZY_MAX_FDS)]; struct cmsghdr align; } control;

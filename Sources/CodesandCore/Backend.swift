@@ -25,7 +25,8 @@ public struct SandboxJob: Sendable {
     /// Which configuration the sandbox must be built from (0 at start; each reload adds one).
     public var generation: Int = 0
     /// For a language with a pre-started interpreter: its name and the argv handed to the waiting
-    /// interpreter (the file's path, then the args). A slot pre-started for it runs the job that way.
+    /// interpreter (the file's path, then the args). Whether the run uses it is the backend's to
+    /// decide (its sandbox may hold another language's interpreter, or none).
     public var prestart: (language: String, argv: [String])? = nil
 
     public init(argv: [String], env: [String], fileName: String, code: [UInt8], stdin: [UInt8], limits: LimitSet,
@@ -43,16 +44,20 @@ public struct SandboxJob: Sendable {
 /// An interpreter to start in a prepared sandbox before any request, waiting for its program.
 public struct PrestartSpec: Sendable, Hashable {
     public var language: String
+    /// `{launcher}` in an element stands for the launcher file's text (the backend reads it).
     public var argv: [String]
     /// "NAME=value" entries.
     public var env: [String]
     /// The launcher can run as a zygote (LanguageSpec.zygote).
     public var zygote: Bool
-    public init(language: String, argv: [String], env: [String], zygote: Bool = false) {
+    /// The launcher's file name in the launcher directory (LanguageSpec.launcher); "": none.
+    public var launcher: String
+    public init(language: String, argv: [String], env: [String], zygote: Bool = false, launcher: String = "") {
         self.language = language
         self.argv = argv
         self.env = env
         self.zygote = zygote
+        self.launcher = launcher
     }
 }
 

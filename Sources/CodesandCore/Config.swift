@@ -43,7 +43,11 @@ public struct LanguageSpec: Hashable, Sendable {
     public var compileLimits: RunLimits? = nil
     /// argv of a launcher that starts the interpreter ahead of a request and then reads the
     /// program's argv ("path\0arg…") from fd 3 (empty: this language runs the plain way only).
+    /// `{launcher}` in an element stands for the text of the `launcher` file.
     public var prestart: [String] = []
+    /// The launcher's file name in the launcher directory (`sandbox.launcher_dir`), e.g.
+    /// "python3.py"; "": `prestart` needs none.
+    public var launcher = ""
     /// The `prestart` launcher can also run as a zygote (zygote.c): started once on the host with
     /// the zygote library's path and a socket fd as its two arguments, it forks each sandbox's
     /// interpreter instead of starting one per sandbox.
@@ -73,6 +77,9 @@ public struct SandboxConfig: Hashable, Sendable {
     /// The zygotes' shared library (libCodesandZygote.so); "": next to the daemon's executable, or
     /// in ../lib/codesand from it.
     public var zygoteLibrary = ""
+    /// The languages' pre-start launchers (LanguageSpec.launcher); "": `launchers` next to the
+    /// daemon's executable, ../lib/codesand/launchers from it, or a SwiftPM build's copy.
+    public var launcherDir = ""
 }
 
 /// The whole configuration (see DefaultConfig for every key, its unit and default).

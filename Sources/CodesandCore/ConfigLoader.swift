@@ -133,13 +133,13 @@ public enum ConfigLoader {
             fileSizeBytes: try t.int("file_size_bytes", min: 1, max: 1 << 40),
             openFiles: try t.int("open_files", min: 16, max: 1 << 20),
             socketMemoryBytes: try t.int("socket_memory_bytes", min: 1 << 20, max: 1 << 40), env: try t.stringMap("env"),
-            zygoteLibrary: try zygoteLibrary(t))
+            zygoteLibrary: try absoluteOrEmpty(t, "zygote_library"), launcherDir: try absoluteOrEmpty(t, "launcher_dir"))
     }
 
-    static func zygoteLibrary(_ t: ConfigNode) throws -> String {
-        let path = try t.string("zygote_library")
+    static func absoluteOrEmpty(_ t: ConfigNode, _ key: String) throws -> String {
+        let path = try t.string(key)
         guard path.isEmpty || path.hasPrefix("/") else {
-            throw ConfigError(key: "sandbox.zygote_library", problem: "must be an absolute path or \"\", got \"\(path)\"")
+            throw ConfigError(key: "sandbox.\(key)", problem: "must be an absolute path or \"\", got \"\(path)\"")
         }
         return path
     }
@@ -163,7 +163,7 @@ public enum ConfigLoader {
 
     static func language(_ name: String, _ t: ConfigNode) throws -> LanguageSpec {
         let known: Set<String> = ["aliases", "file", "run", "env", "version", "compile", "template", "flags_pattern",
-                                  "limits", "compile_limits", "prestart", "zygote"]
+                                  "limits", "compile_limits", "prestart", "zygote", "launcher"]
         if let extra = t.keys.sorted().first(where: { !known.contains($0) }) {
             throw ConfigError(key: "\(t.path).\(extra)", problem: "unknown key")
         }
@@ -185,6 +185,18 @@ public enum ConfigLoader {
         spec.prestart = prestart
         if !prestart.isEmpty && !compile.isEmpty {
             throw ConfigError(key: "\(t.path).prestart", problem: "a compiled language cannot be pre-started")
+        }
+        spec.launcher = try t.has("launcher") ? t.string("launcher") : ""
+        let namesLauncher = prestart.contains { $0.contains("{launcher}") }
+        if !spec.launcher.isEmpty {
+            guard !spec.launcher.contains("/"), spec.launcher != ".", spec.launcher != ".." else {
+                throw ConfigError(key: "\(t.path).launcher", problem: "must be a file name in sandbox.launcher_dir, got \"\(spec.launcher)\"")
+            }
+            guard namesLauncher else {
+                throw ConfigError(key: "\(t.path).launcher", problem: "is not used: no prestart element has {launcher}")
+            }
+        } else if namesLauncher {
+            throw ConfigError(key: "\(t.path).prestart", problem: "has {launcher} but the language names no launcher")
         }
         spec.zygote = try t.has("zygote") ? t.bool("zygote") : false
         if spec.zygote && prestart.isEmpty {

@@ -58,6 +58,8 @@ socket_memory_bytes = 16777216         # cgroup v1: TCP/UDP buffers one sandbox 
                                        # memory_bytes; v2 counts them in it). Keep pool size × this far below tcp_mem
 env = { PATH = "/usr/local/bin:/usr/bin:/bin", HOME = "/home/sandbox", LANG = "C.UTF-8", TMPDIR = "/tmp" }
 zygote_library = ""                    # for languages with zygote = true; "": libCodesandZygote.so next to codesandd or in ../lib/codesand
+launcher_dir = ""                      # the languages' launcher files; "": launchers/ next to codesandd, ../lib/codesand/launchers, or a build's copy
+                                       # (each must be root's alone to change, as the zygote library: python3's runs as root)
 
 [log]
 level = "info"                         # trace, debug, info, notice, warning, error, critical
@@ -69,75 +71,23 @@ log_code = false                       # log each snippet's code (off: code is t
 # compile stage); template (code without `unless` in it is put into `wrap` at {code}); flags_pattern
 # (regex each compile flag must match whole; without it compile_flags are refused); env (added to
 # sandbox.env); limits and compile_limits (this language's defaults, cut to limits.max); version
-# (argv run once at start on the host; a language whose program is missing is left out).
+# (argv run once at start on the host; a language whose program is missing is left out); prestart
+# (argv of an interpreter started before a request, waiting on fd 3 for "path\0arg…"; [] turns
+# pre-starting off), with launcher (a file in sandbox.launcher_dir, in the interpreter's language,
+# whose text replaces {launcher}: the interpreter gets it as code, since no host path but /usr and
+# /etc is visible in a sandbox); zygote (the launcher also serves as a zygote, see the README).
 [languages.python3]
 aliases = ["py", "py3", "python"]
 file = "main.py"
 run = ["/usr/bin/python3", "{file}", "{args}"]
 env = { PYTHONUNBUFFERED = "1", PYTHONDONTWRITEBYTECODE = "1" }
 version = ["/usr/bin/python3", "--version"]
-# Started before a request, it waits on fd 3 for "path\0arg…", then runs the file as `python3 path args`
-# would: __main__, __file__, sys.argv, sys.path[0], exit codes, tracebacks without its own frame.
-# As a zygote (two arguments: the library and a socket fd), it starts once on the host and each
-# sandbox's interpreter is a fork of it, inside the sandbox, that goes on below the `if`.
+# Started before a request, its launcher (launchers/python3.py) waits on fd 3 for "path\0arg…",
+# then runs the file as `python3 path args` would. As a zygote (zygote = true), it starts once on
+# the host and each sandbox's interpreter is a fork of it (README, "Zygotes").
 zygote = true
-prestart = ["/usr/bin/python3", "-c", '''
-import os, sys
-if len(sys.argv) == 3:
-    import ctypes, gc
-    _zygote, _api = ctypes.PyDLL(sys.argv[1]), ctypes.pythonapi  # PyDLL: calls keep the GIL, as os.fork
-    gc.freeze()  # the collector must not touch (and so copy) the objects every fork shares
-    if _zygote.cs_zygote_announce(int(sys.argv[2])) != 0:
-        os._exit(0)
-    while True:  # each request forks: around it, the runtime's own fork protocol
-        _api.PyOS_BeforeFork()
-        _served = _zygote.cs_zygote_serve_one(int(sys.argv[2]))
-        if _served == 0:  # the fork, in its sandbox: locks, threads, at-fork hooks (random reseeds)
-            _api.PyOS_AfterFork_Child()
-            break
-        _api.PyOS_AfterFork_Parent()
-        if _served != 1:
-            os._exit(0)  # the daemon is gone
-    import time
-    time.tzset()  # the sandbox's /etc/localtime, not the host's
-    del _zygote, _api, _served
-compile("", "<codesand>", "exec")
-def _codesand_run():
-    # Loaded at start-up already; importing `types` or `importlib.machinery` would cost ~1.5 ms.
-    from _frozen_importlib_external import SourceFileLoader
-    data = b""
-    while True:
-        chunk = os.read(3, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(3)
-    argv = [a.decode("utf-8", "surrogateescape") for a in data.split(b"\0")]
-    path = argv[0]
-    sys.argv[:] = argv
-    sys.orig_argv[:] = [sys.executable] + argv  # as `python3 main.py`, not the launcher's
-    sys.path[0] = os.path.dirname(path)
-    main = type(sys)("__main__")
-    main.__file__ = path
-    main.__cached__ = None
-    main.__loader__ = SourceFileLoader("__main__", path)
-    main.__builtins__ = __builtins__
-    sys.modules["__main__"] = main
-    with open(path, "rb") as f:
-        source = f.read()
-    try:
-        code = compile(source, path, "exec")
-        del source, data, f
-        exec(code, main.__dict__)
-    except SystemExit:
-        raise
-    except BaseException:
-        kind, value, tb = sys.exc_info()
-        tb = tb.tb_next if kind is not SyntaxError else None  # this launcher's frame is not the program's
-        sys.excepthook(kind, value.with_traceback(tb), tb)
-        sys.exit(1)
-_codesand_run()
-''']
+launcher = "python3.py"
+prestart = ["/usr/bin/python3", "-c", "{launcher}"]
 
 [languages.php]
 aliases = []
@@ -145,13 +95,8 @@ file = "main.php"
 run = ["/usr/bin/php", "-d", "display_errors=stderr", "{file}", "{args}"]
 template = { unless = "<?", wrap = "<?php\n{code}" }
 version = ["/usr/bin/php", "--version"]
-prestart = ["/usr/bin/php", "-d", "display_errors=stderr", "-r", '''
-$__codesand = explode("\0", stream_get_contents(fopen("php://fd/3", "r")));
-$argv = $__codesand; $argc = count($argv); unset($__codesand);
-$_SERVER["argv"] = $argv; $_SERVER["argc"] = $argc;
-$_SERVER["SCRIPT_FILENAME"] = $_SERVER["SCRIPT_NAME"] = $_SERVER["PHP_SELF"] = $argv[0];
-require $argv[0];
-''']
+launcher = "php.php"
+prestart = ["/usr/bin/php", "-d", "display_errors=stderr", "-r", "?>{launcher}"]   # -r code is PHP: ?> lets the file's <?php open it
 
 [languages.bash]
 aliases = []
@@ -188,12 +133,8 @@ aliases = ["rb"]
 file = "main.rb"
 run = ["/usr/bin/ruby", "{file}", "{args}"]
 version = ["/usr/bin/ruby", "--version"]
-prestart = ["/usr/bin/ruby", "-e", '''
-codesand_argv = IO.new(3).read.split("\0", -1)
-$0 = codesand_argv[0]
-ARGV.replace(codesand_argv[1..] || [])
-load codesand_argv.shift
-''']
+launcher = "ruby.rb"
+prestart = ["/usr/bin/ruby", "-e", "{launcher}"]
 
 [languages.tcl]
 aliases = ["tclsh"]
@@ -207,13 +148,8 @@ file = "main.js"
 run = ["/usr/bin/node", "{file}", "{args}"]
 version = ["/usr/bin/node", "--version"]
 limits = { pids = 128 }
-prestart = ["/usr/bin/node", "-e", '''
-process.stdout; process.stderr;
-const codesandArgv = require("fs").readFileSync(3).toString("utf8").split("\0");
-require("fs").closeSync(3);
-process.argv = [process.execPath].concat(codesandArgv);
-require("module")._load(codesandArgv[0], null, true);
-''']
+launcher = "javascript.js"
+prestart = ["/usr/bin/node", "-e", "{launcher}"]
 
 [languages.go]
 aliases = ["golang"]

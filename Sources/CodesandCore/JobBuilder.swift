@@ -39,7 +39,8 @@ struct JobBuilder {
 
     /// What a slot must start in advance to serve this language pre-started (nil: not pre-startable).
     func prestartSpec() -> PrestartSpec? {
-        spec.prestart.isEmpty ? nil : PrestartSpec(language: spec.name, argv: spec.prestart, env: environment(), zygote: spec.zygote)
+        spec.prestart.isEmpty ? nil : PrestartSpec(language: spec.name, argv: spec.prestart, env: environment(), zygote: spec.zygote,
+                                                    launcher: spec.launcher)
     }
 
     /// PHP without `<?php`, Java without a class, C without main(): wrapped so it just works.

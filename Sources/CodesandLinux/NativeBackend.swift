@@ -15,16 +15,12 @@ public final class NativeBackend: SandboxBackend {
     /// Layouts by generation (a reload adds one, see addLayout). New sandboxes are prepared from the
     /// newest; a run uses its job's generation, so it never mixes two configurations.
     private let layouts: Mutex<(newest: Int, byGeneration: [Int: SandboxLayout])>
-    /// The slots' cgroups, and one more (the last) for probes such as language versions.
-    private let cgroups: [SlotCgroup]
+    /// The slots (and the probe slot, the last): their cgroups and sandboxes.
+    private let slots: SandboxSlots
     private let probeLock = Mutex(())
     private let poolSize: Int
     private let config: SandboxConfig
-    private let defaultLimits: LimitSet
     private let logger: Logger
-    /// Each slot's ready sandbox (taken out for its run, never put back) and used sandbox (killed
-    /// but not yet torn down: the reply does not wait for that; the next prepare does).
-    private let sandboxes: Mutex<(ready: [ReadySandbox?], used: [ReadySandbox?])>
     private let stopped = Atomic<Bool>(false)
     /// Held for the daemon's life: a second daemon with the same cgroup name would kill our sandboxes.
     private let lockFD: Int32
@@ -42,33 +38,27 @@ public final class NativeBackend: SandboxBackend {
         try Self.checkUIDsAreFree(base: config.uidBase, count: poolSize + 1)
         self.config = config
         self.driver = driver
-        self.defaultLimits = defaultLimits
         self.logger = logger
         self.poolSize = poolSize
         self.layouts = Mutex((0, [0: try SandboxLayout(config: config, poolSize: poolSize + 1, logger: logger)]))
         self.lockFD = try Self.lockSlots(config: config)
         driver.removeStale(keeping: poolSize + 1)
-        self.cgroups = try (0...poolSize).map { try driver.slot($0) }
+        let cgroups = try (0...poolSize).map { try driver.slot($0) }
         for (slot, cg) in cgroups.enumerated() { Self.recover(slot: slot, cgroup: cg, logger: logger) }
         if !Self.hasCapability(24) {  // CAP_SYS_RESOURCE: often withheld from root in containers
             logger.warning("no CAP_SYS_RESOURCE: sandbox inits cannot exempt themselves from the OOM killer, so the OOM killer may pick an init before its program")
         }
-        self.sandboxes = Mutex((Array(repeating: nil, count: poolSize), Array(repeating: nil, count: poolSize)))
+        slots = SandboxSlots(cgroups: cgroups, uidBase: config.uidBase, defaultLimits: defaultLimits, logger: logger)
     }
 
     public func prepare(slot: Int, prestart: PrestartSpec?) async throws {
         guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
-        let old = sandboxes.withLock { s in
-            defer { (s.ready[slot], s.used[slot]) = (nil, nil) }
-            return [s.ready[slot], s.used[slot]].compactMap { $0 }
-        }
         let fresh: ReadySandbox
         let layout = self.layout
         do {
-            fresh = try await onThread("codesand-prepare-\(slot)") { [self] in
-                for o in old { o.instance.destroy() }  // the slot's cgroup is empty before it is used again
-                cgroups[slot].reclaim()  // and holds nothing of the last run: it starts at zero
-                return ReadySandbox(try spawn(slot, layout, prestart: prestart), layout: layout)
+            fresh = try await onThread("codesand-prepare-\(slot)") { [slots] in
+                slots.clear(slot)  // what the last run left is torn down: the slot's cgroup is empty and at zero
+                return ReadySandbox(try slots.spawn(slot, layout: layout, prestart: prestart), layout: layout)
             }
         } catch {
             if stopped.load(ordering: .relaxed) { throw CancellationError() }  // its cgroup is gone: not a failure
@@ -76,57 +66,20 @@ public final class NativeBackend: SandboxBackend {
             if let gone = layout.missingSource() { throw SandboxError("\(gone) (\(error))") }
             throw error
         }
-        let leftover: ReadySandbox? = sandboxes.withLock { s in
-            if stopped.load(ordering: .relaxed) { return fresh }
-            s.ready[slot] = fresh
-            return nil
-        }
-        if let leftover {
-            leftover.instance.destroy()
-            throw CancellationError()
-        }
+        guard slots.setReady(slot, fresh) else { throw CancellationError() }
     }
 
     public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         let cancelFD = cs_eventfd()
         guard cancelFD >= 0 else { throw SandboxError("eventfd", errno: errno) }
         defer { close(cancelFD) }
-        let prepared = sandboxes.withLock { s in defer { s.ready[slot] = nil }; return s.ready[slot] }
+        // One run, one configuration: the generation its job was built for.
         let layout = layouts.withLock { $0.byGeneration[job.generation] ?? $0.byGeneration[$0.newest]! }
+        let run = SandboxRun(job: job, slot: slot, slots: slots, layout: layout, cancelFD: cancelFD,
+                             streamer: onOutput.map { OutputStreamer(sink: $0) })
         return try await withTaskCancellationHandler {
             // A thread of its own: the supervisor blocks in poll(), which must not starve Swift's pool.
-            try await onThread("codesand-run-\(slot)") { [self] in
-                // A sandbox built for another generation is not used: one run, one configuration.
-                if let stale = prepared, stale.layout !== layout { stale.instance.destroy() }
-                var sandbox = try prepared.flatMap { $0.layout === layout ? $0.instance : nil } ?? spawn(slot, layout)
-                // The first stage's limits: the compiler's, or the program's (RunSupervisor sets
-                // the program's after a compile).
-                let firstLimits = job.compile?.limits ?? job.limits
-                do {
-                    try sandbox.beginRun(limits: firstLimits)
-                } catch {
-                    sandbox.destroy()
-                    // A pre-started interpreter can already hold more than a small memory limit
-                    // (EBUSY): a plain sandbox starts its program under the limit instead.
-                    guard sandbox.prestarted != nil else { throw error }
-                    cgroups[slot].reclaim()
-                    sandbox = try spawn(slot, layout)
-                    do { try sandbox.beginRun(limits: firstLimits) } catch { sandbox.destroy(); throw error }
-                }
-                var supervisor = RunSupervisor(sandbox: sandbox, job: job,
-                                               rlimits: (layout.config.fileSizeBytes, layout.config.openFiles), cancelFD: cancelFD)
-                supervisor.streamer = onOutput.map { OutputStreamer(sink: $0) }
-                supervisor.socketLimitBytes = layout.config.socketMemoryBytes
-                let outcome: SandboxOutcome
-                do {
-                    outcome = try supervisor.run()
-                } catch {
-                    sandbox.destroy()  // idempotent: whatever failed, nothing of it stays in the slot
-                    throw error
-                }
-                sandboxes.withLock { $0.used[slot] = ReadySandbox(sandbox, layout: layout) }
-                return outcome
-            }
+            try await onThread("codesand-run-\(slot)") { try run.execute() }
         } onCancel: {
             var one: UInt64 = 1
             _ = write(cancelFD, &one, 8)
@@ -134,12 +87,6 @@ public final class NativeBackend: SandboxBackend {
     }
 
     private var layout: SandboxLayout { layouts.withLock { $0.byGeneration[$0.newest]! } }
-
-    private func spawn(_ slot: Int, _ layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
-        try SandboxInstance.spawn(layout: layout, slot: slot, uid: config.uidBase + UInt32(slot), cgroup: cgroups[slot],
-                                  limits: defaultLimits, prestart: prestart, zygote: prestart.flatMap(layout.zygotes.zygote(for:)),
-                                  logger: logger)
-    }
 
     /// Adds a layout built from `config` (a reload: another image, other mounts or caps) and
     /// returns its generation: jobs of that generation run in sandboxes built from it, and new
@@ -168,11 +115,10 @@ public final class NativeBackend: SandboxBackend {
         let layout = self.layout
         return try? await onThread("codesand-probe") { [self] () -> String? in
             probeLock.withLock { _ in
-                guard let sandbox = try? spawn(poolSize, layout) else { return nil }
-                defer { sandbox.destroy() }
+                defer { slots.clear(poolSize) }
                 let limits = LimitSet(wallMs: 10_000, cpuMs: 10_000, memoryBytes: 1 << 30, pids: 256, outputBytes: 65536, outputLines: 100)
                 let job = SandboxJob(argv: argv, env: env, fileName: "probe", code: [], stdin: [], limits: limits)
-                guard let run = try? RunSupervisor(sandbox: sandbox, job: job, rlimits: (1 << 20, 256), cancelFD: -1).run().run,
+                guard let run = try? SandboxRun(job: job, slot: poolSize, slots: slots, layout: layout, cancelFD: -1).execute().run,
                       run.succeeded else { return nil }
                 let t = run.output.texts()
                 return t.stdout + t.stderr
@@ -237,8 +183,8 @@ public final class NativeBackend: SandboxBackend {
     /// Processes in the slots' cgroups now, beyond the ready sandboxes' own (their init and any
     /// interpreter started in advance): what runs left behind.
     public func leftoverProcesses() -> [pid_t] {
-        let readySlots = Set(sandboxes.withLock { s in s.ready.indices.filter { s.ready[$0] != nil } })
-        return cgroups.indices.filter { !readySlots.contains($0) }.flatMap { cgroups[$0].processes() }
+        let ready = slots.readySlots
+        return slots.cgroups.indices.filter { !ready.contains($0) }.flatMap { slots.cgroups[$0].processes() }
     }
 
     /// Processes in the slots' cgroups that no sandbox accounts for: in a slot holding a ready
@@ -246,13 +192,12 @@ public final class NativeBackend: SandboxBackend {
     /// slot when no probe runs, any. Slots in use are skipped (a run's processes are its own until it
     /// ends and its sandbox is killed whole). 0 on a clean, idle daemon.
     public func strayProcesses() -> [pid_t]? {
-        let inits = sandboxes.withLock { s in s.ready.map { $0?.instance.initPID } }
         var stray: [pid_t] = []
-        for (slot, initPID) in inits.enumerated() {
+        for (slot, initPID) in slots.readyInits.enumerated().prefix(poolSize) {
             guard let initPID else { continue }
-            stray += cgroups[slot].processes().filter { $0 != initPID && SandboxInstance.parent(of: $0) != initPID }
+            stray += slots.cgroups[slot].processes().filter { $0 != initPID && SandboxInstance.parent(of: $0) != initPID }
         }
-        probeLock.withLockIfAvailable { _ in stray += cgroups[poolSize].processes() }
+        probeLock.withLockIfAvailable { _ in stray += slots.cgroups[poolSize].processes() }
         return stray
     }
 
@@ -261,13 +206,9 @@ public final class NativeBackend: SandboxBackend {
     /// Kills every sandbox and removes the slots' cgroups (daemon shutdown). Later prepares fail.
     public func shutdown() {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
-        let all = sandboxes.withLock { s in
-            defer { s = (s.ready.map { _ in nil }, s.used.map { _ in nil }) }
-            return (s.ready + s.used).compactMap { $0 }
-        }
-        for r in all { r.instance.destroy() }
+        slots.stop()
         for layout in layouts.withLock({ Array($0.byGeneration.values) }) { layout.zygotes.stopAll() }
-        for cg in cgroups {
+        for cg in slots.cgroups {
             cg.killAll(timeoutMs: 5000)
             // A task that was just killed leaves its cgroup a moment after it is gone from cgroup.procs.
             for _ in 0..<50 where !cg.remove() { usleep(10_000) }
@@ -276,17 +217,6 @@ public final class NativeBackend: SandboxBackend {
         rmdir(config.stateDir + "/root")
         unlink("\(config.stateDir)/\(config.cgroupName).lock")
         close(lockFD)  // another daemon (or test) may take these cgroups now
-    }
-}
-
-/// A prepared sandbox moving between threads; only one owner uses it at a time.
-final class ReadySandbox: @unchecked Sendable {
-    let instance: SandboxInstance
-    /// What it was built from: a run uses it only if that is still the current layout.
-    let layout: SandboxLayout
-    init(_ instance: SandboxInstance, layout: SandboxLayout) {
-        self.instance = instance
-        self.layout = layout
     }
 }
 

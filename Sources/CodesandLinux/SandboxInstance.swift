@@ -5,7 +5,7 @@ import Glibc
 import Logging
 
 /// A spawned sandbox: its init is waiting for one job. Owns the daemon-side pipe ends.
-final class SandboxInstance {
+final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its slot, or the run that took it
     let initPID: pid_t
     let cgroup: SlotCgroup
     var control: Int32   // write: the job
@@ -151,7 +151,7 @@ final class SandboxInstance {
                 return n > 0 && String(decoding: link[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == target
             }
             guard holds else { continue }
-            kill(pid, SIGKILL)
+            Glibc.kill(pid, SIGKILL)
             while waitpid(pid, nil, 0) < 0 && errno == EINTR {}
         }
     }
@@ -166,34 +166,37 @@ final class SandboxInstance {
         var pfd = pollfd(fd: report, events: Int16(POLLIN), revents: 0)
         let n = try sys("poll") { poll(&pfd, 1, 10_000) }
         guard n == 1 else { throw SandboxError("the sandbox init did not get ready within 10 s") }
-        guard let record = readReport() else { throw SandboxError("the sandbox init exited during setup") }
+        guard case .value(let record) = readReport() else { throw SandboxError("the sandbox init exited during setup") }
         if record.kind == Int32(CS_REPORT_READY.rawValue) { return }
         throw SandboxError("sandbox setup failed at step \"\(String(cString: cs_step_name(record.step)))\"", errno: record.err)
     }
 
-    /// One record from the report pipe, or nil at EOF.
-    func readReport() -> cs_report? {
-        var record = cs_report()
-        let n = withUnsafeMutableBytes(of: &record) { raw in
-            var got = 0
-            while got < raw.count {
-                let r = read(report, raw.baseAddress! + got, raw.count - got)
-                if r < 0 && errno == EINTR { continue }
-                if r < 0 && errno == EAGAIN && got == 0 { return -1 }
-                if r <= 0 { break }
-                got += r
-            }
-            return got
-        }
-        return n == MemoryLayout<cs_report>.size ? record : nil
+    /// One record from the report pipe, nothing yet, or its end (EOF, an error, or a cut record:
+    /// the init writes whole records, so a part is its death).
+    func readReport() -> PipeRead<cs_report> {
+        readRecord(cs_report.self, from: report)
+    }
+
+    /// Kills every process of the sandbox now, without waiting (a limit, the client gone): the
+    /// cgroup's kill, and the init's death, which takes its pid namespace along.
+    func kill() {
+        cgroup.killAll(timeoutMs: 0)
+        killInit()
+    }
+
+    /// SIGKILL to the init: as its pid namespace's init, its death kills every process in it.
+    /// Never once it is reaped: its pid may be another process's by then.
+    func killInit() {
+        if !reaped { Glibc.kill(initPID, SIGKILL) }
     }
 
     /// Kills everything in the sandbox, reaps the init, closes our pipe ends. Idempotent.
+    /// (SandboxSlots.tearDown is the one caller, bar a spawn that failed.)
     func destroy() {
         // As the pid namespace's init, its death takes every process in it along: the kernel kills
         // them and the init's exit completes only when they are gone. The cgroup kill is the backstop.
         if !reaped {  // once reaped, the pid may belong to another process: never signal it again
-            kill(initPID, SIGKILL)
+            Glibc.kill(initPID, SIGKILL)
             var st: Int32 = 0
             while waitpid(initPID, &st, 0) < 0 && errno == EINTR {}
             reaped = true
@@ -203,8 +206,8 @@ final class SandboxInstance {
         (control, report, status, stdin, stdout, stderr) = (-1, -1, -1, -1, -1, -1)
     }
 
-    /// Sets this run's limits and zeroes the usage counters, so the run's numbers exclude the setup.
-    func beginRun(limits wanted: LimitSet) throws {
+    /// Sets a stage's limits and zeroes the memory peak, so the stage's numbers exclude what came before.
+    func beginStage(limits wanted: LimitSet) throws {
         if wanted != limits {
             try cgroup.apply(limits: wanted)
             limits = wanted

@@ -20,6 +20,8 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
     let systemRoot: String
     /// Interpreters that fork this layout's pre-started interpreters (started on first use).
     let zygotes: ZygoteSet
+    /// The languages' pre-start launchers, read (and checked) once for this layout.
+    let launchers: Launchers
 
     init(config: SandboxConfig, poolSize: Int, logger: Logger = Logger(label: "codesand")) throws {
         self.config = config
@@ -58,6 +60,7 @@ final class SandboxLayout: @unchecked Sendable {  // immutable after init
             }
         }
         zygotes = ZygoteSet(config: config, systemRoot: systemRoot, logger: logger)
+        launchers = Launchers(config: config, logger: logger)
         rootDir = strdup(root)
         hostname = strdup(config.hostname)
         home = strdup(config.home)

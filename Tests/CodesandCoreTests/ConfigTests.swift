@@ -48,6 +48,19 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(error("[languages.lua]\nfile = \"../x\"\nrun = [\"/usr/bin/lua\"]\n")?.contains("languages.lua.file"), true)
     }
 
+    /// A launcher is a file name in sandbox.launcher_dir, and `{launcher}` and `launcher` come together.
+    func test_a_launcher_is_a_file_name_that_prestart_uses() throws {
+        let lang = "[languages.lua]\nfile = \"main.lua\"\nrun = [\"/usr/bin/lua\", \"{file}\"]\n"
+        let c = try ConfigLoader.load(fileText: lang + "launcher = \"lua.lua\"\nprestart = [\"/usr/bin/lua\", \"-e\", \"{launcher}\"]\n")
+        XCTAssertEqual(c.languages.first { $0.name == "lua" }?.launcher, "lua.lua")
+        let e = error(lang + "launcher = \"../lua.lua\"\nprestart = [\"/usr/bin/lua\", \"-e\", \"{launcher}\"]\n")
+        XCTAssertEqual(e?.contains("languages.lua.launcher"), true, e ?? "")
+        XCTAssertEqual(error(lang + "launcher = \"lua.lua\"\nprestart = [\"/usr/bin/lua\"]\n")?.contains("languages.lua.launcher"), true)
+        XCTAssertEqual(error(lang + "prestart = [\"/usr/bin/lua\", \"-e\", \"{launcher}\"]\n")?.contains("languages.lua.prestart"), true)
+        XCTAssertEqual(error("[sandbox]\nlauncher_dir = \"launchers\"\n")?.contains("sandbox.launcher_dir"), true)
+        XCTAssertEqual(try ConfigLoader.load(fileText: "[sandbox]\nlauncher_dir = \"/opt/l\"\n").sandbox.launcherDir, "/opt/l")
+    }
+
     func test_bad_toml_reports_the_line() {
         XCTAssertEqual(error("[pool\n")?.contains("line 1"), true)
     }

@@ -69,7 +69,8 @@ final class CgroupV2Tests: XCTestCase {
         let sandbox = try SandboxInstance.spawn(layout: layout, slot: 0, uid: config.uidBase, cgroup: cgroup, limits: limits)
         let job = SandboxJob(argv: ["/bin/bash", "/home/sandbox/main.sh"], env: ["PATH=/usr/bin:/bin"], fileName: "main.sh",
                              code: Array("sleep 100 & sleep 100 & setsid sleep 100 & wait\n".utf8), stdin: [], limits: limits)
-        try RunSupervisor(sandbox: sandbox, job: job, rlimits: (1 << 20, 64), cancelFD: -1).handOver()
+        try JobHandOver.write(job, to: sandbox, usesPrestart: false, rlimits: (1 << 20, 64))
+        sandbox.closeControl()
         XCTAssertTrue(CgroupDetect.poll(timeoutMs: 2000) { cgroup.processes().count >= 5 }, "init, bash and three sleeps")
         XCTAssertTrue(cgroup.killAll(timeoutMs: 2000))
         XCTAssertTrue(cgroup.isEmpty())

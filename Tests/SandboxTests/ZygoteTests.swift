@@ -173,11 +173,15 @@ final class ZygoteTests: XCTestCase {
         let python = try XCTUnwrap(config.languages.first { $0.name == "python3" })
         let set = ZygoteSet(config: config.sandbox, systemRoot: "", logger: testLogger)
         defer { set.stopAll() }
+        let launchers = Launchers(config: config.sandbox, logger: testLogger)
+        func spec(_ env: [String]) throws -> PrestartSpec {
+            try XCTUnwrap(launchers.resolve(PrestartSpec(language: "python3", argv: python.prestart, env: env, zygote: true,
+                                                         launcher: python.launcher)))
+        }
         let env = ["PATH=/usr/bin:/bin", "HOME=\(config.sandbox.home)"]
-        let first = try XCTUnwrap(set.zygote(for: PrestartSpec(language: "python3", argv: python.prestart, env: env, zygote: true)))
-        XCTAssertTrue(set.zygote(for: PrestartSpec(language: "python3", argv: python.prestart, env: env, zygote: true)) === first)
-        let second = try XCTUnwrap(set.zygote(for: PrestartSpec(language: "python3", argv: python.prestart,
-                                                                 env: env + ["GENERATION=2"], zygote: true)))
+        let first = try XCTUnwrap(set.zygote(for: spec(env)))
+        XCTAssertTrue(set.zygote(for: try spec(env)) === first)
+        let second = try XCTUnwrap(set.zygote(for: spec(env + ["GENERATION=2"])))
         XCTAssertFalse(second === first)
         XCTAssertEqual(set.running.map(\.pid), [second.pid])
         XCTAssertEqual(kill(first.pid, 0), -1, "the old zygote was stopped and reaped")
@@ -246,7 +250,9 @@ final class ZygoteTests: XCTestCase {
         let library = try XCTUnwrap(ZygoteSet.findLibrary(config: config.sandbox, logger: testLogger))
         var pair: [Int32] = [0, 0]
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair), 0)
-        let pid = try Zygote.launch(argv: python.prestart + [library, "3"], env: ["PATH=/usr/bin:/bin"], socket: pair[1], stderr: 2)
+        let launcher = try XCTUnwrap(Launchers(config: config.sandbox, logger: testLogger)
+            .resolve(PrestartSpec(language: "python3", argv: python.prestart, env: [], launcher: python.launcher)))
+        let pid = try Zygote.launch(argv: launcher.argv + [library, "3"], env: ["PATH=/usr/bin:/bin"], socket: pair[1], stderr: 2)
         close(pair[1])
         defer { close(pair[0]) }
         let fdCount = { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1 }

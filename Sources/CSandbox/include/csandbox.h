@@ -111,6 +111,8 @@ pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_
 /// CS_ZYGOTE_SERVED in the zygote after a request, CS_ZYGOTE_GONE when the daemon is gone.
 int cs_zygote_serve_one(int sock);
 enum { CS_ZYGOTE_CHILD = 0, CS_ZYGOTE_SERVED = 1, CS_ZYGOTE_GONE = 2 };
+/// The same three, as symbols of the library for a launcher's FFI to read by name.
+extern const int cs_zygote_child, cs_zygote_served, cs_zygote_gone;
 
 /// In the zygote, once, when it is ready to serve: tells the daemon (cs_zygote_await_ready).
 int cs_zygote_announce(int sock);

@@ -1,0 +1,163 @@
+import CodesandCore
+import Glibc
+
+// The life of a run (NativeBackend.run → SandboxRun.execute), on a thread of its own:
+//
+//   take the slot's ready sandbox (or build a plain one: the slot has none, or one built from
+//   another generation of the configuration)
+//   → first stage (the compile if there is one, else the program): its limits on the cgroup; a
+//     pre-started sandbox that cannot take them (EBUSY: its interpreter already holds more) is
+//     replaced by a plain one → decide, once, whether the waiting interpreter runs the program →
+//     hand the job over (the init writes the file and starts the stage at once) → supervise →
+//     account
+//   → run stage, after a compile that succeeded: reclaim what the compiler left, the program's
+//     limits on the cgroup (EBUSY: the binary alone exceeds them, so the run is oom), what is still
+//     charged counted out of its peak, the word 'r' → supervise → account
+//   → end, whatever happened, in one place: the init is killed and the sandbox handed back to its
+//     slot, which tears it down before its next sandbox, after the reply.
+
+/// One run in one slot, from its sandbox to its outcome. Used by one thread.
+final class SandboxRun: @unchecked Sendable {
+    private let job: SandboxJob
+    private let slot: Int
+    private let slots: SandboxSlots
+    private let layout: SandboxLayout
+    private let cancelFD: Int32
+    private let streamer: OutputStreamer?
+    private let clock: any RunClock
+    /// The sandbox the run holds, handed back to its slot by `end`.
+    private var held: SandboxInstance?
+
+    /// `cancelFD` becomes readable when the request is cancelled (-1: never); `streamer` gets the
+    /// program's output as it comes, for `stream` requests.
+    init(job: SandboxJob, slot: Int, slots: SandboxSlots, layout: SandboxLayout, cancelFD: Int32,
+         streamer: OutputStreamer? = nil, clock: any RunClock = MonotonicClock()) {
+        self.job = job
+        self.slot = slot
+        self.slots = slots
+        self.layout = layout
+        self.cancelFD = cancelFD
+        self.streamer = streamer
+        self.clock = clock
+    }
+
+    func execute() throws -> SandboxOutcome {
+        defer { end() }
+        var sandbox = try takeSandbox()
+        let firstLimits = job.compile?.limits ?? job.limits
+        sandbox = try applyFirstLimits(firstLimits, to: sandbox)
+        // Whether the run was pre-started is decided here, and only here.
+        let usesPrestart = job.prestart != nil && job.prestart?.language == sandbox.prestarted
+        try JobHandOver.write(job, to: sandbox, usesPrestart: usesPrestart,
+                              rlimits: (layout.config.fileSizeBytes, layout.config.openFiles))
+        var supervisor = StageSupervisor(sandbox: sandbox, cancelFD: cancelFD, streamer: streamer,
+                                         pipes: SandboxPipes(sandbox: sandbox, stdin: job.stdin))
+        var outcome = SandboxOutcome(compile: nil, run: nil)
+        outcome.prestarted = usesPrestart
+        var open = supervisor.pipes.initiallyOpen
+        var memoryBefore: Int64 = 0
+        if let compile = job.compile {
+            let (stage, machine) = supervise(.compile, limits: compile.limits, open: open, with: &supervisor)
+            outcome.compile = stage
+            if let e = machine.startError { throw SandboxError("cannot start \(compile.argv.first ?? "the compiler")", errno: e) }
+            guard stage.succeeded else { return outcome }  // the init ends the sandbox after a failed compile
+            open = machine.open
+            switch try beginRunAfterCompile(sandbox) {
+            case .started(let charged):
+                memoryBefore = charged
+            case .cannotFit(let charged):
+                outcome.run = StageOutcome(waitStatus: nil, timedOut: false, oomKilled: true,
+                                           output: OutputCollector(maxBytes: 0, maxLines: 0), wallNs: 0, cpuNs: 0,
+                                           memoryPeakBytes: charged)
+                return outcome
+            }
+        }
+        sandbox.closeControl()
+        let (stage, machine) = supervise(.run, limits: job.limits, open: open, memoryBefore: memoryBefore, with: &supervisor)
+        outcome.run = stage
+        streamer?.finish()
+        if let e = machine.startError { throw SandboxError("cannot start \(job.argv.first ?? "the program")", errno: e) }
+        return outcome
+    }
+
+    /// The slot's ready sandbox if it was built from this run's layout; else a plain one.
+    private func takeSandbox() throws -> SandboxInstance {
+        let ready = slots.take(slot)
+        held = ready?.instance
+        if let ready, ready.layout === layout { return ready.instance }
+        return try startPlain()
+    }
+
+    /// Sets the first stage's limits. A pre-started interpreter can already hold more than a small
+    /// memory limit (EBUSY): a plain sandbox then starts its program under the limit instead.
+    private func applyFirstLimits(_ limits: LimitSet, to sandbox: SandboxInstance) throws -> SandboxInstance {
+        do {
+            try sandbox.beginStage(limits: limits)
+            return sandbox
+        } catch {
+            guard sandbox.prestarted != nil else { throw error }
+            let plain = try startPlain()
+            try plain.beginStage(limits: limits)
+            return plain
+        }
+    }
+
+    /// Replaces the run's sandbox by a plain one, built in the slot's cgroup once it is emptied.
+    private func startPlain() throws -> SandboxInstance {
+        if let old = held {
+            slots.giveBack(slot, old)
+            held = nil
+        }
+        slots.clear(slot)
+        let plain = try slots.spawn(slot, layout: layout)
+        held = plain
+        return plain
+    }
+
+    private enum RunStart {
+        /// The program was told to start; what the compile left charged, counted out of its peak.
+        case started(charged: Int64)
+        /// What the compile left (its files in the tmpfs, unreclaimable without swap) is more than
+        /// the program's memory limit: it cannot start under it. A result (oom), not an error.
+        case cannotFit(charged: Int64)
+    }
+
+    /// The run stage's beginning after a compile: what the compiler left (page cache, object
+    /// files) is not the program's. Reclaimed, then the program's limits, then the rest measured
+    /// before the word that starts the program.
+    private func beginRunAfterCompile(_ sandbox: SandboxInstance) throws -> RunStart {
+        sandbox.cgroup.reclaim()
+        do {
+            try sandbox.beginStage(limits: job.limits)
+        } catch let e as SystemCallError where e.errno == EBUSY {
+            return .cannotFit(charged: sandbox.cgroup.memoryUsage())
+        }
+        let charged = sandbox.cgroup.memoryUsage()
+        do {
+            try JobHandOver.startRun(sandbox)
+        } catch {
+            throw SandboxError("starting the run after the compile failed: \(error)")
+        }
+        return .started(charged: charged)
+    }
+
+    /// One stage, from its counters to its outcome. `open`: the pipes not at their end yet.
+    private func supervise(_ stage: StageMachine.Stage, limits: LimitSet, open: Set<StageMachine.Pipe>,
+                           memoryBefore: Int64 = 0, with supervisor: inout StageSupervisor) -> (StageOutcome, StageMachine) {
+        let cgroup = supervisor.sandbox.cgroup
+        let cpuBefore = cgroup.cpuNs(), oomBefore = cgroup.oomKills()  // the init's setup (or the compile) is not this stage's
+        var machine = StageMachine(stage: stage, limits: limits, socketLimitBytes: layout.config.socketMemoryBytes,
+                                   open: open, streams: stage == .run && streamer != nil, clock: clock)
+        supervisor.supervise(&machine, cpuBefore: cpuBefore)
+        let outcome = machine.outcome(cpuNs: cgroup.cpuNs() &- cpuBefore, oomKilled: cgroup.oomKills() > oomBefore,
+                                      memoryPeakBytes: max(0, cgroup.memoryPeak() - memoryBefore))
+        return (outcome, machine)
+    }
+
+    /// The run's one end: its sandbox goes back to the slot, its init killed (its namespace's
+    /// processes die with it), to be torn down before the slot's next sandbox.
+    private func end() {
+        if let held { slots.giveBack(slot, held) }
+        held = nil
+    }
+}
