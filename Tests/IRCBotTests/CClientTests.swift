@@ -31,7 +31,8 @@ final class CClientTests: XCTestCase {
         var env = ProcessInfo.processInfo.environment
         env["CODESAND_SOCKET"] = daemon.path
         // `make test` builds the static and shared library with pkg-config's json-c flags, then the
-        // test program, and runs it: print(6*7) must print "42\n", and the other checks in test_client.c.
+        // test program, and runs it: print(6*7) must print "42\n", and the other checks in test_client.c
+        // (a gcc compile error's messages, compile_flags, the pids and output_lines limits, streaming).
         let make = try ChildProcess(["/usr/bin/make", "-C", Self.sourceDirectory, "BUILDDIR=\(build.path)", "all", "test"],
                                     environment: env, outputPath: log)
         let status = make.wait(timeout: .seconds(180))
@@ -55,6 +56,23 @@ final class CClientTests: XCTestCase {
         XCTAssertEqual(result.stdout_text.map { String(cString: $0) }, "42\n")
         XCTAssertEqual(String(cString: result.status), "ok")
         XCTAssertEqual(result.exit_code, 0)
+    }
+
+    /// A compile_error's messages are only in the compile stage: a C bot must reach them there.
+    func test_the_c_library_exposes_a_gcc_compile_error() throws {
+        var conn: OpaquePointer?
+        XCTAssertEqual(codesand_connect(daemon.path, &conn), 0)
+        defer { codesand_close(conn) }
+        var result = codesand_result()
+        defer { codesand_result_free(&result) }
+        let rc = codesand_run(conn, "gcc", "int main(void) { return nope; }", nil, 60_000, &result)
+        XCTAssertEqual(rc, 0, result.error_message.map { String(cString: $0) } ?? "")
+        XCTAssertEqual(String(cString: result.status), "compile_error")
+        XCTAssertEqual(result.stdout_len, 0)
+        let compile = try XCTUnwrap(result.compile)
+        XCTAssertEqual(String(cString: compile.pointee.status), "error")
+        XCTAssertNotEqual(compile.pointee.exit_code, 0)
+        XCTAssertTrue(String(cString: compile.pointee.stderr_text).contains("nope"))
     }
 
     func test_the_c_library_names_a_json_rpc_error_and_a_missing_socket() throws {

@@ -203,8 +203,8 @@ int codesand_run_request(codesand_conn *conn, const codesand_request *request, i
             if (rc == CODESAND_ERR_SYSTEM) return codesand_set_error(result, rc, "recv: %s", strerror(saved));
             return codesand_set_error(result, rc, "%s", codesand_strerror(rc));
         }
-        rc = codesand_decode_reply(reply, reply_len, id, result);
-        if (rc == CODESAND_REPLY_NOT_OURS) continue;  /* a late reply to a call that timed out */
+        rc = codesand_decode_reply(reply, reply_len, id, request, result);
+        if (rc == CODESAND_REPLY_NOT_OURS) continue;  /* a late reply to a call that timed out, or a notification */
         if (rc == CODESAND_ERR_PROTOCOL) drop_connection(conn);  /* after a bad line the stream is not trusted */
         return rc;
     }

@@ -22,6 +22,16 @@ static void put(json_object *obj, const char *key, json_object *value, int *fail
     }
 }
 
+/* A JSON array of a NULL-terminated list of strings (args, compile_flags). */
+static json_object *string_array(const char *const *strings, int *failed) {
+    json_object *array = json_object_new_array();
+    for (const char *const *s = strings; array && *s; s++) {
+        json_object *item = json_object_new_string(*s);
+        if (!item || json_object_array_add(array, item) != 0) { json_object_put(item); *failed = 1; }
+    }
+    return array;
+}
+
 int codesand_encode_request(const codesand_request *r, long long id, char **line, size_t *len) {
     int failed = 0;
     json_object *req = json_object_new_object(), *params = json_object_new_object();
@@ -30,15 +40,13 @@ int codesand_encode_request(const codesand_request *r, long long id, char **line
     put(params, "code", json_object_new_string(r->code), &failed);
     if (r->stdin_text) put(params, "stdin", json_object_new_string(r->stdin_text), &failed);
     if (r->requester) put(params, "requester", json_object_new_string(r->requester), &failed);
-    if (r->args) {
-        json_object *args = json_object_new_array();
-        for (const char *const *a = r->args; args && *a; a++)
-            if (json_object_array_add(args, json_object_new_string(*a)) != 0) failed = 1;
-        put(params, "args", args, &failed);
-    }
+    if (r->args) put(params, "args", string_array(r->args, &failed), &failed);
+    if (r->compile_flags) put(params, "compile_flags", string_array(r->compile_flags, &failed), &failed);
+    if (r->on_output) put(params, "stream", json_object_new_boolean(1), &failed);
     const struct { const char *key; long long value; } limits[] = {
         { "wall_ms", r->wall_ms }, { "cpu_ms", r->cpu_ms },
         { "memory_bytes", r->memory_bytes }, { "output_bytes", r->output_bytes },
+        { "pids", r->pids }, { "output_lines", r->output_lines },
     };
     json_object *lim = NULL;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
@@ -93,7 +101,8 @@ static int get_bool(json_object *obj, const char *key) {
     return json_object_object_get_ex(obj, key, &v) && json_object_get_boolean(v);
 }
 
-static int decode_result(json_object *res, codesand_result *out) {
+/* nested: also decode a `compile` member (the compile stage itself has none). */
+static int decode_result(json_object *res, codesand_result *out, int nested) {
     int failed = 0;
     if (!json_object_is_type(res, json_type_object)) return codesand_set_error(out, CODESAND_ERR_PROTOCOL, "result is not an object");
     out->status = copy_string(res, "status", NULL, &failed);
@@ -112,6 +121,17 @@ static int decode_result(json_object *res, codesand_result *out) {
     out->wall_ms = get_int(res, "wall_ms", 0);
     out->cpu_ms = get_int(res, "cpu_ms", 0);
     out->memory_peak_bytes = get_int(res, "memory_peak_bytes", 0);
+
+    /* The compile stage has the result's own shape; a compile_error's output is only there. */
+    json_object *compile;
+    if (nested && json_object_object_get_ex(res, "compile", &compile) && compile) {
+        if (!(out->compile = calloc(1, sizeof *out->compile))) { codesand_result_free(out); return CODESAND_ERR_NOMEM; }
+        int rc = decode_result(compile, out->compile, 0);
+        if (rc != 0) {
+            codesand_result_free(out);
+            return rc == CODESAND_ERR_NOMEM ? rc : codesand_set_error(out, rc, "result.compile is not a result");
+        }
+    }
     return 0;
 }
 
@@ -130,7 +150,29 @@ static int decode_error(json_object *err, codesand_result *out) {
     return (int)code;
 }
 
-int codesand_decode_reply(const char *line, size_t len, long long id, codesand_result *out) {
+/*
+ * A notification from the daemon. A `run.output` for this call goes to the request's callback; any
+ * other (another call's, an unknown method: protocol.md says clients ignore those) is skipped.
+ */
+static int decode_notification(json_object *note, json_object *method, long long id, const codesand_request *request) {
+    json_object *params, *idv, *stream, *text;
+    if (!request->on_output || !json_object_is_type(method, json_type_string) ||
+        strcmp(json_object_get_string(method), "run.output") != 0 ||
+        !json_object_object_get_ex(note, "params", &params) ||
+        !json_object_object_get_ex(params, "id", &idv) ||
+        !(json_object_is_type(idv, json_type_int) && json_object_get_int64(idv) == id))
+        return CODESAND_REPLY_NOT_OURS;
+    if (!json_object_object_get_ex(params, "stream", &stream) || !json_object_is_type(stream, json_type_string) ||
+        !json_object_object_get_ex(params, "text", &text) || !json_object_is_type(text, json_type_string))
+        return CODESAND_ERR_PROTOCOL;
+    /* json-c keeps a NUL after the string's bytes, so text is NUL-terminated as promised. */
+    request->on_output(request->on_output_arg, json_object_get_string(stream), json_object_get_string(text),
+                       (size_t)json_object_get_string_len(text));
+    return CODESAND_REPLY_NOT_OURS;  /* the call goes on waiting for its reply */
+}
+
+int codesand_decode_reply(const char *line, size_t len, long long id, const codesand_request *request,
+                          codesand_result *out) {
     size_t blank = 0;
     while (blank < len && is_space(line[blank])) blank++;
     if (blank == len) return CODESAND_REPLY_NOT_OURS;  /* whitespace only: not a message */
@@ -158,7 +200,10 @@ int codesand_decode_reply(const char *line, size_t len, long long id, codesand_r
     int has_id = json_object_object_get_ex(reply, "id", &idv);
     int has_result = json_object_object_get_ex(reply, "result", &res);
     int has_error = json_object_object_get_ex(reply, "error", &err);
-    if (!json_object_object_get_ex(reply, "jsonrpc", &version) || !version ||
+    json_object *method;
+    if (!has_id && json_object_object_get_ex(reply, "method", &method)) {
+        rc = decode_notification(reply, method, id, request);
+    } else if (!json_object_object_get_ex(reply, "jsonrpc", &version) || !version ||
         strcmp(json_object_get_string(version), "2.0") != 0 || !has_id || has_result == has_error) {
         rc = codesand_set_error(out, CODESAND_ERR_PROTOCOL, "not a JSON-RPC 2.0 reply");
     } else if (idv && !(json_object_is_type(idv, json_type_int) && json_object_get_int64(idv) == id)) {
@@ -169,7 +214,7 @@ int codesand_decode_reply(const char *line, size_t len, long long id, codesand_r
     } else if (!idv) {
         rc = codesand_set_error(out, CODESAND_ERR_PROTOCOL, "a result with a null id");
     } else {
-        rc = decode_result(res, out);
+        rc = decode_result(res, out, 1);
     }
     json_object_put(reply);
     return rc;
@@ -195,6 +240,10 @@ void codesand_result_free(codesand_result *r) {
     free(r->stderr_text);
     free(r->error_message);
     free(r->error_data_json);
+    if (r->compile) {
+        codesand_result_free(r->compile);
+        free(r->compile);
+    }
     memset(r, 0, sizeof *r);
     r->exit_code = -1;
 }

@@ -16,11 +16,13 @@
 int codesand_encode_request(const codesand_request *request, long long id, char **line, size_t *len);
 
 /*
- * Decodes one reply line (without its '\n'). Returns 0 with *result filled from a `result`, the
- * JSON-RPC error code with result->error_* set, CODESAND_REPLY_NOT_OURS for another id, or
- * CODESAND_ERR_PROTOCOL / CODESAND_ERR_NOMEM.
+ * Decodes one line (without its '\n') read while waiting for the reply to `request` sent with `id`.
+ * Returns 0 with *result filled from a `result`, the JSON-RPC error code with result->error_* set,
+ * CODESAND_REPLY_NOT_OURS for another id or a notification (a run.output for this id is first
+ * handed to request->on_output), or CODESAND_ERR_PROTOCOL / CODESAND_ERR_NOMEM.
  */
-int codesand_decode_reply(const char *line, size_t len, long long id, codesand_result *result);
+int codesand_decode_reply(const char *line, size_t len, long long id, const codesand_request *request,
+                          codesand_result *result);
 
 /* Records an error in the result (printf-style message) and returns `code`. */
 int codesand_set_error(codesand_result *result, int code, const char *format, ...)

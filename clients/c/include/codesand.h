@@ -79,11 +79,28 @@ typedef struct codesand_result {
     long long cpu_ms;
     long long memory_peak_bytes;
 
+    /*
+     * Compiled languages only (gcc, g++, c, go, java…): the compile stage, with the same fields
+     * (stdout_text/stderr_text are the compiler's messages; its own `compile` is NULL). NULL for
+     * interpreted languages. When status is "compile_error" the program did not run, the
+     * top-level output is empty and compile->status says why ("error", "timeout", "oom"…).
+     * Owned by the result; codesand_result_free frees it.
+     */
+    struct codesand_result *compile;
+
     /* Set when codesand_run returned non-zero: the daemon's message or the library's detail. */
     int error_code;
     char *error_message;
     char *error_data_json; /* the JSON-RPC error's "data" as JSON text, or NULL */
 } codesand_result;
+
+/*
+ * Receives a chunk of a streamed run's output (protocol.md, "Streaming": one `run.output`
+ * notification). stream is "stdout" or "stderr"; text holds len bytes and a NUL after them (it may
+ * contain NUL bytes). Both pointers are valid only during the call. Called on the caller's thread,
+ * from inside codesand_run_request, in the order the daemon sent the chunks, all before it returns.
+ */
+typedef void (*codesand_output_fn)(void *arg, const char *stream, const char *text, size_t len);
 
 /* Optional request fields for codesand_run_request. Zero / NULL means "not given". */
 typedef struct codesand_request {
@@ -96,6 +113,19 @@ typedef struct codesand_request {
     long long cpu_ms;
     long long memory_bytes;
     long long output_bytes;
+    long long pids;            /* processes and threads alive at once */
+    long long output_lines;    /* stdout + stderr lines kept; more kills the run */
+    /* NULL-terminated compiler flags for compiled languages, each one argv element that must match
+     * the language's allow-list whole (else -32602 naming it, e.g. params.compile_flags[0]). */
+    const char *const *compile_flags;
+    /*
+     * Non-NULL: the request asks for "stream": true and each chunk of output the daemon streams is
+     * handed to on_output(on_output_arg, …) as it arrives. The result still holds the whole output.
+     * Chunks of a call that already timed out are dropped with its late reply, never handed to a
+     * later call's callback. NULL: no streaming (and any run.output that arrives is ignored).
+     */
+    codesand_output_fn on_output;
+    void *on_output_arg;
 } codesand_request;
 
 /*
@@ -114,7 +144,7 @@ int codesand_connect(const char *socket_path, codesand_conn **conn);
 int codesand_run(codesand_conn *conn, const char *language, const char *code, const char *stdin_text,
                  int timeout_ms, codesand_result *result);
 
-/* Like codesand_run, with args, requester and limits. */
+/* Like codesand_run, with args, requester, limits, compile flags and streaming. */
 int codesand_run_request(codesand_conn *conn, const codesand_request *request, int timeout_ms,
                          codesand_result *result);
 
