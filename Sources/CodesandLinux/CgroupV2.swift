@@ -37,7 +37,10 @@ struct CgroupV2Driver: CgroupDriver {
     func removeStale(keeping count: Int) {
         for i in Self.staleSlots(in: slotsDir, keeping: count) {
             let slot = SlotCgroupV2(dir: "\(slotsDir)/slot-\(i)", requireControllers: requireControllers)
-                slot.remove()
+            // rmdir fails on a populated cgroup: a sandbox an earlier daemon left running (it was
+            // SIGKILLed mid-run) would keep the slot, and its processes, for good. Kill them first.
+            slot.killAll(timeoutMs: 2000)
+            slot.remove()
         }
     }
 

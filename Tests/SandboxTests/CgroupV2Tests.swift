@@ -78,4 +78,36 @@ final class CgroupV2Tests: XCTestCase {
         XCTAssertEqual(waitpid(sandbox.initPID, &status, 0), sandbox.initPID)
         XCTAssertEqual(status & 0x7f, SIGKILL, "the init died of cgroup.kill's SIGKILL")
     }
+
+    /// A slot an earlier daemon left populated (it died mid-run): removeStale must kill what runs
+    /// there, or rmdir fails with EBUSY and the processes stay for good.
+    func test_remove_stale_kills_a_stale_slots_processes_then_removes_it() throws {
+        try requireRoot()
+        let unified = "/sys/fs/cgroup/unified"
+        try XCTSkipUnless(FileManager.default.fileExists(atPath: "\(unified)/cgroup.procs"), "no cgroup2 mount at \(unified)")
+        let parent = "\(unified)/codesand-v2stale-\(getpid())"
+        let driver = CgroupV2Driver(slotsDir: parent, requireControllers: false)
+        let kept = try driver.slot(0)
+        let stale = try driver.slot(3)
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["100"]
+        try sleeper.run()
+        defer {
+            if sleeper.isRunning { kill(sleeper.processIdentifier, SIGKILL) }
+            stale.remove()
+            kept.remove()
+            rmdir(parent)
+        }
+        try FileIO.write("\(parent)/slot-3/cgroup.procs", "\(sleeper.processIdentifier)")
+        XCTAssertEqual(stale.processes(), [sleeper.processIdentifier])
+
+        driver.removeStale(keeping: 1)
+        XCTAssertTrue(CgroupDetect.poll(timeoutMs: 3000) { !sleeper.isRunning }, "the stale slot's process is killed")
+        guard !sleeper.isRunning else { return }
+        XCTAssertEqual(sleeper.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(sleeper.terminationStatus, SIGKILL)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(parent)/slot-3"), "the stale slot is removed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(parent)/slot-0"), "slots below the pool size stay")
+    }
 }
