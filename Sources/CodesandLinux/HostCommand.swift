@@ -1,19 +1,26 @@
+import CSandbox
 import Glibc
 
 /// Runs a trusted host program from the config (e.g. `python3 --version`) with argv, no shell,
 /// and returns its stdout and stderr together, or nil if it cannot be started or fails.
 public enum HostCommand {
+    /// Keeps the first `maxBytes` of the output. The rest is read and dropped: a program that is
+    /// not read from blocks on a full pipe and never exits, and the daemon would wait for it forever.
     public static func output(_ argv: [String], maxBytes: Int = 65536) -> String? {
         guard let path = argv.first, access(path, X_OK) == 0 else { return nil }
         var pipe: [Int32] = [0, 0]
-        guard Glibc.pipe(&pipe) == 0 else { return nil }
+        // O_CLOEXEC: a sandbox or probe spawned by another thread meanwhile must not inherit the
+        // write end, or our read would wait for that other program's end to see EOF.
+        guard cs_pipe_cloexec(&pipe) == 0 else { return nil }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
-        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        // Nothing else of the daemon's: fds opened without O_CLOEXEC (the listening socket systemd
+        // passes as fd 3) would otherwise stay open in the probe and whatever it starts.
+        cs_spawn_add_closefrom(&actions, 3)
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
         var pid: pid_t = 0
@@ -23,11 +30,11 @@ public enum HostCommand {
         guard rc == 0 else { return nil }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
-        while out.count < maxBytes {
+        while true {
             let n = buf.withUnsafeMutableBytes { read(pipe[0], $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
-            out.append(contentsOf: buf[0..<n])
+            out.append(contentsOf: buf[0..<min(n, max(0, maxBytes - out.count))])
         }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
