@@ -27,15 +27,5 @@ int cs_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int from) {
 
 int cs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
-int cs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -1;
-    *pid = cred.pid;
-    *uid = cred.uid;
-    *gid = cred.gid;
-    return 0;
-}
-
 // The calling thread's name (its comm in ps and /proc), for threads Foundation does not name.
 int cs_set_thread_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }

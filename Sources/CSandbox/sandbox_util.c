@@ -20,7 +20,6 @@ const char *cs_step_name(int step) {
     return step_names[step];
 }
 
-int cs_sigkill(void) { return SIGKILL; }
 uint64_t cs_clone_flags_sandbox(void) {
     return CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
 }

@@ -137,7 +137,6 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
 const char *cs_step_name(int step);
 
 // Constants Swift's Glibc module does not export.
-int cs_sigkill(void);
 uint64_t cs_clone_flags_sandbox(void);
 
 /// pipe2() with O_CLOEXEC.
@@ -155,7 +154,5 @@ int cs_set_thread_name(const char *name);
 int cs_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *dir);
 /// posix_spawn_file_actions_addclosefrom_np: close every fd from `from` up in the child.
 int cs_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int from);
-/// SO_PEERCRED of a unix socket.
-int cs_peer_credentials(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
 #include "cs_seccomp.h"
 #endif
