@@ -32,7 +32,7 @@ final class HostCommandTests: XCTestCase {
     func test_a_probe_writing_past_max_bytes_is_read_to_its_end_not_left_blocked() throws {
         // 1 MB is far past a pipe's 64 KiB: a reader that stops at maxBytes leaves head blocked for good.
         let out = within(20) { HostCommand.output(["/usr/bin/head", "-c", "1000000", "/dev/zero"], maxBytes: 100) }
-        XCTAssertNotNil(out, "HostCommand hung on a probe that writes 1 MB")
-        XCTAssertEqual(out??.utf8.count, 100)
+        guard let out else { return XCTFail("HostCommand hung on a probe that writes 1 MB") }
+        XCTAssertEqual(out?.utf8.count, 100)
     }
 }
