@@ -83,11 +83,7 @@ final class Launchers: Sendable {
         if !config.launcherDir.isEmpty {
             candidates = [config.launcherDir]
         } else {
-            var exe = [CChar](repeating: 0, count: 4096)
-            let n = readlink("/proc/self/exe", &exe, exe.count - 1)
-            let path = n > 0 ? String(decoding: exe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-            let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-            let above = dir.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            let (dir, above) = FileIO.executableDirectories()
             candidates = [dir + "/launchers", above + "/lib/codesand/launchers", dir + "/codesand_CodesandZygote.resources/launchers"]
         }
         for candidate in candidates {

@@ -34,6 +34,16 @@ enum FileIO {
         if n != bytes.count { throw SystemCallError(function: "write", context: path, errno: EIO) }
     }
 
+    /// The running executable's directory and the one above it (where an installed daemon finds
+    /// `../lib/codesand`).
+    static func executableDirectories() -> (own: String, parent: String) {
+        var exe = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &exe, exe.count - 1)
+        let path = n > 0 ? String(decoding: exe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        return (dir, dir.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+    }
+
     /// Reads a small file whole (cgroup and proc files: at most 64 KiB).
     static func read(_ path: String) throws -> String {
         let fd = try sys("open", path) { open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }

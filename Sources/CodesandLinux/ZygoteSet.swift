@@ -130,11 +130,7 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
         if !config.zygoteLibrary.isEmpty {
             candidates = [config.zygoteLibrary]
         } else {
-            var exe = [CChar](repeating: 0, count: 4096)
-            let n = readlink("/proc/self/exe", &exe, exe.count - 1)
-            let path = n > 0 ? String(decoding: exe[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-            let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-            let above = dir.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+            let (dir, above) = FileIO.executableDirectories()
             candidates = [dir + "/libCodesandZygote.so", above + "/lib/codesand/libCodesandZygote.so"]
         }
         // Its real path: what is checked at each start is what the interpreter opens.
