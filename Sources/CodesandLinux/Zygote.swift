@@ -14,6 +14,9 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
     /// The read end of the zygote's stderr: what it says before it fails goes to the daemon's log.
     private let stderr: Int32
     private let alive = Mutex(true)
+    /// `alive`, readable without its lock: that lock is held across a spawn (up to 10 s when the
+    /// zygote hangs), and `status` or another slot's prepare must not wait for it.
+    private let aliveNow = Atomic<Bool>(true)
     /// Refusals in a row: a zygote that refuses every request is stopped (and replaced later).
     private var refusals = 0
     static let maxRefusals = 5
@@ -116,7 +119,7 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
         return pid
     }
 
-    var isAlive: Bool { alive.withLock { $0 } }
+    var isAlive: Bool { aliveNow.load(ordering: .acquiring) }
 
     /// Asks the zygote to spawn `spec`. Its first request also waits for the interpreter's start.
     func spawn(_ spec: inout cs_sandbox_spec) -> Spawned {
@@ -140,6 +143,7 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
             }
             let last = lastWords()
             alive = false
+            aliveNow.store(false, ordering: .releasing)
             stopLocked()
             switch failure {
             case Int32(CS_ZYGOTE_REFUSED.rawValue): return .nothing("the zygote refused \(refusals) spawns in a row: \(why)\(last)")
@@ -154,6 +158,7 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
         alive.withLock { alive in
             guard alive else { return }
             alive = false
+            aliveNow.store(false, ordering: .releasing)
             stopLocked()
         }
     }

@@ -106,7 +106,15 @@ final class ZygoteTests: XCTestCase {
         let zygote = try XCTUnwrap(live.backend.zygotes.first?.pid)
         kill(zygote, SIGSTOP)
         let failures = live.service.status().slotFailures
-        for i in 0..<3 {  // the first waits for the zygote's 10 s, then for the retried slot
+        // Meanwhile the slot's prepare waits on the silent zygote (10 s): status must not wait with it.
+        let first = Task { try await live.run("python3", "print(0)") }
+        try await Task.sleep(for: .milliseconds(500))
+        let (status, seconds) = await elapsed { live.service.status() }
+        XCTAssertLessThan(seconds, 1, "status waited for a spawn the zygote does not answer")
+        XCTAssertEqual(status.zygotes, ["python3"], "the zygote counts as running until it is stopped")
+        let firstResult = try await first.value
+        XCTAssertEqual(firstResult.stdout, "0\n")
+        for i in 1..<3 {  // the first waited for the zygote's 10 s; these for the retried slot
             let r = try await live.run("python3", "print(\(i))")
             XCTAssertEqual(r.stdout, "\(i)\n", r.stderr)
         }
