@@ -38,6 +38,8 @@ let package = Package(
         ]),
         // C: only what must run between clone() and execve().
         .target(name: "CSandbox"),
+        // posix_spawn done once: how every host program is started (no shell, fds and signals reset).
+        .target(name: "CodesandSpawn", dependencies: ["CSandbox"]),
         // CSandbox again as a library for the zygotes, without the Swift runtime: no Swift start
         // files, the (unused) standard library linked statically, so nothing of it is loaded.
         // Its `launchers` (the languages' pre-start launchers, python3's the zygote's) are copied next
@@ -46,7 +48,7 @@ let package = Package(
                 linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib"])]),
         // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.
         .target(name: "CodesandLinux", dependencies: [
-            "CSandbox", "CodesandCore",
+            "CSandbox", "CodesandCore", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Socket, framing, JSON-RPC dispatch.
@@ -63,7 +65,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codesand", dependencies: [
-            "CodesandClient", "CodesandProtocol",
+            "CodesandClient", "CodesandProtocol", "CodesandSpawn",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The C client for bots in other languages (also a plain `make` in clients/c), on json-c.
@@ -85,7 +87,7 @@ let package = Package(
         .testTarget(name: "CodesandCoreTests", dependencies: ["CodesandCore"]),
         // The native backend's logic without root: the stage state machine on a manual clock, pipe reads, launchers.
         .testTarget(name: "CodesandLinuxTests", dependencies: [
-            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox",
+            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "CodesandClientTests", dependencies: [
@@ -110,7 +112,7 @@ let package = Package(
         ]),
         // Real sandboxes, as root: the native backend end to end and the daemon over its socket.
         .testTarget(name: "SandboxTests", dependencies: [
-            "CodesandLinux", "CodesandCore", "CodesandServer", "CodesandClient",
+            "CodesandLinux", "CodesandCore", "CodesandServer", "CodesandClient", "CodesandSpawn",
         ]),
     ]
 )
