@@ -1,5 +1,5 @@
-/// The default configuration, as the commented file `codesand install` writes to
-/// /etc/codesand/config.toml. A config file only needs the keys it changes: it is laid over this.
+/// The default configuration, as the commented file `codesandd --print-default-config` prints
+/// and scripts/install writes to /etc/codesand/config.toml (keeping an existing one). A config file only needs the keys it changes: it is laid over this.
 public enum DefaultConfig {
     public static let toml = #"""
 # codesand configuration. Every key is shown with its default; delete what you do not change.
