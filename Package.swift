@@ -48,7 +48,7 @@ let package = Package(
                 linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib"])]),
         // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.
         .target(name: "CodesandLinux", dependencies: [
-            "CSandbox", "CodesandCore", "CodesandSpawn",
+            "CSandbox", "CodesandCore", "CodesandProtocol", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Socket, framing, JSON-RPC dispatch.
@@ -60,7 +60,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codesandd", dependencies: [
-            "CodesandServer", "CodesandLinux", "CodesandCore",
+            "CodesandServer", "CodesandLinux", "CodesandCore", "CodesandProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -79,12 +80,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codesand-ircbot", dependencies: [
-            "CodesandIRCBot", "CodesandClient",
+            "CodesandIRCBot", "CodesandClient", "CodesandProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "CodesandProtocolTests", dependencies: ["CodesandProtocol"]),
-        .testTarget(name: "CodesandCoreTests", dependencies: ["CodesandCore"]),
+        .testTarget(name: "CodesandCoreTests", dependencies: [
+            "CodesandCore", "CodesandProtocol",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The native backend's logic without root: the stage state machine on a manual clock, pipe reads, launchers.
         .testTarget(name: "CodesandLinuxTests", dependencies: [
             "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox", "CodesandSpawn",
@@ -96,7 +100,7 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "CodesandServerTests", dependencies: [
-            "CodesandServer", "CodesandClient",
+            "CodesandServer", "CodesandCore", "CodesandProtocol", "CodesandClient",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -112,7 +116,9 @@ let package = Package(
         ]),
         // Real sandboxes, as root: the native backend end to end and the daemon over its socket.
         .testTarget(name: "SandboxTests", dependencies: [
-            "CodesandLinux", "CodesandCore", "CodesandServer", "CodesandClient", "CodesandSpawn",
+            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CodesandServer", "CodesandClient", "CodesandSpawn", "CSandbox",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )
