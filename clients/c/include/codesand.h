@@ -104,10 +104,10 @@ typedef void (*codesand_output_fn)(void *arg, const char *stream, const char *te
 
 /*
  * The run's limits (protocol.md, "run"), X(key) for each, in the order of their fields in
- * codesand_request. Each key is both a field's name and its name on the wire: the fields and the
- * request's JSON are made from this one list, and the daemon's tests check that it names exactly
- * the daemon's limits. Units and meanings: protocol.md's limits table (*_ms in milliseconds,
- * *_bytes in bytes, the others counts).
+ * codesand_request (libcodesand 0.1.0's order, kept for the struct's layout). Each key is both a
+ * field's name and its name on the wire: the fields and the request's JSON are made from this one
+ * list, and the daemon's tests check that it names exactly the daemon's limits. Units and
+ * meanings: protocol.md's limits table (*_ms in milliseconds, *_bytes in bytes, the others counts).
  */
 #define CODESAND_LIMITS(X) X(wall_ms) X(cpu_ms) X(memory_bytes) X(output_bytes) X(pids) X(output_lines)
 
@@ -118,8 +118,7 @@ typedef struct codesand_request {
     const char *stdin_text;    /* the program's stdin; NULL = empty */
     const char *const *args;   /* NULL-terminated argv after the program file, or NULL */
     const char *requester;     /* who asked, e.g. "nick@#channel" */
-    /* The limits: long long wall_ms, cpu_ms, memory_bytes, output_bytes, pids, output_lines (in
-     * CODESAND_LIMITS' order); 0 takes the daemon's default. */
+    /* A long long for each limit of CODESAND_LIMITS (wall_ms, cpu_ms, …); 0 takes the daemon's default. */
 #define CODESAND_LIMIT_FIELD(key) long long key;
     CODESAND_LIMITS(CODESAND_LIMIT_FIELD)
 #undef CODESAND_LIMIT_FIELD
