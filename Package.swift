@@ -39,6 +39,8 @@ let package = Package(
         ]),
         // C: only what must run between clone() and execve().
         .target(name: "CSandbox"),
+        // posix_spawn done once: how every host program is started (no shell, fds and signals reset).
+        .target(name: "CodesandSpawn", dependencies: ["CSandbox"]),
         // CSandbox again as a library for the zygotes, without the Swift runtime: no Swift start
         // files, the (unused) standard library linked statically, so nothing of it is loaded.
         // Its `launchers` (the languages' pre-start launchers, python3's the zygote's) are copied next
@@ -47,7 +49,7 @@ let package = Package(
                 linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib"])]),
         // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.
         .target(name: "CodesandLinux", dependencies: [
-            "CSandbox", "CodesandCore",
+            "CSandbox", "CodesandCore", "CodesandProtocol", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Socket, framing, JSON-RPC dispatch.
@@ -59,7 +61,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codesandd", dependencies: [
-            "CodesandServer", "CodesandLinux", "CodesandCore",
+            "CodesandServer", "CodesandLinux", "CodesandCore", "CodesandProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             // The daemon's services (server, pool, watchdog, reload) under one ServiceGroup: graceful SIGTERM.
@@ -67,7 +70,7 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "codesand", dependencies: [
-            "CodesandClient", "CodesandProtocol",
+            "CodesandClient", "CodesandProtocol", "CodesandSpawn",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The C client for bots in other languages (also a plain `make` in clients/c), on json-c.
@@ -81,19 +84,27 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codesand-ircbot", dependencies: [
-            "CodesandIRCBot", "CodesandClient",
+            "CodesandIRCBot", "CodesandClient", "CodesandProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "CodesandProtocolTests", dependencies: ["CodesandProtocol"]),
-        .testTarget(name: "CodesandCoreTests", dependencies: ["CodesandCore"]),
-        // The native backend's logic without root: the stage state machine on a manual clock, pipe reads, launchers.
-        .testTarget(name: "CodesandLinuxTests", dependencies: [
-            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox",
+        .testTarget(name: "CodesandCoreTests", dependencies: [
+            "CodesandCore", "CodesandProtocol",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The native backend's logic without root: the stage state machine on a manual clock, pipe reads, launchers.
+        .testTarget(name: "CodesandLinuxTests", dependencies: [
+            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox", "CodesandSpawn",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "CodesandClientTests", dependencies: [
+            "CodesandClient", "CodesandProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         .testTarget(name: "CodesandServerTests", dependencies: [
-            "CodesandServer", "CodesandClient",
+            "CodesandServer", "CodesandCore", "CodesandProtocol", "CodesandClient",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -109,7 +120,9 @@ let package = Package(
         ]),
         // Real sandboxes, as root: the native backend end to end and the daemon over its socket.
         .testTarget(name: "SandboxTests", dependencies: [
-            "CodesandLinux", "CodesandCore", "CodesandServer", "CodesandClient",
+            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CodesandServer", "CodesandClient", "CodesandSpawn", "CSandbox",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

@@ -52,7 +52,7 @@ struct Daemon: AsyncParsableCommand {
         let notify = SystemdNotify()
         // Trapped before start-up takes a while: a SIGHUP meanwhile is applied once the daemon serves.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
-        let backend: NativeBackend
+        let backend: any SandboxBackend
         do {
             backend = try NativeBackend(config: cfg.sandbox, poolSize: cfg.poolSize, defaultLimits: cfg.defaultLimits, logger: logger)
         } catch {
@@ -115,7 +115,7 @@ struct Daemon: AsyncParsableCommand {
     /// SIGHUP or `pool.reload`: re-read the config, build new sandboxes from it (another image,
     /// other limits or languages) and move the pool over slot by slot while serving. A bad config
     /// is refused and the old one stays.
-    func reload(_ service: RunService, backend: NativeBackend, logger: Logger, notify: SystemdNotify) async throws -> JSONValue {
+    func reload(_ service: RunService, backend: any SandboxBackend, logger: Logger, notify: SystemdNotify) async throws -> ReloadResult {
         notify.send("RELOADING=1")
         defer { notify.send("READY=1") }
         do {

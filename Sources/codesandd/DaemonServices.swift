@@ -1,7 +1,5 @@
 import CodesandCore
-import CodesandLinux
 import CodesandServer
-import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -24,12 +22,12 @@ import UnixSignals
 /// removes the slots' cgroups at the end.
 struct PoolService: Service {
     let service: RunService
-    let backend: NativeBackend
+    let backend: any SandboxBackend
 
     func run() async {
         service.start()
         try? await gracefulShutdown()  // or the group is cancelled: clean up all the same
-        backend.shutdown()
+        await backend.shutdown()
     }
 }
 
