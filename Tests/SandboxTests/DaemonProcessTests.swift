@@ -132,7 +132,7 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(result(reply)?["stdout"] as? String, "finished\n", "\(reply ?? [:])\n\(p.log)")
         XCTAssertEqual(p.wait(timeout: 20), 0, p.log)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)/slot-0"), "slot cgroup left behind")
-        XCTAssertEqual(hostProcesses(matching: "time.sleep(2)"), [])
+        XCTAssertEqual(sandboxUserProcesses(matching: "time.sleep(2)"), [])
     }
 
     /// SIGTERM while a SIGHUP's reload is under way: the reload ends first (READY=1 after
