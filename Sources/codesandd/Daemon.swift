@@ -50,8 +50,12 @@ struct Daemon: AsyncParsableCommand {
         let logger = Self.bootstrapLogging(level: cfg.logLevel)
         let fileLimit = FileLimit.raiseSoftLimit(logger: logger)
         let notify = SystemdNotify()
-        // Trapped before start-up takes a while: a SIGHUP meanwhile is applied once the daemon serves.
+        // Trapped before start-up takes a while (the backend, zygotes, the languages' probes: seconds),
+        // where their default action would end the daemon with sandboxes left behind: a SIGHUP
+        // meanwhile is applied once the daemon serves; a SIGTERM or SIGINT stops it as soon as the
+        // group runs (the group traps them itself only from then on).
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let startupStops = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         let backend: any SandboxBackend
         do {
             backend = try NativeBackend(config: cfg.sandbox, poolSize: cfg.poolSize, defaultLimits: cfg.defaultLimits, logger: logger)
@@ -98,6 +102,13 @@ struct Daemon: AsyncParsableCommand {
         services.append(.init(service: reloadService, serviceName: "reload"))
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let forwardStartupStop = Task {
+            for await _ in startupStops {
+                await group.triggerGracefulShutdown()
+                return
+            }
+        }
+        defer { forwardStartupStop.cancel() }
         do {
             try await group.run()
         } catch {

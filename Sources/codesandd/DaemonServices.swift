@@ -9,14 +9,15 @@ import UnixSignals
 //
 //     pool → watchdog → server → reload
 //
-// The group starts them together. On SIGTERM or SIGINT (the group's graceful shutdown signals)
-// it shuts them down one at a time in reverse order, each once the one after it has returned:
-// a reload under way finishes (as before: one signal at a time); the server stops accepting and
-// drains (runs in flight finish up to the grace, then are killed; every request gets its reply);
-// the watchdog, which pinged through the drain, stops; and last the pool's sandboxes are killed
-// and their cgroups removed, when no run can use them any more. Then `run()` returns: exit 0.
-// A second SIGTERM meanwhile changes nothing. If a service fails (the socket cannot be bound),
-// the group cancels the others: the pool still cleans up, the waits are cut short.
+// The group starts them together. On SIGTERM or SIGINT (the group's graceful shutdown signals;
+// one during start-up is passed on by Daemon.run) it shuts them down one at a time in reverse
+// order, each once the one after it has returned: a reload under way finishes (as before: one
+// signal at a time); the server stops accepting and drains (runs in flight finish up to the
+// grace, then are killed; every request gets its reply); the watchdog, which pinged through the
+// drain, stops; and last the pool's sandboxes are killed and their cgroups removed, when no run
+// can use them any more. Then `run()` returns: exit 0. A second SIGTERM meanwhile changes
+// nothing. If a service fails (the socket cannot be bound), the group cancels the others: the
+// pool still cleans up, the waits are cut short.
 
 /// The sandbox pool and its backend: prepares the slots from the start; kills every sandbox and
 /// removes the slots' cgroups at the end.

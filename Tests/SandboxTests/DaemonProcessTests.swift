@@ -166,6 +166,18 @@ final class DaemonProcessTests: XCTestCase {
         }
     }
 
+    /// SIGTERM while the daemon is still starting (its cgroups exist, the socket not yet): a clean
+    /// stop once it is up, never the signal's default action (death, sandboxes left behind).
+    func test_sigterm_during_start_up_is_a_clean_stop() throws {
+        let p = try TestProcess([daemon, "--config", "\(dir)/config.toml", "--socket", "\(dir)/codesand.sock"],
+                                log: "\(dir)/daemon.log")
+        XCTAssertTrue(CgroupDetectProbe.wait { FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)") }, p.log)
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 30), 0, p.log)
+        XCTAssertTrue(p.log.contains("stopped"), p.log)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)/slot-0"), "slot cgroup left behind")
+    }
+
     func test_check_config_rejects_a_wrong_type_naming_the_key() throws {
         try "[pool]\nsize = \"many\"\n".write(toFile: "\(dir)/bad.toml", atomically: true, encoding: .utf8)
         let p = try TestProcess([daemon, "--check-config", "--config", "\(dir)/bad.toml"], log: "\(dir)/check.log")
