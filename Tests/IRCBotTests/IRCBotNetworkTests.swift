@@ -136,6 +136,9 @@ final class IRCBotNetworkTests: XCTestCase {
         start(config(nick: "backbot", sasl: SASLCredentials(mechanism: .plain, account: "backacct", password: "pw-back")))
         let joined = await waitForBot("backbot")
         XCTAssertTrue(joined, "the bot did not join")
+        // A run still going when the connection drops belongs to that connection: never answered later.
+        try await tester.say(Self.channelName, "!py import time; time.sleep(2); print('late')")
+        try await Task.sleep(for: .milliseconds(300))
         await tester.close()
         try net.restartIRCd()
         try await net.waitForServices()
@@ -146,6 +149,8 @@ final class IRCBotNetworkTests: XCTestCase {
         XCTAssertTrue(whois.contains { $0.command == "330" && $0.middle.contains("backacct") }, "not logged in again: \(whois)")
         let answer = try await ask("!py print(1)", nick: "backbot")
         XCTAssertEqual(answer, ["1"])
+        XCTAssertFalse(tester.messages().contains { $0.senderNick == "backbot" && $0.text == "late" },
+                       "an answer from the old connection was sent on the new one")
     }
 
     func test_a_burst_of_twenty_triggers_is_answered_without_excess_flood() async throws {
