@@ -38,10 +38,7 @@ public final class IRCBot: Sendable {
             do {
                 let end = try await runConnection(to: server, tls: tls)
                 try Task.checkCancellation()  // stopped, not dropped: nothing to report
-                if end.fatal {
-                    logger.error("giving up: \(end.reason)", metadata: ["server": "\(server)"])
-                    throw end
-                }
+                if end.fatal { throw end }  // the caller says why it stops
                 logger.warning("disconnected: \(end.reason)", metadata: ["server": "\(server)"])
             } catch let end as SessionEnd {
                 throw end
@@ -126,6 +123,11 @@ public final class IRCBot: Sendable {
                 // Whatever is still running belonged to this connection: it is not answered.
                 outbox.finish()
                 group.cancelAll()
+                if Task.isCancelled {
+                    // Stopped (SIGTERM): leave with a QUIT rather than vanish. In a task of its own,
+                    // as this one's cancellation would refuse the write; the socket closes next.
+                    await Task { try? await outbound.write(ByteBuffer(string: "QUIT :codesand-ircbot stopping\r\n")) }.value
+                }
                 return end
             }
         }

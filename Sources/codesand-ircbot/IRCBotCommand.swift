@@ -82,11 +82,27 @@ struct IRCBotCommand: AsyncParsableCommand {
             return
         }
         let bot = IRCBot(configuration: file.configuration, runner: CodesandRunner(socketPath: socketPath), logger: logger)
+        let task = Task { try await bot.run() }
+        let signals = Self.cancelOnTermination(task)
+        defer { signals.forEach { $0.cancel() } }
         do {
-            try await bot.run()
+            try await task.value
         } catch let end as SessionEnd {
-            logger.critical("stopped: \(end.reason)")
+            logger.error("stopped: \(end.reason)")
             throw ExitCode(78)
+        } catch is CancellationError {
+            logger.info("stopped by a signal")
+        }
+    }
+
+    /// SIGTERM (systemd's stop) and SIGINT cancel the bot, which then leaves IRC with a QUIT.
+    private static func cancelOnTermination(_ task: Task<Void, any Error>) -> [any DispatchSourceSignal] {
+        [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { task.cancel() }
+            source.resume()
+            return source
         }
     }
 

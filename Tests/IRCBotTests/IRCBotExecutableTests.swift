@@ -86,5 +86,12 @@ final class IRCBotExecutableTests: XCTestCase {
         try await tester.say("#exe", "!py print(1)")
         let answer = await tester.waitForLine(from: asked, timeout: .seconds(30)) { $0.senderNick == "exebot" && $0.command == "PRIVMSG" }
         XCTAssertEqual(answer?.text, "1")
+
+        // systemd's stop: SIGTERM, and the bot says goodbye and exits 0.
+        let stopped = tester.lines.count
+        kill(bot!.pid, SIGTERM)
+        XCTAssertEqual(bot!.wait(timeout: .seconds(10)), 0)
+        let quit = await tester.waitForLine(from: stopped, timeout: .seconds(10)) { $0.command == "QUIT" && $0.senderNick == "exebot" }
+        XCTAssertTrue(quit?.text?.contains("codesand-ircbot stopping") == true, "\(String(describing: quit))")
     }
 }

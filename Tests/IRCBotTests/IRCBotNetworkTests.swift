@@ -85,6 +85,12 @@ final class IRCBotNetworkTests: XCTestCase {
         XCTAssertTrue(whois.contains { $0.command == "330" && $0.middle.contains("plainacct") }, "not logged in: \(whois)")
         let answer = try await ask("!py print(6*7)", nick: "sandbot")
         XCTAssertEqual(answer, ["42"])
+        // Stopped, it leaves with a QUIT of its own rather than a dropped connection.
+        let start = tester.lines.count
+        botTask?.cancel()
+        _ = await botTask?.result
+        let quit = await tester.waitForLine(from: start, timeout: .seconds(10)) { $0.command == "QUIT" && $0.senderNick == "sandbot" }
+        XCTAssertTrue(quit?.text?.contains("codesand-ircbot stopping") == true, "\(String(describing: quit))")
     }
 
     func test_sasl_external_logs_in_with_the_client_certificate() async throws {
