@@ -21,6 +21,7 @@ public struct BotSession: Sendable {
     private var lastHeard: ContinuousClock.Instant
     private var pingSent: ContinuousClock.Instant?
     private var lastRegainAttempt: ContinuousClock.Instant
+    private let started: ContinuousClock.Instant
 
     public init(configuration: BotConfiguration, now: ContinuousClock.Instant = .now) {
         self.configuration = configuration
@@ -30,6 +31,7 @@ public struct BotSession: Sendable {
         self.channelLimiter = NickRateLimiter(perMinute: configuration.channelRatePerMinute)
         self.lastHeard = now
         self.lastRegainAttempt = now
+        self.started = now
     }
 
     /// Formats replies with the bot's current nick; a value, so a finished run can use it off the session.
@@ -89,6 +91,11 @@ public struct BotSession: Sendable {
 
     /// Called every second or so: keeps the link checked and tries to take the configured nick back.
     public mutating func tick(now: ContinuousClock.Instant) -> [Action] {
+        // A server that talks but never welcomes us (a stuck handshake, services that never answer
+        // SASL) is given up as a dead link is.
+        if !isRegistered && now - started >= configuration.pingTimeout {
+            return [.stop(SessionEnd("not welcomed by the server within \(Int(configuration.pingTimeout.seconds)) s", fatal: false))]
+        }
         if let sent = pingSent {
             if now - sent >= configuration.pingTimeout {
                 return [.stop(SessionEnd("no answer from the server for \(Int((now - lastHeard).seconds)) s: the link is dead", fatal: false))]

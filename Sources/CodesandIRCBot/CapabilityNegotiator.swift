@@ -25,6 +25,8 @@ public struct SASLCredentials: Sendable, Hashable {
 public struct SessionEnd: Error, Sendable, Hashable, CustomStringConvertible {
     public var reason: String
     public var fatal: Bool
+    /// The server had welcomed the bot before the end (one that never did may be broken: try another).
+    public var afterRegistration = false
 
     public init(_ reason: String, fatal: Bool) {
         self.reason = reason

@@ -40,6 +40,7 @@ public final class IRCBot: Sendable {
                 try Task.checkCancellation()  // stopped, not dropped: nothing to report
                 if end.fatal { throw end }  // the caller says why it stops
                 logger.warning("disconnected: \(end.reason)", metadata: ["server": "\(server)"])
+                if !end.afterRegistration { next += 1 }
             } catch let end as SessionEnd {
                 throw end
             } catch {
@@ -128,6 +129,7 @@ public final class IRCBot: Sendable {
                     // as this one's cancellation would refuse the write; the socket closes next.
                     await Task { try? await outbound.write(ByteBuffer(string: "QUIT :codesand-ircbot stopping\r\n")) }.value
                 }
+                end.afterRegistration = session.isRegistered
                 return end
             }
         }

@@ -159,6 +159,15 @@ final class IRCBotNetworkTests: XCTestCase {
                        "an answer from the old connection was sent on the new one")
     }
 
+    func test_a_server_that_drops_the_bot_before_welcoming_it_is_left_for_the_next() async throws {
+        var c = config(nick: "nextbot", sasl: nil)
+        // TLS to the plain port: the handshake fails, the bot is never welcomed there.
+        c.servers = [IRCServerAddress(host: "localhost", port: net.plainPort, tls: true), c.servers[0]]
+        start(c)
+        let joined = await waitForBot("nextbot", timeout: .seconds(45))
+        XCTAssertTrue(joined, "the bot did not move on to the second server")
+    }
+
     func test_a_burst_of_twenty_triggers_is_answered_without_excess_flood() async throws {
         start(config(nick: "burstbot", sasl: nil))
         let joined = await waitForBot("burstbot")

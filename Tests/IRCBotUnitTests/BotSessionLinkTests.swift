@@ -28,6 +28,19 @@ final class BotSessionLinkTests: XCTestCase {
         XCTAssertFalse(end.fatal)
     }
 
+    func test_a_server_that_never_welcomes_the_bot_is_given_up() {
+        var c = BotConfiguration(host: "irc.test", nick: "bot")
+        c.pingTimeout = .seconds(60)
+        var s = BotSession(configuration: c, now: t0)
+        _ = s.start()
+        _ = s.handle(msg(":irc.test NOTICE * :*** Looking up your hostname..."), now: t0 + .seconds(30))
+        XCTAssertEqual(s.tick(now: t0 + .seconds(59)), [])
+        guard case .stop(let end)? = s.tick(now: t0 + .seconds(60)).first else { return XCTFail("not given up") }
+        XCTAssertFalse(end.fatal)
+        var welcomed = registered()
+        XCTAssertEqual(welcomed.tick(now: t0 + .seconds(61)), [])  // once welcomed, only the PING rule
+    }
+
     func test_any_line_shows_the_link_is_alive() {
         var s = registered()
         _ = s.tick(now: t0 + .seconds(90))
