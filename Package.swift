@@ -109,9 +109,12 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // The IRC bot's logic without servers: output shaping, SASL, backoff, the send queue, the config file.
+        // The IRC bot's logic without servers: messages and framing, the session, output shaping,
+        // CAP and SASL, backoff, the send queue, the config file.
         .testTarget(name: "IRCBotUnitTests", dependencies: [
             "CodesandIRCBot", "CodesandProtocol", "CodesandClient",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         // Real sandboxes, as root: the native backend end to end and the daemon over its socket.
         .testTarget(name: "SandboxTests", dependencies: [
