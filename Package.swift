@@ -113,7 +113,7 @@ let package = Package(
         // daemon (as root), the C client's test program.
         .testTarget(name: "IRCBotTests", dependencies: [
             "CodesandIRCBot", "CodesandClient", "CodesandProtocol", "CCodesand",
-            "CodesandServer", "CodesandLinux", "CodesandCore",
+            "CodesandServer", "CodesandLinux", "CodesandCore", "CodesandSpawn",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
