@@ -10,12 +10,12 @@ import Glibc
 /// Not Foundation's `Process`: a child inherits the spawning thread's signal mask, and threads in
 /// this test process block SIGTERM, so an ngircd started that way ignores `terminate()` and the
 /// test hangs waiting for it. Spawn starts it with an empty mask and default handlers.
-final class ChildProcess: @unchecked Sendable {
-    let pid: pid_t
+public final class ChildProcess: @unchecked Sendable {
+    public let pid: pid_t
     private var status: Int32?
 
     /// Starts `argv[0]` (an absolute path) with stdout and stderr appended to `outputPath`.
-    init(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
+    public init(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment,
          outputPath: String) throws {
         var spawn = Spawn(argv, environment: environment.map { "\($0.key)=\($0.value)" })
         spawn.stdout = .file(outputPath, append: true)
@@ -28,7 +28,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// The exit status once it has ended (nil while running); a signal's death is 128 + the signal.
-    func exitStatus() -> Int32? {
+    public func exitStatus() -> Int32? {
         if status == nil {
             var raw: Int32 = 0
             if waitpid(pid, &raw, WNOHANG) == pid {
@@ -39,10 +39,10 @@ final class ChildProcess: @unchecked Sendable {
         return status
     }
 
-    var isRunning: Bool { exitStatus() == nil }
+    public var isRunning: Bool { exitStatus() == nil }
 
     /// Waits up to `timeout` for it to end; its exit status, or nil if it is still running.
-    func wait(timeout: Duration) -> Int32? {
+    public func wait(timeout: Duration) -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let status = exitStatus() { return status }
@@ -52,7 +52,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// SIGTERM, then SIGKILL if it is still there after `grace`; always reaps it.
-    func stop(grace: Duration = .seconds(5)) {
+    public func stop(grace: Duration = .seconds(5)) {
         guard isRunning else { return }
         kill(pid, SIGTERM)
         if wait(timeout: grace) == nil {
@@ -60,4 +60,10 @@ final class ChildProcess: @unchecked Sendable {
             _ = wait(timeout: .seconds(5))
         }
     }
+}
+
+/// A test fixture could not be set up; the description says why.
+public struct FixtureError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
