@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
@@ -76,12 +77,15 @@ let package = Package(
         // The C client for bots in other languages (also a plain `make` in clients/c), on json-c.
         .target(name: "CCodesand", path: "clients/c", sources: ["codesand.c", "message.c"],
                 linkerSettings: [.linkedLibrary("json-c")]),
-        // The example IRC bot's logic: IRC over NIO, triggers, per-nick rate limit, shaped replies.
+        // The IRC bot's logic: IRC over NIO (plain or TLS), CAP and SASL, reconnecting, a paced send
+        // queue, triggers, per-nick rate limit, shaped replies, its TOML config file.
         .target(name: "CodesandIRCBot", dependencies: [
             "CodesandClient", "CodesandProtocol",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "codesand-ircbot", dependencies: [
             "CodesandIRCBot", "CodesandClient", "CodesandProtocol",
@@ -98,8 +102,17 @@ let package = Package(
             "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // What tests of several targets start: a daemon in the test process (LiveDaemon), programs
+        // (ChildProcess). Not a test target itself.
+        .target(name: "CodesandTestSupport", dependencies: [
+            "CodesandCore", "CodesandLinux", "CodesandServer", "CodesandSpawn",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/CodesandTestSupport"),
+        // The client library: wire decoding and streaming against fakes, and the Swift and C clients
+        // against a real daemon (as root).
         .testTarget(name: "CodesandClientTests", dependencies: [
-            "CodesandClient", "CodesandProtocol",
+            "CodesandClient", "CodesandProtocol", "CodesandTestSupport", "CCodesand",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
@@ -109,14 +122,23 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["FuzzCorpus"]),  // read from the source tree by FuzzTests
-        // The IRC bot against a real ngircd and a real daemon (as root), the C client's test program.
+        // The IRC bot against real IRC servers (ngircd; InspIRCd with Anope for TLS and SASL) and a real
+        // daemon (as root), the C client's test program.
         .testTarget(name: "IRCBotTests", dependencies: [
-            "CodesandIRCBot", "CodesandClient", "CodesandProtocol", "CCodesand",
-            "CodesandServer", "CodesandLinux", "CodesandCore",
+            "CodesandIRCBot", "CodesandClient", "CodesandProtocol", "CodesandTestSupport",
+            "CodesandServer", "CodesandLinux", "CodesandCore", "CodesandSpawn",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The IRC bot's logic without servers: messages and framing, the session, output shaping,
+        // CAP and SASL, backoff, the send queue, the config file.
+        .testTarget(name: "IRCBotUnitTests", dependencies: [
+            "CodesandIRCBot", "CodesandProtocol", "CodesandClient",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         // Real sandboxes, as root: the native backend end to end and the daemon over its socket.
         .testTarget(name: "SandboxTests", dependencies: [
