@@ -337,8 +337,8 @@ static int init_main(const struct cs_sandbox_spec *s) {
     // finds the control pipe at EOF and exits at the job.)
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     umask(022);  // never the daemon's: the mount points and files made below must have their modes
-    // The daemon's signal handlers write to a pipe of the daemon's: not in its copy. (A zygote's
-    // clone keeps its interpreter's dispositions, which its fork must have.)
+    // The daemon's signal handlers (libdispatch's, which pass the signal on to a daemon thread) are
+    // not for its copy. (A zygote's clone keeps its interpreter's dispositions, which its fork must have.)
     if (!s->prestart_fork) {
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);

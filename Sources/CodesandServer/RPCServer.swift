@@ -85,6 +85,24 @@ public final class RPCServer: Sendable {
         try await bootstrap().withBoundSocket(fd).get()
     }
 
+    /// The graceful stop of the serving side: new requests get -32003 and so does every run still
+    /// waiting for a sandbox; the listening socket closes; runs in flight finish up to `grace`, then
+    /// are cancelled (killed and answered). Returns once every request in flight has its reply (or
+    /// 5 s after the cancel, for one that ignores it).
+    public func drain(listening channel: Channel, grace: Duration) async {
+        tracker.stop()
+        dispatcher.service.stop()
+        try? await channel.close()
+        if !(await tracker.waitUntilIdle(timeout: grace)) {
+            logger.warning("killing the runs still in flight", metadata: ["in_flight": "\(tracker.inFlight)"])
+            tracker.cancelAll()
+            if !(await tracker.waitUntilIdle(timeout: .seconds(5))) {
+                logger.error("requests still in flight after their cancel", metadata: ["in_flight": "\(tracker.inFlight)"])
+            }
+        }
+        try? await Task.sleep(for: .milliseconds(50))  // let the last replies leave the socket buffers
+    }
+
     public func shutdownEventLoops() async throws {
         try await group.shutdownGracefully()
     }

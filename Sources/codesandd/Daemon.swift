@@ -6,6 +6,8 @@ import CodesandServer
 import Foundation
 import Logging
 import NIOCore
+import ServiceLifecycle
+import UnixSignals
 
 @main
 struct Daemon: AsyncParsableCommand {
@@ -48,6 +50,12 @@ struct Daemon: AsyncParsableCommand {
         let logger = Self.bootstrapLogging(level: cfg.logLevel)
         let fileLimit = FileLimit.raiseSoftLimit(logger: logger)
         let notify = SystemdNotify()
+        // Trapped before start-up takes a while (the backend, zygotes, the languages' probes: seconds),
+        // where their default action would end the daemon with sandboxes left behind: a SIGHUP
+        // meanwhile is applied once the daemon serves; a SIGTERM or SIGINT stops it as soon as the
+        // group runs (the group traps them itself only from then on).
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let startupStops = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         let backend: any SandboxBackend
         do {
             backend = try NativeBackend(config: cfg.sandbox, poolSize: cfg.poolSize, defaultLimits: cfg.defaultLimits, logger: logger)
@@ -58,7 +66,6 @@ struct Daemon: AsyncParsableCommand {
         }
         let languages = await LanguageDetector.detect(cfg.languages, backend: backend, config: cfg.sandbox, logger: logger)
         let service = RunService(config: cfg, languages: languages, backend: backend, version: Self.version, logger: logger)
-        service.start()
         let tracker = RequestTracker()
         let dispatcher = Dispatcher(service: service, isShuttingDown: { tracker.isStopping }, reload: {
             try await self.reload(service, backend: backend, logger: logger, notify: notify)
@@ -69,39 +76,47 @@ struct Daemon: AsyncParsableCommand {
             fileLimit: fileLimit, openNow: FileLimit.openCount(), poolSize: cfg.poolSize, logger: logger)
         let server = RPCServer(dispatcher: dispatcher, tracker: tracker, maxMessageBytes: cfg.maxMessageBytes,
                                connectionLimits: limits, logger: logger)
-        let signals = Signals.stream()
+        let address: ListenAddress = SocketActivation.listenFD().map { .systemd(fd: $0) }
+            ?? .path(socket ?? cfg.socketPath, group: cfg.socketGroup, mode: cfg.socketMode)
 
-        let channel: Channel
-        do {
-            if let fd = SocketActivation.listenFD() {
-                channel = try await server.adopt(fd: fd)
-                logger.info("serving on the socket passed by systemd", metadata: ["fd": "\(fd)"])
-            } else {
-                let path = socket ?? cfg.socketPath
-                channel = try await server.bind(path: path, group: cfg.socketGroup, mode: cfg.socketMode)
-                logger.info("serving", metadata: ["socket": "\(path)"])
+        // Started in this order, shut down in reverse (DaemonServices.swift).
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: PoolService(service: service, backend: backend), serviceName: "pool"),
+        ]
+        if let interval = notify.watchdogInterval {
+            let watchdog = WatchdogService(notify: notify, interval: interval, healthy: { _ = service.status(); return true })
+            services.append(.init(service: watchdog, serviceName: "watchdog"))
+        }
+        let serverService = ServerService(
+            server: server, address: address, grace: .milliseconds(cfg.maxLimits.wallMs + 1000), notify: notify,
+            logger: logger, onReady: {
+                logger.info("ready", metadata: ["cgroup": "\(backend.cgroupVersion)", "pool_size": "\(cfg.poolSize)",
+                                                "max_connections": "\(limits.total)", "open_file_limit": "\(fileLimit)",
+                                                "languages": "\(languages.names.joined(separator: ","))"])
+                notify.send("READY=1\nSTATUS=serving: pool of \(cfg.poolSize), \(languages.names.count) languages")
+            })
+        services.append(.init(service: serverService, serviceName: "server"))
+        let reloadService = ReloadService(hangups: hangups, reload: {
+            _ = try? await self.reload(service, backend: backend, logger: logger, notify: notify)
+        })
+        services.append(.init(service: reloadService, serviceName: "reload"))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let forwardStartupStop = Task {
+            for await _ in startupStops {
+                await group.triggerGracefulShutdown()
+                return
             }
+        }
+        defer { forwardStartupStop.cancel() }
+        do {
+            try await group.run()
         } catch {
-            logger.critical("cannot listen: \(error)")
-            await backend.shutdown()
+            logger.critical("\(error)")
+            notify.send("STATUS=failed: \(error)")
             throw ExitCode(1)
         }
-        logger.info("ready", metadata: ["cgroup": "\(backend.cgroupVersion)", "pool_size": "\(cfg.poolSize)",
-                                        "max_connections": "\(limits.total)", "open_file_limit": "\(fileLimit)",
-                                        "languages": "\(languages.names.joined(separator: ","))"])
-        notify.send("READY=1\nSTATUS=serving: pool of \(cfg.poolSize), \(languages.names.count) languages")
-        // Alive while the pool's scheduler answers. Not "while a slot works": a pool that cannot
-        // prepare sandboxes answers every run at once with -32603 and the cause (a missing image…),
-        // which a restart would not fix, and a restart loop would leave clients hanging instead.
-        let watchdog = notify.runWatchdog { _ = service.status(); return true }
-
-        for await signal in signals {
-            if signal == .stop { break }
-            _ = try? await reload(service, backend: backend, logger: logger, notify: notify)
-        }
-        watchdog?.cancel()
-        await stop(service: service, backend: backend, tracker: tracker, channel: channel, server: server,
-                   graceMs: cfg.maxLimits.wallMs + 1000, logger: logger, notify: notify)
+        logger.info("stopped")
     }
 
     func loadConfig() throws -> CodesandConfig {
@@ -120,35 +135,6 @@ struct Daemon: AsyncParsableCommand {
             logger.error("configuration not reloaded, the old one stays: \(error)")
             throw RPCError(.invalidParams, "configuration not reloaded, the old one stays: \(error)")
         }
-    }
-
-    /// SIGTERM: stop accepting; runs in flight finish up to `graceMs`, then are killed; every request
-    /// in flight gets its reply (a result or -32003); every sandbox is cleaned; then exit 0.
-    func stop(service: RunService, backend: any SandboxBackend, tracker: RequestTracker, channel: Channel, server: RPCServer,
-              graceMs: Int64, logger: Logger, notify: SystemdNotify) async {
-        notify.send("STOPPING=1\nSTATUS=stopping: \(tracker.inFlight) requests in flight")
-        logger.info("stopping: no new requests; letting runs in flight finish", metadata: ["in_flight": "\(tracker.inFlight)"])
-        tracker.stop()
-        service.stop()
-        try? await channel.close()
-        if !(await waitIdle(tracker, ms: graceMs)) {
-            logger.warning("killing the runs still in flight", metadata: ["in_flight": "\(tracker.inFlight)"])
-            tracker.cancelAll()
-            _ = await waitIdle(tracker, ms: 5000)
-        }
-        try? await Task.sleep(for: .milliseconds(50))  // let the last replies leave the socket buffers
-        await backend.shutdown()
-        try? await server.shutdownEventLoops()
-        logger.info("stopped")
-    }
-
-    func waitIdle(_ tracker: RequestTracker, ms: Int64) async -> Bool {
-        let end = ContinuousClock.now + .milliseconds(ms)
-        while tracker.inFlight > 0 {
-            if ContinuousClock.now >= end { return false }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return true
     }
 
     /// swift-log to stderr, one line per event: journald adds the time, so the line starts with the level.

@@ -45,15 +45,4 @@ final class SystemdNotify: Sendable {
         }
         return sent == payload.count
     }
-
-    /// Pings the watchdog at half its interval until the task is cancelled.
-    func runWatchdog(healthy: @escaping @Sendable () -> Bool) -> Task<Void, Never>? {
-        guard let interval = watchdogInterval else { return nil }
-        return Task.detached { [self] in
-            while !Task.isCancelled {
-                if healthy() { send("WATCHDOG=1") }
-                try? await Task.sleep(for: interval / 2)
-            }
-        }
-    }
 }

@@ -62,34 +62,11 @@ final class DaemonProcessTests: XCTestCase {
     }
 
     func test_notify_socket_receives_ready_then_stopping_and_the_exit_is_clean() throws {
-        let notifyPath = "\(dir)/notify.sock"
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in notifyPath.utf8.enumerated() { raw[i] = b } }
-        let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        XCTAssertEqual(bound, 0)
-        var tv = timeval(tv_sec: 20, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        func nextMessage() -> String? {
-            var buf = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n < 0 && errno == EINTR { continue }
-                return n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : nil
-            }
-        }
-        let (p, _) = try startDaemon(environment: ["NOTIFY_SOCKET": notifyPath])
-        XCTAssertTrue(nextMessage()?.contains("READY=1") == true, p.log)
+        let notify = try NotifySocket(path: "\(dir)/notify.sock")
+        let (p, _) = try startDaemon(environment: ["NOTIFY_SOCKET": notify.path])
+        XCTAssertTrue(notify.next()?.contains("READY=1") == true, p.log)
         p.signal(SIGTERM)
-        var sawStopping = false
-        while let m = nextMessage() {
-            if m.contains("STOPPING=1") { sawStopping = true; break }
-        }
-        XCTAssertTrue(sawStopping, p.log)
+        XCTAssertNotNil(notify.wait(for: "STOPPING=1"), p.log)
         let status = p.wait(timeout: 20)
         XCTAssertEqual(status, 0, p.log)
     }
@@ -132,6 +109,73 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(result(replies[1])?["stdout"] as? String, "ok\n", "\(replies)")
         XCTAssertEqual(errorCode(replies[2]), -32003, "\(replies)\n\(p.log)")
         XCTAssertEqual(p.wait(timeout: 20), 0, p.log)
+    }
+
+    /// The graceful stop as systemd sees it: the watchdog pings on through the drain (a long one is
+    /// not taken for a hang), a second SIGTERM and a SIGINT during the grace change nothing, the run
+    /// in flight gets its result, and every sandbox is gone at exit 0.
+    func test_second_sigterm_during_the_grace_changes_nothing_and_the_watchdog_pings_through_the_drain() throws {
+        let notify = try NotifySocket(path: "\(dir)/notify.sock")
+        let (p, sock) = try startDaemon(environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"])
+        XCTAssertNotNil(notify.wait(for: "READY=1"), p.log)
+        XCTAssertNotNil(notify.wait(for: "WATCHDOG=1"), p.log)
+        let c = try RawClient(path: sock, timeoutSeconds: 30)
+        c.send(runLine(1, "import time; time.sleep(2); print('finished')") + "\n")
+        usleep(300_000)
+        p.signal(SIGTERM)
+        XCTAssertNotNil(notify.wait(for: "STOPPING=1"), p.log)
+        usleep(300_000)
+        p.signal(SIGTERM)
+        p.signal(SIGINT)
+        XCTAssertNotNil(notify.wait(for: "WATCHDOG=1"), "no ping during the drain: \(p.log)")
+        let reply = c.readJSON() as? [String: Any]
+        XCTAssertEqual(result(reply)?["stdout"] as? String, "finished\n", "\(reply ?? [:])\n\(p.log)")
+        XCTAssertEqual(p.wait(timeout: 20), 0, p.log)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)/slot-0"), "slot cgroup left behind")
+        XCTAssertEqual(sandboxUserProcesses(matching: "time.sleep(2)"), [])
+    }
+
+    /// SIGTERM while a SIGHUP's reload is under way: the reload ends first (READY=1 after
+    /// RELOADING=1, as systemd expects), then the daemon stops cleanly.
+    func test_sigterm_during_a_reload_lets_it_end_then_stops_cleanly() throws {
+        let notify = try NotifySocket(path: "\(dir)/notify.sock")
+        let (p, _) = try startDaemon(environment: ["NOTIFY_SOCKET": notify.path])
+        XCTAssertNotNil(notify.wait(for: "READY=1"), p.log)
+        p.signal(SIGHUP)
+        XCTAssertNotNil(notify.wait(for: "RELOADING=1"), p.log)
+        p.signal(SIGTERM)
+        let untilStop = notify.wait(for: "STOPPING=1") ?? []
+        XCTAssertEqual(untilStop.first?.contains("READY=1"), true, "the reload did not end before the stop: \(untilStop)")
+        XCTAssertEqual(p.wait(timeout: 30), 0, p.log)
+        let log = p.log
+        let reloaded = log.range(of: "configuration reloaded"), stopping = log.range(of: "stopping:")
+        XCTAssertNotNil(reloaded, log)
+        XCTAssertNotNil(stopping, log)
+        if let reloaded, let stopping { XCTAssertLessThan(reloaded.lowerBound, stopping.lowerBound, log) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)/slot-0"), "slot cgroup left behind")
+    }
+
+    /// The socket appears only once SIGTERM is trapped: a SIGTERM the moment it accepts is a clean
+    /// stop, never the signal's default action (death, sandboxes left behind).
+    func test_sigterm_as_soon_as_the_socket_accepts_is_a_clean_stop() throws {
+        for round in 1...2 {
+            let (p, _) = try startDaemon()
+            p.signal(SIGTERM)
+            XCTAssertEqual(p.wait(timeout: 20), 0, "round \(round): \(p.log)")
+            XCTAssertTrue(p.log.contains("stopped"), p.log)
+        }
+    }
+
+    /// SIGTERM while the daemon is still starting (its cgroups exist, the socket not yet): a clean
+    /// stop once it is up, never the signal's default action (death, sandboxes left behind).
+    func test_sigterm_during_start_up_is_a_clean_stop() throws {
+        let p = try TestProcess([daemon, "--config", "\(dir)/config.toml", "--socket", "\(dir)/codesand.sock"],
+                                log: "\(dir)/daemon.log")
+        XCTAssertTrue(CgroupDetectProbe.wait { FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)") }, p.log)
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 30), 0, p.log)
+        XCTAssertTrue(p.log.contains("stopped"), p.log)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)/slot-0"), "slot cgroup left behind")
     }
 
     func test_check_config_rejects_a_wrong_type_naming_the_key() throws {
