@@ -1,0 +1,141 @@
+import CodesandProtocol
+import Logging
+import Synchronization
+
+/// The pool's containers, PREFIX-0 … PREFIX-(n-1): created once from the spec (or adopted from an
+/// earlier daemon when made from the same spec and holding the `clean` snapshot), and restored to
+/// `clean` before each use — which stops every process, brings back the snapshot's filesystem and
+/// config, and mounts fresh tmpfs.
+final class LXDContainerPool: Sendable {
+    let client: LXDClient
+    let spec: LXDInstanceSpec
+    let size: Int
+    private let logger: Logger
+    /// Per slot: its container is known to match the spec (adopted or created by this daemon).
+    private let known: Mutex<[Bool]>
+
+    init(client: LXDClient, spec: LXDInstanceSpec, size: Int, logger: Logger) {
+        self.client = client
+        self.spec = spec
+        self.size = size
+        self.logger = logger
+        self.known = Mutex(Array(repeating: false, count: size))
+    }
+
+    func name(_ slot: Int) -> String { "\(spec.lxd.prefix)-\(slot)" }
+
+    /// Makes `slot`'s container clean and running; returns its host cgroups.
+    func makeReady(_ slot: Int) async throws -> LXDHostCgroup {
+        let name = name(slot)
+        let fresh = try await ensure(slot)
+        if !fresh {
+            try await client.run(.PUT, LXDPath.instance(name), json: .object(["restore": .string(LXDInstanceSpec.snapshot)]),
+                                 timeout: .seconds(120))
+        }
+        var (status, pid) = try await state(name)
+        if status != "Running" {
+            try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("start")]), timeout: .seconds(60))
+            (status, pid) = try await state(name)
+        }
+        guard status == "Running", pid > 0, let cgroup = LXDHostCgroup.of(pid: pid), cgroup.execDir != nil else {
+            throw LXDError(what: "container \(name)", message: "not running after its restore (status \(status), init pid \(pid))")
+        }
+        return cgroup
+    }
+
+    /// The container exists and matches the spec: adopted, or (re)created. True when it was just
+    /// created (it is clean: no restore needed).
+    private func ensure(_ slot: Int) async throws -> Bool {
+        if known.withLock({ $0[slot] }) { return false }
+        let name = name(slot)
+        do {
+            let meta = try await client.call(.GET, LXDPath.instance(name)).metadata
+            let digest = meta.objectValue?["config"]?.objectValue?[LXDInstanceSpec.specKey]?.stringValue
+            let hasSnapshot = (try? await client.call(.GET, LXDPath.snapshots(name) + "/" + LXDInstanceSpec.snapshot)) != nil
+            if digest == spec.digest && hasSnapshot {
+                logger.info("adopted the container of an earlier daemon", metadata: ["container": "\(name)"])
+                known.withLock { $0[slot] = true }
+                return false
+            }
+            logger.notice("replacing a container made from another spec", metadata: ["container": "\(name)"])
+            try await delete(name)
+        } catch let e as LXDError where e.isNotFound {
+        }
+        try await create(name)
+        known.withLock { $0[slot] = true }
+        return true
+    }
+
+    /// Created from the spec, snapshotted while stopped (the snapshot holds the config, tmpfs mounts
+    /// included), then started.
+    private func create(_ name: String) async throws {
+        let start = ContinuousClock.now
+        try await client.run(.POST, LXDPath.instances(), json: spec.createBody(name: name, target: nil), timeout: .seconds(600))
+        try await client.run(.POST, LXDPath.snapshots(name),
+                             json: .object(["name": .string(LXDInstanceSpec.snapshot), "stateful": .bool(false)]))
+        try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("start")]), timeout: .seconds(60))
+        logger.info("created a container", metadata: ["container": "\(name)", "ms": "\(milliseconds(since: start))"])
+    }
+
+    /// Stopped at once and deleted (no error if it is not there).
+    func delete(_ name: String) async throws {
+        do {
+            try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("stop"), "force": .bool(true)]),
+                                 timeout: .seconds(60))
+        } catch let e as LXDError where e.isNotFound {
+            return
+        } catch {
+            // Already stopped: LXD refuses to stop it again; the delete below says if something is wrong.
+        }
+        do {
+            try await client.run(.DELETE, LXDPath.instance(name), timeout: .seconds(120))
+        } catch let e as LXDError where e.isNotFound {
+        }
+    }
+
+    /// Deletes containers with the pool's prefix that are not the pool's (an earlier, larger pool):
+    /// nothing is left that this daemon does not own.
+    func removeStrays() async {
+        guard let list = try? await client.call(.GET, LXDPath.instances()).metadata, case .array(let urls) = list else { return }
+        let mine = Set((0..<size).map(name))
+        for case .string(let url) in urls {
+            guard let last = url.split(separator: "?").first?.split(separator: "/").last else { continue }
+            let name = String(last).percentDecoded
+            guard name.hasPrefix(spec.lxd.prefix + "-"), !mine.contains(name),
+                  Int(name.dropFirst(spec.lxd.prefix.count + 1)) != nil || name == spec.lxd.prefix + "-probe" else { continue }
+            logger.notice("deleting a container of an earlier, larger pool", metadata: ["container": "\(name)"])
+            try? await delete(name)
+        }
+    }
+
+    /// The instance's status ("Running", "Stopped", …) and its init's host pid.
+    func state(_ name: String) async throws -> (String, Int32) {
+        let meta = try await client.call(.GET, LXDPath.state(name)).metadata.objectValue ?? [:]
+        var pid: Int32 = 0
+        if case .int(let p) = meta["pid"] { pid = Int32(truncatingIfNeeded: p) }
+        return (meta["status"]?.stringValue ?? "?", pid)
+    }
+}
+
+extension String {
+    /// "%2D" → "-": instance names in LXD's URLs.
+    var percentDecoded: String {
+        var out: [UInt8] = []
+        var bytes = Array(utf8)[...]
+        while let b = bytes.popFirst() {
+            if b == UInt8(ascii: "%"), bytes.count >= 2, let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) {
+                out.append(v)
+                bytes = bytes.dropFirst(2)
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Whole milliseconds from `start` to now.
+func milliseconds(since start: ContinuousClock.Instant) -> Int64 {
+    let d = (ContinuousClock.now - start).components
+    return d.seconds * 1000 + d.attoseconds / 1_000_000_000_000_000
+}
