@@ -98,6 +98,11 @@ let package = Package(
             "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "CodesandClientTests", dependencies: [
+            "CodesandClient", "CodesandProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         .testTarget(name: "CodesandServerTests", dependencies: [
             "CodesandServer", "CodesandClient",
             .product(name: "NIOCore", package: "swift-nio"),

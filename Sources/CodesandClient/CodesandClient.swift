@@ -65,6 +65,13 @@ public final class CodesandClient: Sendable {
                    from: await send(RPCMethod.status, JSONValue?.none, timeout: timeout))
     }
 
+    /// `pool.reload`: the daemon re-reads its config and moves its pool over, slot by slot, while it
+    /// serves. A config it refuses (its old one stays) is an `.rpc` error (-32602) saying why.
+    public func reloadPool(timeout: Duration? = nil) async throws(CodesandClientError) -> ReloadResult {
+        try decode(ReloadResult.self, RPCMethod.poolReload,
+                   from: await send(RPCMethod.poolReload, JSONValue?.none, timeout: timeout))
+    }
+
     /// Calls any method and returns its `result` member as the exact JSON bytes the daemon sent.
     public func call(method: String, params: some Encodable, timeout: Duration? = nil) async throws(CodesandClientError) -> Data {
         Data(try await send(method, params, timeout: timeout).readableBytesView)

@@ -143,6 +143,17 @@ public protocol SandboxBackend: Sendable {
     func strayProcesses() -> [Int32]?
     /// The directories holding the slots' cgroups, for tools that check nothing piles up there.
     var slotCgroupParents: [String] { get }
+    /// A reload: sandboxes prepared from now on are built from `config` (another image, other
+    /// mounts, caps or container source). Returns its generation, for jobs (SandboxJob.generation):
+    /// a run never mixes two configurations. Throws, changing nothing, when `config` cannot work.
+    func addGeneration(_ config: CodesandConfig) async throws -> Int
+    /// True when `program` (an absolute path) is an executable in the sandboxes' system, not the host's.
+    func isExecutable(_ program: String) async -> Bool
+    /// Runs `argv` where the sandboxes' programs live and returns its stdout and stderr together, or
+    /// nil when it failed: to ask the sandboxes' interpreters and compilers for their versions.
+    func probe(_ argv: [String], env: [String]) async -> String?
+    /// Kills every sandbox and gives back what the backend holds (daemon shutdown). Later prepares fail.
+    func shutdown() async
 }
 
 extension SandboxBackend {

@@ -106,13 +106,16 @@ public final class NativeBackend: SandboxBackend {
     public var zygotes: [(language: String, pid: pid_t)] { layout.zygotes.running }
     public var zygoteLanguages: [String] { zygotes.map(\.language).sorted() }
 
+    public func addGeneration(_ config: CodesandConfig) async throws -> Int { try addLayout(config.sandbox) }
+
     /// True when `path` is an executable in the sandboxes' system (the host's, or the image's).
     public func isExecutable(_ path: String) -> Bool { layout.isExecutable(path) }
 
-    /// Runs `argv` in a sandbox of its own (the probe slot) and returns its stdout and stderr, or nil
-    /// if it failed: to ask an image's programs for their versions.
+    /// The host's programs answer on the host (quicker than a sandbox); an image's run in a sandbox
+    /// of their own (the probe slot).
     public func probe(_ argv: [String], env: [String]) async -> String? {
         let layout = self.layout
+        if layout.config.rootfs == "host" { return HostCommand.output(argv) }
         return try? await onThread("codesand-probe") { [self] () -> String? in
             probeLock.withLock { _ in
                 defer { slots.clear(poolSize) }

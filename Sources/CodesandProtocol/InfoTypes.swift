@@ -122,3 +122,32 @@ public struct RunOutputParams: Codable, Hashable, Sendable {
         self.text = chunk.text
     }
 }
+
+/// Result of `pool.reload`: what the pool moves over to.
+public struct ReloadResult: Codable, Hashable, Sendable {
+    /// The sandboxes' system now: "host", or "image" (sandbox.rootfs).
+    public var rootfs: String
+    /// The languages found installed there, with their versions.
+    public var languages: [Language]
+    /// Config keys that changed but take effect only after a restart (e.g. socket.path, pool.size).
+    public var needsRestart: [String]
+
+    public struct Language: Codable, Hashable, Sendable {
+        public var name: String
+        public var version: String
+        public init(name: String, version: String) {
+            self.name = name
+            self.version = version
+        }
+    }
+
+    public init(rootfs: String, languages: [Language], needsRestart: [String]) {
+        self.rootfs = rootfs
+        self.languages = languages
+        self.needsRestart = needsRestart
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case rootfs, languages, needsRestart = "needs_restart"
+    }
+}

@@ -9,10 +9,10 @@ public struct Dispatcher: Sendable {
     /// Set when the daemon stops: new requests get -32003.
     public let isShuttingDown: @Sendable () -> Bool
     /// `pool.reload`: re-read the config, move the pool to it; nil where reloading is not possible.
-    public let reload: (@Sendable () async throws -> JSONValue)?
+    public let reload: (@Sendable () async throws -> ReloadResult)?
 
     public init(service: RunService, isShuttingDown: @escaping @Sendable () -> Bool = { false },
-                reload: (@Sendable () async throws -> JSONValue)? = nil) {
+                reload: (@Sendable () async throws -> ReloadResult)? = nil) {
         self.service = service
         self.isShuttingDown = isShuttingDown
         self.reload = reload

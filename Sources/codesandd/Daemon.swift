@@ -48,7 +48,7 @@ struct Daemon: AsyncParsableCommand {
         let logger = Self.bootstrapLogging(level: cfg.logLevel)
         let fileLimit = FileLimit.raiseSoftLimit(logger: logger)
         let notify = SystemdNotify()
-        let backend: NativeBackend
+        let backend: any SandboxBackend
         do {
             backend = try NativeBackend(config: cfg.sandbox, poolSize: cfg.poolSize, defaultLimits: cfg.defaultLimits, logger: logger)
         } catch {
@@ -83,7 +83,7 @@ struct Daemon: AsyncParsableCommand {
             }
         } catch {
             logger.critical("cannot listen: \(error)")
-            backend.shutdown()
+            await backend.shutdown()
             throw ExitCode(1)
         }
         logger.info("ready", metadata: ["cgroup": "\(backend.cgroupVersion)", "pool_size": "\(cfg.poolSize)",
@@ -111,7 +111,7 @@ struct Daemon: AsyncParsableCommand {
     /// SIGHUP or `pool.reload`: re-read the config, build new sandboxes from it (another image,
     /// other limits or languages) and move the pool over slot by slot while serving. A bad config
     /// is refused and the old one stays.
-    func reload(_ service: RunService, backend: NativeBackend, logger: Logger, notify: SystemdNotify) async throws -> JSONValue {
+    func reload(_ service: RunService, backend: any SandboxBackend, logger: Logger, notify: SystemdNotify) async throws -> ReloadResult {
         notify.send("RELOADING=1")
         defer { notify.send("READY=1") }
         do {
@@ -124,7 +124,7 @@ struct Daemon: AsyncParsableCommand {
 
     /// SIGTERM: stop accepting; runs in flight finish up to `graceMs`, then are killed; every request
     /// in flight gets its reply (a result or -32003); every sandbox is cleaned; then exit 0.
-    func stop(service: RunService, backend: NativeBackend, tracker: RequestTracker, channel: Channel, server: RPCServer,
+    func stop(service: RunService, backend: any SandboxBackend, tracker: RequestTracker, channel: Channel, server: RPCServer,
               graceMs: Int64, logger: Logger, notify: SystemdNotify) async {
         notify.send("STOPPING=1\nSTATUS=stopping: \(tracker.inFlight) requests in flight")
         logger.info("stopping: no new requests; letting runs in flight finish", metadata: ["in_flight": "\(tracker.inFlight)"])
@@ -137,7 +137,7 @@ struct Daemon: AsyncParsableCommand {
             _ = await waitIdle(tracker, ms: 5000)
         }
         try? await Task.sleep(for: .milliseconds(50))  // let the last replies leave the socket buffers
-        backend.shutdown()
+        await backend.shutdown()
         try? await server.shutdownEventLoops()
         logger.info("stopped")
     }

@@ -4,12 +4,26 @@ import Logging
 import Synchronization
 import XCTest
 
-/// A backend whose prepares fail while `failing` is set, and whose runs return at once.
+/// A backend whose prepares fail while `failing` is set, and whose runs return at once. Its
+/// "system" has the programs in `installed`; a probe answers `probeAnswers[argv]`.
 final class FakeBackend: SandboxBackend {
     let name = "fake"
     let cgroupVersion = "v2"
     let failing = Mutex(0)          // prepares still to fail
     let prepares = Mutex([Int]())   // slot of each successful prepare, in order
+    let installed = Mutex<Set<String>?>(nil)  // nil: every program
+    let probeAnswers = Mutex([[String]: String]())
+    let generations = Mutex([CodesandConfig]())  // configs taken by addGeneration, in order
+    let refuseConfig = Mutex<String?>(nil)  // addGeneration throws this
+    let stopped = Mutex(false)
+
+    func addGeneration(_ config: CodesandConfig) async throws -> Int {
+        if let why = refuseConfig.withLock({ $0 }) { throw SandboxError(why) }
+        return generations.withLock { $0.append(config); return $0.count }
+    }
+    func isExecutable(_ program: String) async -> Bool { installed.withLock { $0?.contains(program) ?? true } }
+    func probe(_ argv: [String], env: [String]) async -> String? { probeAnswers.withLock { $0[argv] } }
+    func shutdown() async { stopped.withLock { $0 = true } }
 
     func prepare(slot: Int, prestart: PrestartSpec?) async throws {
         let fail = failing.withLock { n in defer { if n > 0 { n -= 1 } }; return n > 0 }
@@ -17,8 +31,11 @@ final class FakeBackend: SandboxBackend {
         prepares.withLock { $0.append(slot) }
     }
 
+    let runGenerations = Mutex([Int]())  // SandboxJob.generation of each run, in order
+
     func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
-        SandboxOutcome(waitStatus: 0, timedOut: false, oomKilled: false, output: OutputCollector(maxBytes: 10, maxLines: 10),
+        runGenerations.withLock { $0.append(job.generation) }
+        return SandboxOutcome(waitStatus: 0, timedOut: false, oomKilled: false, output: OutputCollector(maxBytes: 10, maxLines: 10),
                        wallNs: 1, cpuNs: 1, memoryPeakBytes: 1)
     }
 }

@@ -16,6 +16,10 @@ final class InstantBackend: SandboxBackend {
     let cgroupVersion = "v2"
 
     func prepare(slot: Int, prestart: PrestartSpec?) async throws {}
+    func addGeneration(_ config: CodesandConfig) async throws -> Int { 1 }
+    func isExecutable(_ program: String) async -> Bool { true }
+    func probe(_ argv: [String], env: [String]) async -> String? { nil }
+    func shutdown() async {}
 
     func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         onOutput?(OutputChunk(stream: .stdout, text: "out"))
