@@ -21,6 +21,9 @@ public final class LXDBackend: SandboxBackend {
     private let stopped = Atomic<Bool>(false)
     /// Strays of an earlier daemon are removed once, before the first container is made.
     private let cleanup: Task<Void, Never>
+    private let prober: LXDProber
+    /// Bumped by a reload that changes what containers are made from.
+    private let generation = Mutex(0)
 
     public init(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, logger: Logger) throws {
         try config.lxd.validateForBackend()
@@ -37,6 +40,7 @@ public final class LXDBackend: SandboxBackend {
         ready = Mutex(Array(repeating: nil, count: poolSize))
         cgroupVersion = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1"
         cleanup = Task { await pool.removeStrays() }
+        prober = LXDProber(pool: pool)
     }
 
     public func prepare(slot: Int, prestart: PrestartSpec?) async throws {
@@ -80,21 +84,78 @@ public final class LXDBackend: SandboxBackend {
         ready.withLock { $0.compactMap { $0 }.flatMap { $0.execProcesses() } }
     }
 
-    /// Runs `argv` in `slot`'s ready container as the sandbox user, without a run's bookkeeping:
-    /// for the languages' probes (is a program there, which version). The slot is not restored
-    /// afterwards by this: call it before the pool starts, or on a slot the caller holds.
-    public func probe(_ argv: [String], env: [String], slot: Int = 0) async -> String? {
-        guard let cgroup = ready.withLock({ $0[slot] }) else { return nil }
-        let limits = LimitSet(wallMs: 10_000, cpuMs: 10_000, memoryBytes: 1 << 30, pids: 256, outputBytes: 65536, outputLines: 100)
-        guard let stage = try? await stageRunner(pool.name(slot), cgroup, argv, env, limits, [], nil).run(),
-              stage.succeeded else { return nil }
-        let t = stage.output.texts()
-        return t.stdout + t.stderr
+    /// A reload: containers are made from the new spec from now on — each slot's container is
+    /// replaced at its next prepare (PoolReloader recycles them one by one while serving). What
+    /// names LXD and the pool (socket, project, prefix) needs a restart.
+    public func addGeneration(_ config: CodesandConfig) async throws -> Int {
+        let new = config.sandbox
+        guard new.backend == "lxd" else {
+            throw SandboxError("sandbox.backend cannot change from \"lxd\" on a reload: restart the daemon")
+        }
+        try new.lxd.validateForBackend()
+        for (key, changed) in [("lxd.socket", new.lxd.socket != sandbox.lxd.socket), ("lxd.project", new.lxd.project != sandbox.lxd.project),
+                               ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix), ("sandbox.home", new.home != sandbox.home)] where changed {
+            throw SandboxError("\(key) cannot change on a reload: restart the daemon")
+        }
+        let spec = LXDInstanceSpec(lxd: new.lxd, home: new.home, tmpfsBytes: new.tmpfsBytes, tmpfsInodes: new.tmpfsInodes,
+                                   limits: config.defaultLimits)
+        return generation.withLock { g in
+            if pool.update(spec) { g += 1 }
+            return g
+        }
     }
 
-    /// No more prepares; the containers stay (stopped by LXD or adopted by the next daemon).
-    public func shutdown() {
-        stopped.store(true, ordering: .relaxed)
+    /// Whether `program` is an executable file in the containers' image (asked in the probe container).
+    public func isExecutable(_ program: String) async -> Bool {
+        guard program.hasPrefix("/") else { return false }
+        // The path is an argument of the shell, never part of its script.
+        return await probe(["/bin/sh", "-c", "test -f \"$1\" && test -x \"$1\" && echo yes", "sh", program], env: []) == "yes\n"
+    }
+
+    /// Runs `argv` in the probe container (PREFIX-probe, made from the same spec as the slots'),
+    /// as the sandbox user: the languages' versions, as the image has them.
+    public func probe(_ argv: [String], env: [String]) async -> String? {
+        await prober.probe { [self] cgroup in
+            let limits = LimitSet(wallMs: 10_000, cpuMs: 10_000, memoryBytes: 1 << 30, pids: 256, outputBytes: 65536, outputLines: 100)
+            guard let stage = try? await stageRunner(pool.name(pool.probeIndex), cgroup, argv, env, limits, [], nil).run(),
+                  stage.succeeded else { return nil }
+            let t = stage.output.texts()
+            return t.stdout + t.stderr
+        }
+    }
+
+    /// No more prepares; what runs is killed and the containers are stopped (the next daemon
+    /// adopts them: restores and starts them).
+    public func shutdown() async {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
         cleanup.cancel()
+        await withTaskGroup(of: Void.self) { group in
+            for slot in 0...pool.size {
+                let name = pool.name(slot)
+                group.addTask { [client] in
+                    _ = try? await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("stop"), "force": .bool(true)]),
+                                              timeout: .seconds(20))
+                }
+            }
+        }
+    }
+}
+
+/// The probe container, made ready once and used by one probe at a time.
+actor LXDProber {
+    private let pool: LXDContainerPool
+    private var cgroup: LXDHostCgroup?
+    private var digest = ""
+
+    init(pool: LXDContainerPool) { self.pool = pool }
+
+    func probe(_ body: @Sendable (LXDHostCgroup) async -> String?) async -> String? {
+        let spec = pool.spec.digest
+        if cgroup == nil || digest != spec {
+            guard let ready = try? await pool.makeReady(pool.probeIndex) else { return nil }
+            cgroup = ready
+            digest = spec
+        }
+        return await body(cgroup!)
     }
 }

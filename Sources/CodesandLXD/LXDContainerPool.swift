@@ -8,21 +8,38 @@ import Synchronization
 /// config, and mounts fresh tmpfs.
 final class LXDContainerPool: Sendable {
     let client: LXDClient
-    let spec: LXDInstanceSpec
+    /// The slots' count; container `size` is the probe container (PREFIX-probe), for the languages' probes.
     let size: Int
     private let logger: Logger
-    /// Per slot: its container is known to match the spec (adopted or created by this daemon).
-    private let known: Mutex<[Bool]>
+    /// The spec containers are made from now, and per container whether it is known to match it
+    /// (adopted or created by this daemon). A reload with another spec forgets them all: each is
+    /// replaced at its next prepare.
+    private let state: Mutex<(spec: LXDInstanceSpec, known: [Bool])>
+    let prefix: String
 
     init(client: LXDClient, spec: LXDInstanceSpec, size: Int, logger: Logger) {
         self.client = client
-        self.spec = spec
         self.size = size
         self.logger = logger
-        self.known = Mutex(Array(repeating: false, count: size))
+        self.prefix = spec.lxd.prefix
+        self.state = Mutex((spec, Array(repeating: false, count: size + 1)))
     }
 
-    func name(_ slot: Int) -> String { "\(spec.lxd.prefix)-\(slot)" }
+    var spec: LXDInstanceSpec { state.withLock { $0.spec } }
+    var probeIndex: Int { size }
+
+    func name(_ slot: Int) -> String { slot == size ? "\(prefix)-probe" : "\(prefix)-\(slot)" }
+
+    /// Containers are made from `spec` from now on; true if it differs from the one before.
+    @discardableResult
+    func update(_ spec: LXDInstanceSpec) -> Bool {
+        state.withLock { s in
+            guard s.spec.digest != spec.digest else { return false }
+            s.spec = spec
+            s.known = Array(repeating: false, count: size + 1)
+            return true
+        }
+    }
 
     /// Makes `slot`'s container clean and running; returns its host cgroups.
     func makeReady(_ slot: Int) async throws -> LXDHostCgroup {
@@ -46,7 +63,8 @@ final class LXDContainerPool: Sendable {
     /// The container exists and matches the spec: adopted, or (re)created. True when it was just
     /// created (it is clean: no restore needed).
     private func ensure(_ slot: Int) async throws -> Bool {
-        if known.withLock({ $0[slot] }) { return false }
+        let spec = self.spec
+        if state.withLock({ $0.known[slot] && $0.spec.digest == spec.digest }) { return false }
         let name = name(slot)
         do {
             let meta = try await client.call(.GET, LXDPath.instance(name)).metadata
@@ -54,21 +72,25 @@ final class LXDContainerPool: Sendable {
             let hasSnapshot = (try? await client.call(.GET, LXDPath.snapshots(name) + "/" + LXDInstanceSpec.snapshot)) != nil
             if digest == spec.digest && hasSnapshot {
                 logger.info("adopted the container of an earlier daemon", metadata: ["container": "\(name)"])
-                known.withLock { $0[slot] = true }
+                markKnown(slot, spec)
                 return false
             }
             logger.notice("replacing a container made from another spec", metadata: ["container": "\(name)"])
             try await delete(name)
         } catch let e as LXDError where e.isNotFound {
         }
-        try await create(name)
-        known.withLock { $0[slot] = true }
+        try await create(name, spec)
+        markKnown(slot, spec)
         return true
+    }
+
+    private func markKnown(_ slot: Int, _ spec: LXDInstanceSpec) {
+        state.withLock { s in if s.spec.digest == spec.digest { s.known[slot] = true } }
     }
 
     /// Created from the spec, snapshotted while stopped (the snapshot holds the config, tmpfs mounts
     /// included), then started.
-    private func create(_ name: String) async throws {
+    private func create(_ name: String, _ spec: LXDInstanceSpec) async throws {
         let start = ContinuousClock.now
         try await client.run(.POST, LXDPath.instances(), json: spec.createBody(name: name, target: nil), timeout: .seconds(600))
         try await client.run(.POST, LXDPath.snapshots(name),
@@ -97,12 +119,11 @@ final class LXDContainerPool: Sendable {
     /// nothing is left that this daemon does not own.
     func removeStrays() async {
         guard let list = try? await client.call(.GET, LXDPath.instances()).metadata, case .array(let urls) = list else { return }
-        let mine = Set((0..<size).map(name))
+        let mine = Set((0...size).map(name))
         for case .string(let url) in urls {
             guard let last = url.split(separator: "?").first?.split(separator: "/").last else { continue }
             let name = String(last).percentDecoded
-            guard name.hasPrefix(spec.lxd.prefix + "-"), !mine.contains(name),
-                  Int(name.dropFirst(spec.lxd.prefix.count + 1)) != nil || name == spec.lxd.prefix + "-probe" else { continue }
+            guard name.hasPrefix(prefix + "-"), !mine.contains(name), Int(name.dropFirst(prefix.count + 1)) != nil else { continue }
             logger.notice("deleting a container of an earlier, larger pool", metadata: ["container": "\(name)"])
             try? await delete(name)
         }

@@ -27,8 +27,8 @@ final class LXDBackendTests: XCTestCase {
     func readyBackend(_ prefix: String, size: Int = 1) async throws -> LXDBackend {
         let backend = try LXDFixture.backend(socket: try socket(), prefix: prefix, poolSize: size)
         addTeardownBlock {
-            backend.shutdown()
-            for slot in 0..<size { try? await backend.pool.delete(backend.pool.name(slot)) }
+            await backend.shutdown()
+            for slot in 0...size { try? await backend.pool.delete(backend.pool.name(slot)) }
         }
         for slot in 0..<size { try await backend.prepare(slot: slot, prestart: nil) }
         return backend
@@ -118,7 +118,7 @@ final class LXDBackendTests: XCTestCase {
         let first = try await readyBackend("t-adopt")
         let key = "echo $(hostname):$(stat -c %d:%i /)"
         let before = try await first.run(try LXDFixture.job(key), slot: 0, onOutput: nil).run?.stdout
-        first.shutdown()
+        await first.shutdown()  // stops its containers: the next daemon restores and starts them
         let second = try LXDFixture.backend(socket: try socket(), prefix: "t-adopt", poolSize: 1)
         let start = ContinuousClock.now
         try await second.prepare(slot: 0, prestart: nil)
@@ -154,4 +154,23 @@ final class ChunkBox: @unchecked Sendable {
     private var chunks: [OutputChunk] = []
     func add(_ c: OutputChunk) { lock.withLock { chunks.append(c) } }
     var all: [OutputChunk] { lock.withLock { chunks } }
+}
+
+/// `languages` comes from the image: programs are looked for in a container, not on the host.
+final class LXDProbeTests: XCTestCase {
+    func test_programs_are_found_in_the_image_not_on_the_host() async throws {
+        let lxd = try PrivateLXD.start()
+        defer { lxd.stop() }
+        let backend = try LXDFixture.backend(socket: lxd.socket, prefix: "t-probe", poolSize: 1)
+        let shIsThere = await backend.isExecutable("/bin/sh")
+        let pythonIsThere = await backend.isExecutable("/usr/bin/python3")
+        let etcIsThere = await backend.isExecutable("/etc")
+        XCTAssertTrue(shIsThere)
+        XCTAssertFalse(pythonIsThere, "python3 is the host's, not the busybox image's")
+        XCTAssertFalse(etcIsThere, "a directory is not a program")
+        let version = await backend.probe(["/bin/busybox"], env: [])
+        XCTAssertTrue(version?.hasPrefix("BusyBox v") == true, "\(version ?? "nil")")
+        await backend.shutdown()
+        try? await backend.pool.delete(backend.pool.name(backend.pool.probeIndex))
+    }
 }
