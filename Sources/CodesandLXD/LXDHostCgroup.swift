@@ -15,11 +15,15 @@ struct LXDHostCgroup: Sendable, Equatable {
     var v1: [String: String]
     /// The container's directory in the cgroup2 (unified) hierarchy, if the host mounts one.
     var unified: String?
+    /// The container's init, on the host.
+    var initPID: Int32 = 0
 
     /// The cgroups of the process `pid` (the container's init).
     static func of(pid: Int32, root: String = "/sys/fs/cgroup") -> LXDHostCgroup? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return nil }
-        return parse(text, root: root, unifiedRoot: unifiedRoot(root))
+        var cgroup = parse(text, root: root, unifiedRoot: unifiedRoot(root))
+        cgroup.initPID = pid
+        return cgroup
     }
 
     /// `/proc/PID/cgroup` lines `ID:CONTROLLERS:PATH`; ID 0 with no controllers is the unified one.
@@ -82,6 +86,27 @@ struct LXDHostCgroup: Sendable, Equatable {
     func execProcesses() -> [Int32] {
         guard let dir = execDir, let text = read(dir + "/cgroup.procs") else { return [] }
         return text.split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    /// Whether the exec's main process still runs. It is the one process of the exec's cgroup whose
+    /// parent is outside the container (LXD's `forkexec`, on the host); its children's parents are
+    /// in the cgroup, or the container's init once orphaned. So a cgroup with processes but no such
+    /// one means the main process has exited and left others behind (LXD's operation then waits
+    /// for them when they hold its output). The cgroup is empty before the exec (a restore, or the
+    /// last exec's leftovers killed).
+    func execMainHasExited() -> Bool {
+        let procs = execProcesses()
+        guard !procs.isEmpty else { return false }
+        let inside = Set(procs).union([initPID])
+        return procs.allSatisfy { pid in parent(of: pid).map { inside.contains($0) } ?? true }
+    }
+
+    private func parent(of pid: Int32) -> Int32? {
+        guard let status = read("/proc/\(pid)/status") else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("PPid:") {
+            return Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
     }
 
     /// Kills every process exec started, at once (`cgroup.kill`), or one by one where the kernel has

@@ -10,8 +10,9 @@ import CodesandProtocol
 /// - Until the command's exit: its wall deadline; every 50 ms the container's CPU time; an output
 ///   past its cap; the client gone. The first of these kills the exec's processes and is the only
 ///   one that counts.
-/// - The command's exit kills what it left behind (a background child holding stdout would keep
-///   the stream open); the stage is over when both output streams have ended.
+/// - The command's exit kills what it left behind; the stage is over when both output streams have
+///   ended. A background child holding stdout keeps LXD's operation (and so the exit) from coming:
+///   the host seeing the main process gone kills the leftovers too, and the exit follows.
 /// - After an exit or a kill, the streams are waited for `graceNs` at most.
 struct LXDStageMachine {
     enum Event: Equatable, Sendable {
@@ -21,6 +22,9 @@ struct LXDStageMachine {
         /// LXD's operation ended with this `return` (a wait status already, see LXDExecSession).
         case exited(waitStatus: Int32)
         case cpuSample(usedNs: UInt64)
+        /// The host sees the command's main process gone while others of the exec remain (a
+        /// background child holding stdout keeps LXD's operation from ending).
+        case mainExited
         case clientGone
         case tick
     }
@@ -51,6 +55,7 @@ struct LXDStageMachine {
     private(set) var waitStatus: Int32?
     private var exitedAt: UInt64?
     private(set) var killedFor: KillReason?
+    private var leftoversKilled = false
     private var stopWaitingAt: UInt64?
     private(set) var finishedAt: UInt64?
 
@@ -86,7 +91,13 @@ struct LXDStageMachine {
             waitStatus = status
             exitedAt = now
             stopWaitingAt = min(stopWaitingAt ?? .max, now + Self.graceNs)
-            return (killedFor == nil ? [.killLeftovers] : []) + finishIfOver(now)
+            let kill: [Action] = killedFor == nil && !leftoversKilled ? [.killLeftovers] : []
+            leftoversKilled = true
+            return kill + finishIfOver(now)
+        case .mainExited:
+            guard watchesLimits, !leftoversKilled else { return [] }
+            leftoversKilled = true
+            return [.killLeftovers]
         case .cpuSample(let used):
             guard watchesLimits else { return [] }
             return used >= cpuLimitNs ? kill(.cpuTime, now) : []

@@ -75,6 +75,7 @@ struct LXDStageRunner: Sendable {
                 bytes.withUnsafeBytes { streamer?.feed($0, from: stream) }
             case .sampleCPU:
                 sink.yield(.cpuSample(usedNs: cgroup.cpuNs()))
+                if cgroup.execMainHasExited() { sink.yield(.mainExited) }
             case .kill, .killLeftovers:
                 cgroup.killExec()
             case .finish:

@@ -84,3 +84,15 @@ final class LXDStageMachineTests: XCTestCase {
         XCTAssertEqual(LXDExecSession.waitStatus(fromReturn: 255), 255 << 8)
     }
 }
+
+extension LXDStageMachineTests {
+    func test_a_main_process_gone_with_a_child_holding_stdout_kills_the_child_once() {
+        var m = LXDStageMachine(limits: limits, streams: false, now: 0)
+        XCTAssertEqual(m.handle(.mainExited, now: 100 * ms), [.killLeftovers])
+        XCTAssertEqual(m.handle(.mainExited, now: 150 * ms), [])
+        XCTAssertEqual(m.handle(.exited(waitStatus: 0), now: 160 * ms), [], "its leftovers are being killed already")
+        _ = m.handle(.ended(.stdout), now: 161 * ms)
+        XCTAssertEqual(m.handle(.ended(.stderr), now: 161 * ms), [.finish])
+        XCTAssertEqual(m.outcome(cpuNs: 0, oomKilled: false, memoryPeakBytes: 0, now: 0).waitStatus, 0)
+    }
+}

@@ -128,6 +128,34 @@ final class LXDBackendTests: XCTestCase {
         XCTAssertLessThan(adoptMs, 10_000)
     }
 
+    func test_a_background_child_holding_stdout_does_not_hold_the_run_past_its_programs_exit() async throws {
+        let backend = try await readyBackend("t-bg")
+        let outcome = try await backend.run(try LXDFixture.job("sleep 100 & echo bg; exit 4"), slot: 0, onOutput: nil)
+        let run = try XCTUnwrap(outcome.run)
+        XCTAssertEqual(run.stdout, "bg\n")
+        XCTAssertEqual(run.exitCode, 4)
+        XCTAssertFalse(run.timedOut)
+        XCTAssertLessThan(run.wallNs, 1_000_000_000, "the run lasted until its child was killed by the deadline")
+    }
+
+    /// Numbers for BENCHMARKS.md: a run on a ready container (push + exec + output + exit) and a restore.
+    func test_measure_run_and_restore_times() async throws {
+        let backend = try await readyBackend("t-measure")
+        var runs: [Int64] = [], restores: [Int64] = []
+        for _ in 0..<10 {
+            var t = ContinuousClock.now
+            try await backend.prepare(slot: 0, prestart: nil)
+            restores.append(milliseconds(since: t))
+            t = ContinuousClock.now
+            let o = try await backend.run(try LXDFixture.job("echo x"), slot: 0, onOutput: nil)
+            runs.append(milliseconds(since: t))
+            XCTAssertEqual(o.run?.stdout, "x\n")
+        }
+        runs.sort()
+        restores.sort()
+        print("lxd: run on a ready container p50 \(runs[5]) ms (min \(runs[0]), max \(runs[9])); restore to clean p50 \(restores[5]) ms (min \(restores[0]), max \(restores[9]))")
+    }
+
     func test_stream_runs_get_their_output_as_it_comes() async throws {
         let backend = try await readyBackend("t-stream")
         let chunks = ChunkBox()
