@@ -19,7 +19,8 @@ struct PrivateLXD {
         }
         guard getuid() == 0 else { throw XCTSkip("needs root (LXD)") }
         let dir = "/tmp/codesand-lxdtest-\(getpid())"
-        let out = try script(["start", dir])
+        try script(["start", dir])
+        let out = (try? String(contentsOfFile: dir + "/env", encoding: .utf8)) ?? ""
         var fields: [String: String] = [:]
         for line in out.split(separator: "\n") {
             let kv = line.split(separator: "=", maxSplits: 1)
@@ -33,23 +34,19 @@ struct PrivateLXD {
 
     func stop() {
         guard let dir, let pid else { return }
-        _ = try? Self.script(["stop", dir, pid])
+        try? Self.script(["stop", dir, pid])
     }
 
-    /// Runs scripts/lxd-test-env with `args` (an argv: no shell) and returns its stdout.
-    static func script(_ args: [String]) throws -> String {
+    /// Runs scripts/lxd-test-env with `args` (an argv: no shell). Its output goes to the test's: a
+    /// pipe would stay open as long as the LXD daemon it starts (which inherits it).
+    static func script(_ args: [String]) throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let p = Process()
         p.executableURL = root.appendingPathComponent("scripts/lxd-test-env")
         p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
         try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard p.terminationStatus == 0 else { throw LXDTestError("lxd-test-env \(args.first ?? "") failed (\(p.terminationStatus)): \(text)") }
-        return text
+        guard p.terminationStatus == 0 else { throw LXDTestError("lxd-test-env \(args.first ?? "") failed (\(p.terminationStatus)): see its output") }
     }
 }
 
