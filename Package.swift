@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Wire types only: JSON-RPC envelope, method params/results, error codes. No NIO.
@@ -38,6 +39,8 @@ let package = Package(
         ]),
         // C: only what must run between clone() and execve().
         .target(name: "CSandbox"),
+        // posix_spawn done once: how every host program is started (no shell, fds and signals reset).
+        .target(name: "CodesandSpawn", dependencies: ["CSandbox"]),
         // CSandbox again as a library for the zygotes, without the Swift runtime: no Swift start
         // files, the (unused) standard library linked statically, so nothing of it is loaded.
         // Its `launchers` (the languages' pre-start launchers, python3's the zygote's) are copied next
@@ -46,7 +49,7 @@ let package = Package(
                 linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib"])]),
         // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.
         .target(name: "CodesandLinux", dependencies: [
-            "CSandbox", "CodesandCore",
+            "CSandbox", "CodesandCore", "CodesandProtocol", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The LXD backend: LXD's REST API over NIO (HTTP/1.1 and exec websockets on its unix socket), a pool
@@ -68,34 +71,41 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codesandd", dependencies: [
-            "CodesandServer", "CodesandLinux", "CodesandLXD", "CodesandCore",
+            "CodesandServer", "CodesandLinux", "CodesandLXD", "CodesandCore", "CodesandProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codesand", dependencies: [
-            "CodesandClient", "CodesandProtocol",
+            "CodesandClient", "CodesandProtocol", "CodesandSpawn",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The C client for bots in other languages (also a plain `make` in clients/c), on json-c.
         .target(name: "CCodesand", path: "clients/c", sources: ["codesand.c", "message.c"],
                 linkerSettings: [.linkedLibrary("json-c")]),
-        // The example IRC bot's logic: IRC over NIO, triggers, per-nick rate limit, shaped replies.
+        // The IRC bot's logic: IRC over NIO (plain or TLS), CAP and SASL, reconnecting, a paced send
+        // queue, triggers, per-nick rate limit, shaped replies, its TOML config file.
         .target(name: "CodesandIRCBot", dependencies: [
             "CodesandClient", "CodesandProtocol",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "codesand-ircbot", dependencies: [
-            "CodesandIRCBot", "CodesandClient",
+            "CodesandIRCBot", "CodesandClient", "CodesandProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "CodesandProtocolTests", dependencies: ["CodesandProtocol"]),
-        .testTarget(name: "CodesandCoreTests", dependencies: ["CodesandCore"]),
+        .testTarget(name: "CodesandCoreTests", dependencies: [
+            "CodesandCore", "CodesandProtocol",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The native backend's logic without root: the stage state machine on a manual clock, pipe reads, launchers.
         .testTarget(name: "CodesandLinuxTests", dependencies: [
-            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox",
+            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "CodesandClientTests", dependencies: [
@@ -104,18 +114,20 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "CodesandServerTests", dependencies: [
-            "CodesandServer", "CodesandClient",
+            "CodesandServer", "CodesandCore", "CodesandProtocol", "CodesandClient",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["FuzzCorpus"]),  // read from the source tree by FuzzTests
-        // The IRC bot against a real ngircd and a real daemon (as root), the C client's test program.
+        // The IRC bot against real IRC servers (ngircd; InspIRCd with Anope for TLS and SASL) and a real
+        // daemon (as root), the C client's test program.
         .testTarget(name: "IRCBotTests", dependencies: [
             "CodesandIRCBot", "CodesandClient", "CodesandProtocol", "CCodesand",
             "CodesandServer", "CodesandLinux", "CodesandCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The LXD backend's logic without LXD: request paths, the run's stage machine, config.
@@ -127,9 +139,18 @@ let package = Package(
             "CodesandLXD", "CodesandCore", "CodesandProtocol",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The IRC bot's logic without servers: messages and framing, the session, output shaping,
+        // CAP and SASL, backoff, the send queue, the config file.
+        .testTarget(name: "IRCBotUnitTests", dependencies: [
+            "CodesandIRCBot", "CodesandProtocol", "CodesandClient",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         // Real sandboxes, as root: the native backend end to end and the daemon over its socket.
         .testTarget(name: "SandboxTests", dependencies: [
-            "CodesandLinux", "CodesandCore", "CodesandServer", "CodesandClient",
+            "CodesandLinux", "CodesandCore", "CodesandProtocol", "CodesandServer", "CodesandClient", "CodesandSpawn", "CSandbox",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ]
 )

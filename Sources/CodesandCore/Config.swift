@@ -1,24 +1,5 @@
 import CodesandProtocol
 
-/// One value for each limit of a run (units as in protocol.md: ms and bytes).
-public struct LimitSet: Hashable, Sendable {
-    public var wallMs: Int64
-    public var cpuMs: Int64
-    public var memoryBytes: Int64
-    public var pids: Int64
-    public var outputBytes: Int64
-    public var outputLines: Int64
-
-    public init(wallMs: Int64, cpuMs: Int64, memoryBytes: Int64, pids: Int64, outputBytes: Int64, outputLines: Int64) {
-        self.wallMs = wallMs
-        self.cpuMs = cpuMs
-        self.memoryBytes = memoryBytes
-        self.pids = pids
-        self.outputBytes = outputBytes
-        self.outputLines = outputLines
-    }
-}
-
 /// A language of the table: how to place and run a snippet.
 public struct LanguageSpec: Hashable, Sendable {
     public var name: String

@@ -83,8 +83,9 @@ public enum ConfigLoader {
         }
         let defaults = try limitSet(limits.table("default"))
         let maxima = try limitSet(limits.table("max"))
-        for (name, d, m) in zip3(defaults, maxima) where d > m {
-            throw ConfigError(key: "limits.default.\(name)", problem: "\(d) is above limits.max.\(name) (\(m))")
+        for limit in Limit.allCases where defaults[limit] > maxima[limit] {
+            throw ConfigError(key: "limits.default.\(limit.key)",
+                              problem: "\(defaults[limit]) is above limits.max.\(limit.key) (\(maxima[limit]))")
         }
         let languagesNode = try root.table("languages")
         var languages: [LanguageSpec] = []
@@ -103,16 +104,9 @@ public enum ConfigLoader {
             sandbox: try sandbox(sb), logLevel: level, logCode: try log.bool("log_code"), languages: languages)
     }
 
+    /// A whole limit table ([limits.default], [limits.max]): every limit, each within the table's bounds.
     static func limitSet(_ t: ConfigNode) throws -> LimitSet {
-        LimitSet(wallMs: try t.int("wall_ms", min: 1, max: 3_600_000), cpuMs: try t.int("cpu_ms", min: 1, max: 3_600_000),
-                 memoryBytes: try t.int("memory_bytes", min: 4 << 20, max: 1 << 40), pids: try t.int("pids", min: 2, max: 1 << 20),
-                 outputBytes: try t.int("output_bytes", min: 1, max: 1 << 30),
-                 outputLines: try t.int("output_lines", min: 1, max: 1 << 30))
-    }
-
-    static func zip3(_ a: LimitSet, _ b: LimitSet) -> [(String, Int64, Int64)] {
-        [("wall_ms", a.wallMs, b.wallMs), ("cpu_ms", a.cpuMs, b.cpuMs), ("memory_bytes", a.memoryBytes, b.memoryBytes),
-         ("pids", a.pids, b.pids), ("output_bytes", a.outputBytes, b.outputBytes), ("output_lines", a.outputLines, b.outputLines)]
+        try LimitSet { limit in try t.int(limit.key, min: limit.row.minimum, max: limit.row.ceiling) }
     }
 
     static func sandbox(_ t: ConfigNode) throws -> SandboxConfig {
@@ -225,14 +219,14 @@ public enum ConfigLoader {
         return spec
     }
 
-    /// A partial limit table (a language's overrides): known keys, positive integers.
+    /// A partial limit table (a language's overrides): known keys, each within the table's bounds.
     static func runLimits(_ t: ConfigNode) throws -> RunLimits {
-        let keys = ["wall_ms", "cpu_ms", "memory_bytes", "pids", "output_bytes", "output_lines"]
+        let keys = Limit.allCases.map(\.key)
         if let extra = t.keys.sorted().first(where: { !keys.contains($0) }) {
             throw ConfigError(key: "\(t.path).\(extra)", problem: "unknown limit (known: \(keys.joined(separator: ", ")))")
         }
-        func get(_ k: String) throws -> Int64? { t.has(k) ? try t.int(k, min: 1, max: 1 << 40) : nil }
-        return RunLimits(wallMs: try get("wall_ms"), cpuMs: try get("cpu_ms"), memoryBytes: try get("memory_bytes"),
-                         pids: try get("pids"), outputBytes: try get("output_bytes"), outputLines: try get("output_lines"))
+        return try RunLimits { limit in
+            t.has(limit.key) ? try t.int(limit.key, min: limit.row.minimum, max: limit.row.ceiling) : nil
+        }
     }
 }

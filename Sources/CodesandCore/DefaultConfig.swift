@@ -1,6 +1,21 @@
-/// The default configuration, as the commented file `codesand install` writes to
-/// /etc/codesand/config.toml. A config file only needs the keys it changes: it is laid over this.
+import CodesandProtocol
+
+/// The default configuration, as the commented file `codesandd --print-default-config` prints
+/// and scripts/install writes to /etc/codesand/config.toml (keeping an existing one). A config file only needs the keys it changes: it is laid over this.
 public enum DefaultConfig {
+    /// `[limits.default]` and `[limits.max]`: a line for each limit of the table (`Limit`), its
+    /// shipped value and, for the defaults, what it bounds.
+    static var limitSections: String {
+        func line(_ setting: String, _ comment: String?) -> String {
+            guard let comment else { return setting + "\n" }
+            return setting + String(repeating: " ", count: max(1, 39 - setting.count)) + "# " + comment + "\n"
+        }
+        return line("[limits.default]", "what a run gets when its request names no limit")
+            + Limit.allCases.map { line("\($0.key) = \($0.row.shippedDefault)", $0.row.meaning) }.joined()
+            + "\n" + line("[limits.max]", "the most a request may ask for; more is -32602")
+            + Limit.allCases.map { line("\($0.key) = \($0.row.shippedMaximum)", nil) }.joined()
+    }
+
     public static let toml = #"""
 # codesand configuration. Every key is shown with its default; delete what you do not change.
 # Sizes are in bytes, times in milliseconds, unless the key's name says otherwise.
@@ -16,22 +31,7 @@ max_connections = 256                  # client connections at once; one more ge
                                        # (lowered at start if the open-file limit leaves too few fds)
 max_connections_per_uid = 64           # client connections at once from one uid (SO_PEERCRED); more: -32004
 
-[limits.default]                       # what a run gets when its request names no limit
-wall_ms = 5000                         # wall-clock time from the program's start
-cpu_ms = 5000                          # CPU time of all its processes together
-memory_bytes = 268435456               # memory of all its processes (RSS, page cache, tmpfs files)
-pids = 64                              # processes and threads alive at once
-output_bytes = 65536                   # stdout+stderr bytes kept; more kills the run (truncated)
-output_lines = 1000                    # stdout+stderr lines kept; more kills the run (truncated)
-
-[limits.max]                           # the most a request may ask for; more is -32602
-wall_ms = 30000
-cpu_ms = 30000
-memory_bytes = 1073741824
-pids = 1024
-output_bytes = 1048576
-output_lines = 100000
-
+\#(limitSections)
 [pool]
 size = 4                               # sandboxes running at once (0 = twice the CPU count)
 

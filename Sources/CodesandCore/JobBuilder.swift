@@ -99,12 +99,3 @@ struct JobBuilder {
         return out
     }
 }
-
-extension RunLimits {
-    /// Each value no higher than the maximum: an admin's lower maxima win over a language's defaults.
-    func capped(by max: LimitSet) -> RunLimits {
-        RunLimits(wallMs: wallMs.map { min($0, max.wallMs) }, cpuMs: cpuMs.map { min($0, max.cpuMs) },
-                  memoryBytes: memoryBytes.map { min($0, max.memoryBytes) }, pids: pids.map { min($0, max.pids) },
-                  outputBytes: outputBytes.map { min($0, max.outputBytes) }, outputLines: outputLines.map { min($0, max.outputLines) })
-    }
-}

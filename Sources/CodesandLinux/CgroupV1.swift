@@ -58,7 +58,9 @@ struct CgroupV1Driver: CgroupDriver {
         for dir in Set(dirs) { try FileIO.mkdirs(dir) }
         var slot = SlotCgroupV1(memory: dirs[0], pids: dirs[1], cpu: dirs[2], cpuacct: dirs[3], freezer: dirs[4])
         slot.socketMemoryBytes = socketMemoryBytes
-        // Tasks never leave memory charges behind after kill; move them to the parent on removal.
+        // 0 (the default, written to be sure): a task that joins the slot brings none of its
+        // earlier charges along (an init's copy of the daemon's pages stays charged where it was),
+        // so a run's peak counts what its sandbox uses. What is left at rmdir goes to the parent.
         try? FileIO.write("\(dirs[0])/memory.move_charge_at_immigrate", "0")
         return slot
     }

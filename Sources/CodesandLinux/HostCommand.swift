@@ -1,4 +1,5 @@
 import CSandbox
+import CodesandSpawn
 import Glibc
 
 /// Runs a trusted host program from the config (e.g. `python3 --version`) with argv, no shell,
@@ -12,22 +13,15 @@ public enum HostCommand {
         // O_CLOEXEC: a sandbox or probe spawned by another thread meanwhile must not inherit the
         // write end, or our read would wait for that other program's end to see EOF.
         guard cs_pipe_cloexec(&pipe) == 0 else { return nil }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, pipe[1], 2)
         // Nothing else of the daemon's: fds opened without O_CLOEXEC (the listening socket systemd
         // passes as fd 3) would otherwise stay open in the probe and whatever it starts.
-        cs_spawn_add_closefrom(&actions, 3)
-        let cArgs = argv.map { strdup($0) } + [nil]
-        defer { for p in cArgs { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, nil, cArgs, environ)
+        var spawn = Spawn(argv)
+        spawn.stdout = .fd(pipe[1])
+        spawn.stderr = .fd(pipe[1])
+        let started = try? spawn.start()
         close(pipe[1])
         defer { close(pipe[0]) }
-        guard rc == 0 else { return nil }
+        guard let pid = started else { return nil }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
@@ -36,9 +30,7 @@ public enum HostCommand {
             if n <= 0 { break }
             out.append(contentsOf: buf[0..<min(n, max(0, maxBytes - out.count))])
         }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        guard status == 0 else { return nil }
+        guard Spawn.waitStatus(pid) == 0 else { return nil }
         return String(decoding: out, as: UTF8.self)
     }
 }

@@ -1,4 +1,5 @@
 import CSandbox
+import CodesandSpawn
 import CodesandCore
 import Glibc
 import Synchronization
@@ -83,40 +84,18 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
         guard cs_pipe_cloexec(&stdout) == 0 else { throw SystemCallError(function: "pipe2", context: "", errno: errno) }
         defer { close(stdout[1]) }
         close(stdout[0])
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_adddup2(&actions, stdin[0], 0)
-        posix_spawn_file_actions_adddup2(&actions, stdout[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
-        posix_spawn_file_actions_adddup2(&actions, socket, 3)
-        cs_spawn_add_closefrom(&actions, 4)
-        cs_spawn_add_chdir(&actions, "/")
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var all = sigset_t(), none = sigset_t()
-        sigfillset(&all)
-        sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attr, &all)  // the daemon ignores SIGPIPE; an interpreter must not inherit that
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = env.map { strdup($0) } + [nil]
-        defer { for p in cArgs + cEnv { free(p) } }
-        // From the parent thread: the inits the zygote clones (CLONE_PARENT) are that thread's children.
-        let (pid, rc) = withUnsafePointer(to: &actions) { a in
-            withUnsafePointer(to: &attr) { t in
-                let (a, t, args, env) = (UnsafeSendable(a), UnsafeSendable(t), UnsafeSendable(cArgs), UnsafeSendable(cEnv))
-                return ParentThread.shared.run { () -> (pid_t, Int32) in
-                    var pid: pid_t = 0
-                    let rc = posix_spawn(&pid, args.value[0]!, a.value, t.value, args.value, env.value)
-                    return (pid, rc)
-                }
-            }
+        var spawn = Spawn(argv, environment: env)
+        spawn.stdin = .fd(stdin[0])
+        spawn.stdout = .fd(stdout[1])
+        spawn.stderr = .fd(stderr)
+        spawn.passing = [socket]
+        spawn.directory = "/"
+        do throws(SpawnError) {
+            // From the parent thread: the inits the zygote clones (CLONE_PARENT) are that thread's children.
+            return try spawn.start(via: { ParentThread.shared.run($0) })
+        } catch {
+            throw SystemCallError(function: "posix_spawn", context: argv[0], errno: error.errno)
         }
-        guard rc == 0 else { throw SystemCallError(function: "posix_spawn", context: argv[0], errno: rc) }
-        return pid
     }
 
     var isAlive: Bool { aliveNow.load(ordering: .acquiring) }

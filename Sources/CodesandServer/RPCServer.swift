@@ -73,7 +73,8 @@ public final class RPCServer: Sendable {
             }
             chmod(path, mode_t(mode))
         } else {
-            logger.warning("socket group does not exist; the socket stays root-only (0600). Create it: groupadd \(groupName)",
+            chmod(path, 0o600)  // said so below: not the mode meant for a group that is missing
+            logger.warning("socket group does not exist; the socket is root-only (0600). Create it: groupadd \(groupName)",
                            metadata: ["path": "\(path)"])
         }
         return channel

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CodesandClient
 import CodesandProtocol
+import CodesandSpawn
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -112,35 +113,17 @@ final class BareRunner: Sendable {
             close(out[0]); close(out[1])
             return .failure(Failure(message: "pipe: \(errnoText())"))
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, out[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, err[1], 2)
-        // The child starts with no blocked signals and SIGPIPE at its default, as a shell would give it.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t(), pipeSignal = sigset_t()
-        sigemptyset(&noSignals)
-        sigemptyset(&pipeSignal)
-        sigaddset(&pipeSignal, SIGPIPE)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &pipeSignal)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let cArgv = argv.map { strdup($0) } + [nil], cEnv = env.map { strdup($0) } + [nil]
-        defer { (cArgv + cEnv).forEach { free($0) } }
-        var pid: pid_t = 0
-        let spawned = argv[0].contains("/")
-            ? posix_spawn(&pid, argv[0], &actions, &attributes, cArgv, cEnv)
-            : posix_spawnp(&pid, argv[0], &actions, &attributes, cArgv, cEnv)
-        close(out[1])
-        close(err[1])
-        guard spawned == 0 else {
+        var spawn = Spawn(argv, environment: env)
+        spawn.stdout = .fd(out[1])
+        spawn.stderr = .fd(err[1])
+        spawn.searchPath = true
+        let pid: pid_t
+        do {
+            defer { close(out[1]); close(err[1]) }
+            pid = try spawn.start()
+        } catch {
             close(out[0]); close(err[0])
-            return .failure(Failure(message: "\(argv[0]): \(String(cString: strerror(spawned)))"))
+            return .failure(Failure(message: "\(error)"))
         }
 
         var stdout: [UInt8] = []

@@ -142,13 +142,7 @@ struct BenchCommand: AsyncParsableCommand {
         let after = await Self.status(control)
         await control.close()
         check(before: before?.objectValue, after: after, report: &report)
-        report.ok = report.failures.isEmpty
-        if json {
-            try printJSON(report)
-        } else {
-            report.textLines.forEach(printOut)
-        }
-        if !report.ok { throw ExitCode(1) }
+        try report.conclude(json: json)
     }
 
     /// C workers, each on its own connection, take run indices from a shared counter until none are left.

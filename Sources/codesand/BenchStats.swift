@@ -1,4 +1,5 @@
 import CodesandProtocol
+import ArgumentParser
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -161,7 +162,7 @@ struct LevelReport: Codable, Sendable {
     }
 }
 
-struct BenchReport: Codable, Sendable {
+struct BenchReport: Codable, Sendable, CommandReport {
     var nproc: Int
     var kernel: String
     var language: String
@@ -282,6 +283,26 @@ func alignedRows(_ rows: [[String]], left: Set<Int>) -> [String] {
 extension String {
     func leftPadded(to width: Int) -> String {
         count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}
+
+/// What `bench` and `soak` print at their end: JSON or text lines, then exit 1 if it failed.
+protocol CommandReport: Encodable {
+    var textLines: [String] { get }
+    var failures: [String] { get }
+    var ok: Bool { get set }
+}
+
+extension CommandReport {
+    /// Sets `ok` from the failures, prints the report, and throws exit code 1 unless it is ok.
+    mutating func conclude(json: Bool) throws {
+        ok = failures.isEmpty
+        if json {
+            try printJSON(self)
+        } else {
+            textLines.forEach(printOut)
+        }
+        if !ok { throw ExitCode(1) }
     }
 }
 

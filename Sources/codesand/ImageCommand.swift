@@ -1,4 +1,5 @@
 import ArgumentParser
+import CodesandSpawn
 import Foundation
 
 #if canImport(Glibc)
@@ -71,16 +72,15 @@ struct ImageCommand: AsyncParsableCommand {
             printOut("image built in \(directory) with \(wanted.joined(separator: ", "))")
         }
 
-        /// posix_spawn with the terminal's stdio (debootstrap's progress shows), no shell.
+        /// With the terminal's stdio (debootstrap's progress shows), no shell.
         func spawnAndWait(_ argv: [String]) throws -> Int32 {
-            let cArgs = argv.map { strdup($0) } + [nil]
-            defer { cArgs.forEach { free($0) } }
-            var pid: pid_t = 0
-            let rc = posix_spawn(&pid, argv[0], nil, nil, cArgs, environ)
-            guard rc == 0 else { throw ValidationError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
-            var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            return status
+            var spawn = Spawn(argv)
+            spawn.stdin = .inherit
+            do {
+                return Spawn.waitStatus(try spawn.start())
+            } catch {
+                throw ValidationError("\(error)")
+            }
         }
     }
 }

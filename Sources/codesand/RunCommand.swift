@@ -34,12 +34,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("arg"), help: ArgumentHelp("An argument after the program file; repeat for more.", valueName: "x"))
     var args: [String] = []
 
-    @Option(help: ArgumentHelp("Wall-clock limit in milliseconds.", valueName: "ms")) var wallMs: Int64?
-    @Option(help: ArgumentHelp("CPU-time limit in milliseconds.", valueName: "ms")) var cpuMs: Int64?
-    @Option(help: ArgumentHelp("Memory limit in bytes.", valueName: "n")) var memoryBytes: Int64?
-    @Option(help: ArgumentHelp("Limit on processes and threads alive at once.", valueName: "n")) var pids: Int64?
-    @Option(help: ArgumentHelp("Output limit in bytes (stdout + stderr).", valueName: "n")) var outputBytes: Int64?
-    @Option(help: ArgumentHelp("Output limit in lines (stdout + stderr).", valueName: "n")) var outputLines: Int64?
+    @OptionGroup(title: "Limits (each one not given takes the daemon's default)") var limits: LimitOptions
 
     @Option(help: ArgumentHelp("Who asks, for the daemon's logs and fairness (e.g. nick@#channel).", valueName: "who"))
     var requester: String?
@@ -56,11 +51,9 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let source = code ?? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-        let limits = RunLimits(wallMs: wallMs, cpuMs: cpuMs, memoryBytes: memoryBytes, pids: pids,
-                               outputBytes: outputBytes, outputLines: outputLines)
         let params = RunParams(language: language, code: source, stdin: stdinText,
                                args: args.isEmpty ? nil : args,
-                               limits: limits == RunLimits() ? nil : limits,
+                               limits: limits.runLimits,
                                requester: requester, stream: stream ? true : nil)
         if json {
             let raw = try await global.withClient { client throws(CodesandClientError) in

@@ -100,13 +100,7 @@ struct SoakCommand: AsyncParsableCommand {
         // Closed only now: the daemon holds the same connections at the start and at the end.
         for client in clients + [control] { await client.close() }
         report.checkResources(rssSlackKiB: rssSlackMiB * 1024)
-        report.ok = report.failures.isEmpty
-        if json {
-            try printJSON(report)
-        } else {
-            report.textLines.forEach(printOut)
-        }
-        if !report.ok { throw ExitCode(1) }
+        try report.conclude(json: json)
     }
 
     /// Checks the daemon has what the soak sends, and waits until it is idle: the "before" status.

@@ -72,7 +72,7 @@ struct SoakKindReport: Codable, Sendable {
     }
 }
 
-struct SoakReport: Codable, Sendable {
+struct SoakReport: Codable, Sendable, CommandReport {
     var durationS: Double
     var concurrency: Int
     var abusePercent: Int

@@ -8,26 +8,6 @@ import NIOEmbedded
 import Synchronization
 import XCTest
 
-/// A backend whose runs wait until cancelled (or 30 s), recording that they were.
-final class HoldingBackend: SandboxBackend {
-    let name = "holding"
-    let cgroupVersion = "v2"
-    let started = Mutex(0)
-    let cancelled = Mutex(0)
-    func prepare(slot: Int, prestart: PrestartSpec?) async throws {}
-    func addGeneration(_ config: CodesandConfig) async throws -> Int { 1 }
-    func isExecutable(_ program: String) async -> Bool { true }
-    func probe(_ argv: [String], env: [String]) async -> String? { nil }
-    func shutdown() async {}
-    func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
-        started.withLock { $0 += 1 }
-        try? await Task.sleep(for: .seconds(30))
-        if Task.isCancelled { cancelled.withLock { $0 += 1 } }
-        return SandboxOutcome(waitStatus: nil, timedOut: false, oomKilled: false, output: OutputCollector(maxBytes: 10, maxLines: 10),
-                              wallNs: 1, cpuNs: 1, memoryPeakBytes: 1)
-    }
-}
-
 /// One connection's handler on a test channel: framing in, replies out, half-close, over-long lines,
 /// and a client that goes away mid-run.
 final class ConnectionHandlerTests: XCTestCase {
@@ -38,14 +18,8 @@ final class ConnectionHandlerTests: XCTestCase {
     }
 
     func harness(_ backend: some SandboxBackend, maxLine: Int = 4096) async throws -> Harness {
-        var config = try CodesandConfig.defaults()
-        config.poolSize = 2
-        let languages = LanguageTable(entries: config.languages.map { .init(spec: $0, version: "1.0") })
-        var logger = Logger(label: "handler-test")
-        logger.logLevel = .critical
-        let service = RunService(config: config, languages: languages, backend: backend, version: "test", logger: logger)
-        service.start()
-        _ = await service.waitUntilReady()
+        let service = try await testService(backend)
+        let logger = quietLogger
         let tracker = RequestTracker()
         let handler = ConnectionHandler(dispatcher: Dispatcher(service: service), tracker: tracker, logger: logger)
         let channel = NIOAsyncTestingChannel()

@@ -9,17 +9,7 @@ import XCTest
 /// The dispatcher alone (no socket): one line in, the reply bytes out, over a RunService on a
 /// backend whose runs end at once.
 final class DispatcherTests: XCTestCase {
-    static func service() async throws -> RunService {
-        var config = try CodesandConfig.defaults()
-        config.poolSize = 2
-        let languages = LanguageTable(entries: config.languages.map { .init(spec: $0, version: "1.0") })
-        var logger = Logger(label: "dispatcher-test")
-        logger.logLevel = .critical
-        let service = RunService(config: config, languages: languages, backend: InstantBackend(), version: "test", logger: logger)
-        service.start()
-        _ = await service.waitUntilReady()
-        return service
-    }
+    static func service() async throws -> RunService { try await testService(InstantBackend()) }
 
     final class Notes: Sendable {
         let lines = Mutex([String]())

@@ -1,4 +1,5 @@
 import CCodesand
+import CodesandProtocol
 import Foundation
 import XCTest
 
@@ -105,5 +106,18 @@ final class CClientTests: XCTestCase {
         XCTAssertEqual(rc, 0, result.error_message.map { String(cString: $0) } ?? "")
         XCTAssertEqual(result.stdout_text.map { String(cString: $0) }, "2\n")
         codesand_result_free(&result)
+    }
+}
+
+/// The C client's limits (CODESAND_LIMITS in codesand.h, which makes both its request fields and
+/// their JSON) are exactly the daemon's (`Limit`): C cannot read the Swift table, so this keeps them
+/// from drifting apart. No daemon needed.
+final class CClientLimitListTests: XCTestCase {
+    func test_the_c_clients_limit_list_names_exactly_the_daemons_limits() throws {
+        let list = try XCTUnwrap(codesand_limit_keys())
+        var keys: [String] = []
+        while let key = list[keys.count] { keys.append(String(cString: key)) }
+        XCTAssertEqual(keys.count, Limit.allCases.count, "\(keys)")
+        XCTAssertEqual(Set(keys), Set(Limit.allCases.map(\.key)))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A second IRC user for the tests: it joins the channel, says things, and keeps every raw line the
@@ -17,12 +18,16 @@ final class IRCTestClient: Sendable {
         self.log = log
     }
 
-    /// Connects and registers (waits for the welcome, 001).
-    static func connect(port: Int, nick: String) async throws -> IRCTestClient {
+    /// Connects and registers (waits for the welcome, 001); over TLS with `tls` (to a server
+    /// whose certificate names localhost).
+    static func connect(port: Int, nick: String, tls: NIOSSLContext? = nil) async throws -> IRCTestClient {
         let log = RawLineLog()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: "localhost"))
+                    }
                     try channel.pipeline.syncOperations.addHandler(RawLineHandler(log: log))
                 }
             }

@@ -41,7 +41,7 @@ final class CoreRunTests: XCTestCase {
         _ = r
         let leftovers = await live.leftoverPids()
         XCTAssertEqual(leftovers, [])
-        XCTAssertEqual(hostProcesses(matching: ":|:&"), [])
+        XCTAssertEqual(sandboxUserProcesses(matching: ":|:&"), [])
         let next = try await live.run("python3", "print(2)")
         XCTAssertEqual(next.stdout, "2\n")
     }

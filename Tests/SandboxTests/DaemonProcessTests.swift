@@ -113,7 +113,7 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(errorCode(replies[9]), -32003, "\(replies)")
         XCTAssertEqual(p.wait(timeout: 20), 0, p.log)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/\(cgName)/slot-0"), "slot cgroup left behind")
-        XCTAssertEqual(hostProcesses(matching: "time.sleep(1)"), [])
+        XCTAssertEqual(sandboxUserProcesses(matching: "time.sleep(1)"), [])
     }
 
     func test_sigterm_answers_the_running_run_and_refuses_the_queued_one() throws {

@@ -140,23 +140,23 @@ final class PoolTests: XCTestCase {
         // And a python3 run: its init is the zygote's clone (CLONE_PARENT), its interpreter a zygote fork.
         c.send(#"{"jsonrpc":"2.0","id":3,"method":"run","params":{"language":"python3","code":"import subprocess, time\nps = [subprocess.Popen(['sleep', '4325']) for _ in range(5)]\ntime.sleep(4322)"}}"# + "\n")
         XCTAssertTrue(CgroupDetectProbe.wait {
-            hostProcesses(matching: "sleep 4323").count == 40 && hostProcesses(matching: "sleep 4322").count == 2
-                && hostProcesses(matching: "sleep 4325").count == 5
+            sandboxUserProcesses(matching: "sleep 4323").count == 40 && sandboxUserProcesses(matching: "sleep 4322").count == 2
+                && sandboxUserProcesses(matching: "sleep 4325").count == 5
         }, first.log)
         first.signal(SIGKILL)
         XCTAssertNotNil(first.wait(timeout: 10))
         // Each init dies with the daemon (PR_SET_PDEATHSIG), and its pid namespace with it; the
         // zygote too. Nothing waits for a new daemon to clean up.
         XCTAssertTrue(CgroupDetectProbe.wait(timeout: 0.1) {
-            hostProcesses(matching: "sleep 432").isEmpty && zygoteFamily.isDisjoint(with: hostProcesses(matching: "libCodesandZygote.so"))
-        }, "100 ms after the daemon's death: \(hostProcesses(matching: "sleep 432").count) snippet processes, zygote family \(zygoteFamily.intersection(hostProcesses(matching: "libCodesandZygote.so")))")
+            sandboxUserProcesses(matching: "sleep 432").isEmpty && zygoteFamily.isDisjoint(with: hostProcesses(matching: "libCodesandZygote.so"))
+        }, "100 ms after the daemon's death: \(sandboxUserProcesses(matching: "sleep 432").count) snippet processes, zygote family \(zygoteFamily.intersection(hostProcesses(matching: "libCodesandZygote.so")))")
 
         let second = try TestProcess([daemon, "--config", "\(dir)/config.toml", "--socket", sock], log: "\(dir)/2.log")
         defer { second.signal(SIGTERM); _ = second.wait(timeout: 20) }
         XCTAssertTrue(waitForSocket(sock), second.log)
         guard let d = try? RawClient(path: sock) else { return XCTFail("cannot connect: \(second.log)") }
         XCTAssertEqual(result(d.call(#"{"jsonrpc":"2.0","id":1,"method":"run","params":{"language":"python3","code":"print(1)"}}"#))?["stdout"] as? String, "1\n")
-        XCTAssertEqual(hostProcesses(matching: "sleep 432"), [], "leftovers of the killed daemon survived its restart: \(second.log)")
+        XCTAssertEqual(sandboxUserProcesses(matching: "sleep 432"), [], "leftovers of the killed daemon survived its restart: \(second.log)")
         XCTAssertTrue(CgroupDetectProbe.wait { zygoteFamily.isDisjoint(with: hostProcesses(matching: "libCodesandZygote.so")) },
                       "the killed daemon's zygote or its sandboxes survived")
     }

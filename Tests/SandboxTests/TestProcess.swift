@@ -1,3 +1,4 @@
+import CodesandSpawn
 import Foundation
 
 #if canImport(Glibc)
@@ -14,26 +15,13 @@ final class TestProcess {
 
     init(_ argv: [String], environment: [String: String] = [:], log: String) throws {
         logPath = log
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attr, 0)
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        let cArgs = argv.map { strdup($0) } + [nil]
-        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (cArgs + cEnv).forEach { free($0) } }
-        var p: pid_t = 0
-        let rc = posix_spawn(&p, argv[0], &actions, &attr, cArgs, cEnv)
-        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EINVAL) }
-        pid = p
+        var spawn = Spawn(argv, environment: env.map { "\($0.key)=\($0.value)" })
+        spawn.stdout = .file(log, append: false)
+        spawn.stderr = .sameAsStdout
+        spawn.newProcessGroup = true
+        pid = try spawn.start()
     }
 
     deinit {

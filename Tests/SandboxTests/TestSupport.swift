@@ -112,6 +112,18 @@ func hostProcesses(matching needle: String) -> [pid_t] {
     }
 }
 
+/// Processes of sandbox users (uid 2,000,000,000 and up: every uid_base the tests use) whose
+/// command line contains `needle`: what a snippet left running. Other sessions' processes on the
+/// same host (a `sleep 300` of someone's script) are not looked at.
+func sandboxUserProcesses(matching needle: String) -> [pid_t] {
+    hostProcesses(matching: needle).filter { pid in
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }),
+              let uid = line.split(separator: "\t").dropFirst().first.flatMap({ UInt32($0) }) else { return false }
+        return uid >= 2_000_000_000
+    }
+}
+
 func elapsed<T>(_ body: () async throws -> T) async rethrows -> (T, Double) {
     let start = ContinuousClock.now
     let r = try await body()

@@ -6,6 +6,7 @@ import Glibc
 import XCTest
 
 @testable import CodesandLinux
+import CodesandSpawn
 
 /// python3's pre-started interpreters are forks of a zygote (zygote.c, Zygote.swift). A fork must
 /// behave as a fresh interpreter: its own random state, nothing of earlier runs, and the daemon
@@ -152,15 +153,9 @@ final class ZygoteTests: XCTestCase {
         XCTAssertEqual(cs_pipe_cloexec(&p), 0)  // only the child it is given to holds it
         defer { close(p[0]); close(p[1]) }
         func spawn(_ argv: [String], holding fd: Int32?) throws -> pid_t {
-            var actions = posix_spawn_file_actions_t()
-            posix_spawn_file_actions_init(&actions)
-            defer { posix_spawn_file_actions_destroy(&actions) }
-            if let fd { posix_spawn_file_actions_adddup2(&actions, fd, 3) }
-            let cArgs = argv.map { strdup($0) } + [nil]
-            defer { cArgs.forEach { free($0) } }
-            var pid: pid_t = 0
-            XCTAssertEqual(posix_spawn(&pid, argv[0], &actions, nil, cArgs, environ), 0)
-            return pid
+            var spawn = Spawn(argv)
+            spawn.passing = fd.map { [$0] } ?? []
+            return try spawn.start()
         }
         let stray = try spawn(["/bin/sleep", "30"], holding: p[0])
         let bystander = try spawn(["/bin/sleep", "31"], holding: nil)

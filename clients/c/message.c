@@ -32,6 +32,13 @@ static json_object *string_array(const char *const *strings, int *failed) {
     return array;
 }
 
+const char *const *codesand_limit_keys(void) {
+#define LIMIT_KEY(key) #key,
+    static const char *const keys[] = { CODESAND_LIMITS(LIMIT_KEY) NULL };
+#undef LIMIT_KEY
+    return keys;
+}
+
 int codesand_encode_request(const codesand_request *r, long long id, char **line, size_t *len) {
     int failed = 0;
     json_object *req = json_object_new_object(), *params = json_object_new_object();
@@ -44,9 +51,9 @@ int codesand_encode_request(const codesand_request *r, long long id, char **line
     if (r->compile_flags) put(params, "compile_flags", string_array(r->compile_flags, &failed), &failed);
     if (r->on_output) put(params, "stream", json_object_new_boolean(1), &failed);
     const struct { const char *key; long long value; } limits[] = {
-        { "wall_ms", r->wall_ms }, { "cpu_ms", r->cpu_ms },
-        { "memory_bytes", r->memory_bytes }, { "output_bytes", r->output_bytes },
-        { "pids", r->pids }, { "output_lines", r->output_lines },
+#define LIMIT_ENTRY(key) { #key, r->key },
+        CODESAND_LIMITS(LIMIT_ENTRY)
+#undef LIMIT_ENTRY
     };
     json_object *lim = NULL;
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {

@@ -163,8 +163,11 @@ static void test_the_pids_limit_takes_effect(codesand_conn *conn) {
     codesand_result_free(&r);
 }
 
+/* The program sleeps after its output, so only the daemon's kill at the limit can end it in time: a
+ * program that exits by itself first would rightly be "ok" with truncated set (protocol.md). */
 static void test_the_output_lines_limit_takes_effect(codesand_conn *conn) {
-    codesand_request req = { .language = "python3", .code = "for i in range(100): print(i)", .output_lines = 10 };
+    codesand_request req = { .language = "python3", .output_lines = 10,
+                             .code = "import sys, time\nfor i in range(100): print(i)\nsys.stdout.flush(); time.sleep(30)" };
     codesand_result r;
     int rc = codesand_run_request(conn, &req, 20000, &r);
     CHECK(rc == 0 && r.status && strcmp(r.status, "output_limit") == 0 && r.truncated, "rc %d status %s truncated %d",

@@ -139,12 +139,10 @@ const char *cs_step_name(int step);
 // Constants Swift's Glibc module does not export.
 uint64_t cs_clone_flags_sandbox(void);
 
+
+// The daemon's calls Swift's Glibc cannot reach (host_syscalls.c).
 /// pipe2() with O_CLOEXEC.
 int cs_pipe_cloexec(int fds[2]);
-
-
-
-// Host-side helpers (helpers.c).
 /// 1 if path is a cgroup2 mount, 0 if not, -1 on error.
 int cs_is_cgroup2(const char *path);
 /// A non-blocking, close-on-exec eventfd.

@@ -9,26 +9,6 @@ import NIOCore
 import Glibc
 #endif
 
-/// A backend whose runs end at once with "ok": the fuzzer tests the daemon's reading of requests,
-/// not sandboxes (SandboxTests run those).
-final class InstantBackend: SandboxBackend {
-    let name = "instant"
-    let cgroupVersion = "v2"
-
-    func prepare(slot: Int, prestart: PrestartSpec?) async throws {}
-    func addGeneration(_ config: CodesandConfig) async throws -> Int { 1 }
-    func isExecutable(_ program: String) async -> Bool { true }
-    func probe(_ argv: [String], env: [String]) async -> String? { nil }
-    func shutdown() async {}
-
-    func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
-        onOutput?(OutputChunk(stream: .stdout, text: "out"))
-        var output = OutputCollector(maxBytes: 1024, maxLines: 10)
-        output.append(Array("out".utf8), from: .stdout)
-        return SandboxOutcome(waitStatus: 0, timedOut: false, oomKilled: false, output: output, wallNs: 1, cpuNs: 1, memoryPeakBytes: 1)
-    }
-}
-
 /// The real dispatcher and socket server (framing, connection handling, limits) over a
 /// RunService on InstantBackend, listening on a unix socket of its own.
 final class FuzzServer {
@@ -39,15 +19,8 @@ final class FuzzServer {
     let path: String
 
     init() async throws {
-        var config = try CodesandConfig.defaults()
-        config.poolSize = 2
-        config.queueMax = 1000
-        let languages = LanguageTable(entries: config.languages.map { .init(spec: $0, version: "1.0") })
-        var logger = Logger(label: "fuzz")
-        logger.logLevel = .critical
-        let service = RunService(config: config, languages: languages, backend: InstantBackend(), version: "fuzz", logger: logger)
-        service.start()
-        _ = await service.waitUntilReady()
+        let service = try await testService(InstantBackend()) { $0.queueMax = 1000 }
+        let logger = quietLogger
         let tracker = RequestTracker()
         dispatcher = Dispatcher(service: service, isShuttingDown: { tracker.isStopping })
         server = RPCServer(dispatcher: dispatcher, tracker: tracker, maxMessageBytes: Self.maxLine,

@@ -102,6 +102,15 @@ typedef struct codesand_result {
  */
 typedef void (*codesand_output_fn)(void *arg, const char *stream, const char *text, size_t len);
 
+/*
+ * The run's limits (protocol.md, "run"), X(key) for each, in the order of their fields in
+ * codesand_request (libcodesand 0.1.0's order, kept for the struct's layout). Each key is both a
+ * field's name and its name on the wire: the fields and the request's JSON are made from this one
+ * list, and the daemon's tests check that it names exactly the daemon's limits. Units and
+ * meanings: protocol.md's limits table (*_ms in milliseconds, *_bytes in bytes, the others counts).
+ */
+#define CODESAND_LIMITS(X) X(wall_ms) X(cpu_ms) X(memory_bytes) X(output_bytes) X(pids) X(output_lines)
+
 /* Optional request fields for codesand_run_request. Zero / NULL means "not given". */
 typedef struct codesand_request {
     const char *language;      /* required: a name or alias from the daemon's `languages` */
@@ -109,12 +118,10 @@ typedef struct codesand_request {
     const char *stdin_text;    /* the program's stdin; NULL = empty */
     const char *const *args;   /* NULL-terminated argv after the program file, or NULL */
     const char *requester;     /* who asked, e.g. "nick@#channel" */
-    long long wall_ms;         /* limits; 0 takes the daemon's default */
-    long long cpu_ms;
-    long long memory_bytes;
-    long long output_bytes;
-    long long pids;            /* processes and threads alive at once */
-    long long output_lines;    /* stdout + stderr lines kept; more kills the run */
+    /* A long long for each limit of CODESAND_LIMITS (wall_ms, cpu_ms, …); 0 takes the daemon's default. */
+#define CODESAND_LIMIT_FIELD(key) long long key;
+    CODESAND_LIMITS(CODESAND_LIMIT_FIELD)
+#undef CODESAND_LIMIT_FIELD
     /* NULL-terminated compiler flags for compiled languages, each one argv element that must match
      * the language's allow-list whole (else -32602 naming it, e.g. params.compile_flags[0]). */
     const char *const *compile_flags;
@@ -153,6 +160,9 @@ void codesand_result_free(codesand_result *result);
 
 /* Closes the connection and frees it. NULL is allowed. */
 void codesand_close(codesand_conn *conn);
+
+/* The keys of CODESAND_LIMITS, in its order, then NULL: the limits this library can send. */
+const char *const *codesand_limit_keys(void);
 
 /* A short English sentence for any return code of this library, including JSON-RPC codes. */
 const char *codesand_strerror(int code);

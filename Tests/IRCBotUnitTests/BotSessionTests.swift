@@ -14,9 +14,10 @@ final class BotSessionTests: XCTestCase {
 
     func msg(_ line: String) -> IRCMessage { IRCMessage(parsing: line)! }
 
-    func test_registration_sends_nick_then_user() {
+    func test_registration_asks_for_capabilities_then_sends_nick_then_user() {
         var s = BotSession(configuration: BotConfiguration(host: "irc.test", nick: "bot"))
-        XCTAssertEqual(s.start(), [.send(IRCMessage("NICK", ["bot"])), .send(IRCMessage("USER", ["codesand", "0", "*", "codesand: runs code snippets"]))])
+        XCTAssertEqual(s.start(), [.send(IRCMessage("CAP", ["LS", "302"])), .send(IRCMessage("NICK", ["bot"])),
+                                   .send(IRCMessage("USER", ["codesand", "0", "*", "codesand: runs code snippets"]))])
     }
 
     func test_welcome_joins_each_channel_with_its_own_join() {

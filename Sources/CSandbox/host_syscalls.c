@@ -1,4 +1,5 @@
-// Small host-side helpers for what Swift's Glibc module does not export.
+// The daemon's (host side) calls that Swift's Glibc module does not export: statfs magic,
+// posix_spawn's _np file actions, eventfd, pipe2, the thread name.
 #define _GNU_SOURCE
 #include "csandbox.h"
 
@@ -29,3 +30,5 @@ int cs_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
 // The calling thread's name (its comm in ps and /proc), for threads Foundation does not name.
 int cs_set_thread_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
+
+int cs_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }

@@ -1,4 +1,5 @@
-// The sandbox's small helpers: step names, failure reports, async-signal-safe I/O and strings.
+// What the init needs between clone() and execve() besides its recipe (sandbox_init.c): step
+// names, failure reports to the daemon, async-signal-safe I/O and strings (no malloc, no stdio).
 #define _GNU_SOURCE
 #include "sandbox_internal.h"
 
@@ -23,7 +24,6 @@ const char *cs_step_name(int step) {
 uint64_t cs_clone_flags_sandbox(void) {
     return CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
 }
-int cs_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 void cs_report_record(int kind, int step, int err) {
     struct cs_report r = {.kind = kind, .step = step, .err = err};

@@ -1,4 +1,4 @@
-import CodesandClient
+import CodesandIRCBot
 import CodesandProtocol
 import XCTest
 
