@@ -202,3 +202,45 @@ final class LXDProbeTests: XCTestCase {
         try? await backend.pool.delete(backend.pool.name(backend.pool.probeIndex))
     }
 }
+
+/// Limits that LXD's container carries, and a client that goes away.
+final class LXDLimitTests: XCTestCase {
+    nonisolated(unsafe) static var lxd: Result<PrivateLXD, any Error>?
+    override class func setUp() { lxd = Result { try PrivateLXD.start() } }
+    override class func tearDown() { if case .success(let l) = lxd { l.stop() } }
+
+    func backend(_ prefix: String) async throws -> LXDBackend {
+        guard let lxd = Self.lxd else { throw XCTSkip("no LXD") }
+        let backend = try LXDFixture.backend(socket: try lxd.get().socket, prefix: prefix, poolSize: 1)
+        addTeardownBlock {
+            await backend.shutdown()
+            for slot in 0...1 { try? await backend.pool.delete(backend.pool.name(slot)) }
+        }
+        try await backend.prepare(slot: 0, prestart: nil)
+        return backend
+    }
+
+    func test_memory_past_the_runs_limit_is_an_oom_kill() async throws {
+        let backend = try await backend("t-oom")
+        // tmpfs pages cannot be swapped out: 48 MiB in /dev/shm under a 32 MiB limit.
+        var job = try LXDFixture.job("head -c 50331648 /dev/zero > /dev/shm/fill; echo rc=$?")
+        job.limits.memoryBytes = 32 << 20
+        let outcome = try await backend.run(job, slot: 0, onOutput: nil)
+        let run = try XCTUnwrap(outcome.run)
+        XCTAssertTrue(run.oomKilled, "stdout \(run.stdout) stderr \(run.stderr)")
+    }
+
+    func test_a_cancelled_request_kills_its_run_at_once() async throws {
+        let backend = try await backend("t-cancel")
+        let job = try LXDFixture.job("echo started; sleep 10", wallMs: 20_000)
+        let task = Task { try await backend.run(job, slot: 0, onOutput: nil) }
+        try await Task.sleep(for: .milliseconds(500))
+        let start = ContinuousClock.now
+        task.cancel()
+        let outcome = try await task.value
+        XCTAssertLessThan(milliseconds(since: start), 1000)
+        XCTAssertEqual(outcome.run?.stdout, "started\n")
+        XCTAssertNil(outcome.run?.waitStatus)
+        XCTAssertEqual(backend.pool.name(0), "t-cancel-0")
+    }
+}
