@@ -41,8 +41,19 @@ final class LXDContainerPool: Sendable {
         }
     }
 
-    /// Makes `slot`'s container clean and running; returns its host cgroups.
+    /// Makes `slot`'s container clean and running; returns its host cgroups. A failure forgets the
+    /// container: the next attempt looks at it again and replaces it if it is broken (its snapshot
+    /// deleted, its config changed by hand).
     func makeReady(_ slot: Int) async throws -> LXDHostCgroup {
+        do {
+            return try await restoreOrCreate(slot)
+        } catch {
+            state.withLock { $0.known[slot] = false }
+            throw error
+        }
+    }
+
+    private func restoreOrCreate(_ slot: Int) async throws -> LXDHostCgroup {
         let name = name(slot)
         let fresh = try await ensure(slot)
         if !fresh {
