@@ -113,19 +113,24 @@ struct LXDHostCgroup: Sendable, Equatable {
     /// no cgroup.kill (before 5.14): then the container's freezer holds them still while they die.
     /// Returns when none is left, or false after `timeoutMs`.
     @discardableResult
-    func killExec(timeoutMs: Int = 3000) -> Bool {
+    func killExec(timeoutMs: Int = 3000) async -> Bool {
         guard let dir = execDir else { return false }
-        if !write(dir + "/cgroup.kill", "1") {
-            let freezer = v1["freezer"]
-            if let freezer { _ = write(freezer + "/freezer.state", "FROZEN") }
-            for pid in execProcesses() { kill(pid, SIGKILL) }
-            if let freezer { _ = write(freezer + "/freezer.state", "THAWED") }
+        let start = monotonicNs()
+        while true {
+            if !write(dir + "/cgroup.kill", "1") {
+                let freezer = v1["freezer"]
+                if let freezer { _ = write(freezer + "/freezer.state", "FROZEN") }
+                for pid in execProcesses() { kill(pid, SIGKILL) }
+                if let freezer { _ = write(freezer + "/freezer.state", "THAWED") }
+            }
+            // Killed processes leave the cgroup a moment after they die.
+            for _ in 0..<20 {
+                if execProcesses().isEmpty { return true }
+                // A cancelled request still waits for its kill (Task.sleep would return at once).
+                if Task.isCancelled { usleep(1000) } else { try? await Task.sleep(for: .milliseconds(1)) }
+            }
+            if monotonicNs() - start > UInt64(timeoutMs) * 1_000_000 { return false }
         }
-        for _ in 0..<max(1, timeoutMs) {
-            if execProcesses().isEmpty { return true }
-            usleep(1000)
-        }
-        return false
     }
 
     /// A run's memory and process limits, set on the container's own cgroups (v1), which LXD set

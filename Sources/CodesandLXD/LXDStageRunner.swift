@@ -48,14 +48,14 @@ struct LXDStageRunner: Sendable {
             }
             await withTaskCancellationHandler {
                 for await event in events {
-                    if perform(machine.handle(event, now: monotonicNs()), sink: sink) { break }
+                    if await perform(machine.handle(event, now: monotonicNs()), sink: sink) { break }
                 }
             } onCancel: {
                 sink.yield(.clientGone)
             }
             if !machine.isFinished {  // the request was cancelled: what the run produced so far
                 _ = machine.handle(.clientGone, now: monotonicNs())
-                cgroup.killExec()
+                await cgroup.killExec()
             }
             sink.finish()
             session.close()
@@ -67,7 +67,7 @@ struct LXDStageRunner: Sendable {
     }
 
     /// Does what the machine answered; true when the stage is over.
-    private func perform(_ actions: [LXDStageMachine.Action], sink: AsyncStream<LXDStageMachine.Event>.Continuation) -> Bool {
+    private func perform(_ actions: [LXDStageMachine.Action], sink: AsyncStream<LXDStageMachine.Event>.Continuation) async -> Bool {
         var over = false
         for action in actions {
             switch action {
@@ -77,7 +77,7 @@ struct LXDStageRunner: Sendable {
                 sink.yield(.cpuSample(usedNs: cgroup.cpuNs()))
                 if cgroup.execMainHasExited() { sink.yield(.mainExited) }
             case .kill, .killLeftovers:
-                cgroup.killExec()
+                await cgroup.killExec()
             case .finish:
                 over = true
             }
