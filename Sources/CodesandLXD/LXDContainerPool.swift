@@ -65,8 +65,12 @@ final class LXDContainerPool: Sendable {
             try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("start")]), timeout: .seconds(60))
             (status, pid) = try await state(name)
         }
-        guard status == "Running", pid > 0, let cgroup = LXDHostCgroup.of(pid: pid), cgroup.execDir != nil else {
+        guard status == "Running", pid > 0, let cgroup = LXDHostCgroup.of(pid: pid) else {
             throw LXDError(what: "container \(name)", message: "not running after its restore (status \(status), init pid \(pid))")
+        }
+        guard cgroup.execDir != nil else {
+            throw LXDError(what: "container \(name)", message: "the host has no cgroup2 hierarchy (/sys/fs/cgroup/unified or a "
+                           + "v2 /sys/fs/cgroup), through which codesand kills a run's processes: the LXD backend needs one")
         }
         return cgroup
     }

@@ -80,3 +80,61 @@ final class LXDServiceTests: XCTestCase {
         XCTAssertEqual(outputs.sorted(), (0..<6).map { "\($0)\n" })
     }
 }
+
+/// What containers are made from: a reload with another spec, and the old LXD setup's snapshot as source.
+final class LXDSourceTests: XCTestCase {
+    nonisolated(unsafe) static var lxd: Result<PrivateLXD, any Error>?
+    override class func setUp() { lxd = Result { try PrivateLXD.start() } }
+    override class func tearDown() { if case .success(let l) = lxd { l.stop() } }
+
+    func socket() throws -> String {
+        guard let lxd = Self.lxd else { throw XCTSkip("no LXD") }
+        return try lxd.get().socket
+    }
+
+    func test_a_reload_with_another_spec_replaces_the_container_at_its_next_prepare() async throws {
+        var cfg = try LXDFixture.config(socket: try socket(), prefix: "t-reload")
+        let backend = try LXDBackend(config: cfg.sandbox, poolSize: 1, defaultLimits: cfg.defaultLimits, logger: Logger(label: "lxdtest"))
+        addTeardownBlock {
+            await backend.shutdown()
+            for slot in 0...1 { try? await backend.pool.delete(backend.pool.name(slot)) }
+        }
+        try await backend.prepare(slot: 0, prestart: nil)
+        let df = "df -k /tmp | tail -n 1"
+        let before = try await backend.run(try LXDFixture.job(df), slot: 0, onOutput: nil).run?.stdout
+        let same = try await backend.addGeneration(cfg)
+        XCTAssertEqual(same, 0, "nothing changed: no new generation")
+        cfg.sandbox.tmpfsBytes = 32 << 20
+        let next = try await backend.addGeneration(cfg)
+        XCTAssertEqual(next, 1)
+        try await backend.prepare(slot: 0, prestart: nil)
+        let after = try await backend.run(try LXDFixture.job(df), slot: 0, onOutput: nil).run?.stdout
+        XCTAssertTrue(before?.contains(" 65536 ") == true, before ?? "nil")
+        XCTAssertTrue(after?.contains(" 32768 ") == true, after ?? "nil")
+        cfg.sandbox.lxd.prefix = "other"
+        do {
+            _ = try await backend.addGeneration(cfg)
+            XCTFail("the prefix names the pool: a reload cannot change it")
+        } catch {}
+    }
+
+    func test_an_existing_containers_snapshot_is_a_source() async throws {
+        let client = LXDClient(socketPath: try socket())
+        // The old LXD setup: a template container with a snapshot.
+        try await client.run(.POST, LXDPath.instances(), json: .object([
+            "name": .string("t-template"), "source": .object(["type": .string("image"), "alias": .string("codesand-test")])]))
+        try await client.run(.POST, LXDPath.snapshots("t-template"), json: .object(["name": .string("default")]))
+        var cfg = try LXDFixture.config(socket: try socket(), prefix: "t-src")
+        cfg.sandbox.lxd.image = ""
+        cfg.sandbox.lxd.source = "t-template/default"
+        let backend = try LXDBackend(config: cfg.sandbox, poolSize: 1, defaultLimits: cfg.defaultLimits, logger: Logger(label: "lxdtest"))
+        addTeardownBlock {
+            await backend.shutdown()
+            for slot in 0...1 { try? await backend.pool.delete(backend.pool.name(slot)) }
+            try? await backend.pool.delete("t-template")
+        }
+        try await backend.prepare(slot: 0, prestart: nil)
+        let out = try await backend.run(try LXDFixture.job("id -u; hostname"), slot: 0, onOutput: nil).run?.stdout
+        XCTAssertEqual(out, "1000\nt-src-0\n")
+    }
+}
