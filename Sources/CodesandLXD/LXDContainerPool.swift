@@ -107,7 +107,7 @@ final class LXDContainerPool: Sendable {
     /// included), then started.
     private func create(_ name: String, _ spec: LXDInstanceSpec) async throws {
         let start = ContinuousClock.now
-        try await client.run(.POST, LXDPath.instances(), json: spec.createBody(name: name, target: nil), timeout: .seconds(600))
+        try await client.run(.POST, LXDPath.instances(), json: spec.createBody(name: name), timeout: .seconds(600))
         try await client.run(.POST, LXDPath.snapshots(name),
                              json: .object(["name": .string(LXDInstanceSpec.snapshot), "stateful": .bool(false)]))
         try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("start")]), timeout: .seconds(60))

@@ -58,7 +58,7 @@ struct LXDInstanceSpec: Sendable, Hashable {
     }
 
     /// `POST /1.0/instances`: no network device (a profile's `eth0` is masked), the spec's digest.
-    func createBody(name: String, target: String?) -> JSONValue {
+    func createBody(name: String) -> JSONValue {
         var cfg = config.mapValues { JSONValue.string($0) }
         cfg[Self.specKey] = .string(digest)
         return .object([

@@ -23,7 +23,7 @@ final class LXDSpecTests: XCTestCase {
             XCTAssertTrue(s.rawLXC.contains("lxc.mount.entry = tmpfs \(dir) tmpfs rw,nosuid,nodev,size=67108864,nr_inodes=1000"), dir)
         }
         XCTAssertTrue(s.rawLXC.contains("uid=1000,gid=1000,mode=0700"))
-        let body = s.createBody(name: "c-0", target: nil).objectValue!
+        let body = s.createBody(name: "c-0").objectValue!
         XCTAssertEqual(body["devices"], .object(["eth0": .object(["type": .string("none")])]))
         XCTAssertEqual(body["source"], .object(["type": .string("image"), "alias": .string("codesand-test")]))
         XCTAssertEqual(body["config"]?.objectValue?[LXDInstanceSpec.specKey], .string(s.digest))
