@@ -73,16 +73,22 @@ public final class LXDClient: Sendable {
         return try LXDResponse.parse(status: status, body: bytes, what: "\(method) \(path)")
     }
 
-    /// Starts an async request and waits for its operation to end (its metadata on success).
+    /// Starts an async request and waits for its operation to end: its metadata on success, LXD's
+    /// error (e.g. "Image not found") thrown on failure.
     @discardableResult
     public func run(_ method: HTTPMethod, _ path: String, json: JSONValue? = nil,
                     timeout: Duration = .seconds(300)) async throws -> JSONValue {
         let response = try await call(method, path, json: json)
         guard let op = response.operation else { return response.metadata }
-        return try await wait(op, timeout: timeout).metadata
+        let result = try await wait(op, timeout: timeout)
+        guard result.succeeded else {
+            throw LXDError(what: "\(method) \(path)", message: result.error.isEmpty ? "operation failed (status \(result.statusCode))" : result.error)
+        }
+        return result.metadata
     }
 
-    /// Waits for an operation (`GET <op>/wait`) and throws if it failed. Call it at once: LXD
+    /// Waits for an operation (`GET <op>/wait`); a failed one is returned, not thrown (a failed exec
+    /// still has its `return`). Call it at once: LXD
     /// forgets a finished operation after a few seconds.
     public func wait(_ operation: String, timeout: Duration) async throws -> LXDOperationResult {
         let seconds = max(1, timeout.components.seconds)

@@ -138,3 +138,40 @@ final class LXDSourceTests: XCTestCase {
         XCTAssertEqual(out, "1000\nt-src-0\n")
     }
 }
+
+extension LXDSourceTests {
+    func test_a_missing_image_fails_the_prepare_with_lxds_own_words() async throws {
+        var cfg = try LXDFixture.config(socket: try socket(), prefix: "t-noimage")
+        cfg.sandbox.lxd.image = "no-such-image"
+        let backend = try LXDBackend(config: cfg.sandbox, poolSize: 1, defaultLimits: cfg.defaultLimits, logger: Logger(label: "lxdtest"))
+        do {
+            try await backend.prepare(slot: 0, prestart: nil)
+            XCTFail("prepared a container from an image that is not there")
+        } catch {
+            XCTAssertTrue("\(error)".contains("not found"), "\(error)")
+        }
+        await backend.shutdown()
+    }
+}
+
+extension LXDSourceTests {
+    func test_a_container_whose_snapshot_was_deleted_fails_once_then_is_replaced() async throws {
+        let cfg = try LXDFixture.config(socket: try socket(), prefix: "t-nosnap")
+        let backend = try LXDBackend(config: cfg.sandbox, poolSize: 1, defaultLimits: cfg.defaultLimits, logger: Logger(label: "lxdtest"))
+        addTeardownBlock {
+            await backend.shutdown()
+            for slot in 0...1 { try? await backend.pool.delete(backend.pool.name(slot)) }
+        }
+        try await backend.prepare(slot: 0, prestart: nil)
+        try await backend.client.run(.DELETE, LXDPath.snapshots("t-nosnap-0") + "/clean")
+        do {
+            try await backend.prepare(slot: 0, prestart: nil)
+            XCTFail("a restore to a snapshot that is gone succeeded")
+        } catch {
+            XCTAssertTrue("\(error)".contains("LXD"), "\(error)")
+        }
+        try await backend.prepare(slot: 0, prestart: nil)
+        let out = try await backend.run(try LXDFixture.job("echo back"), slot: 0, onOutput: nil).run?.stdout
+        XCTAssertEqual(out, "back\n")
+    }
+}
