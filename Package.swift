@@ -108,8 +108,17 @@ let package = Package(
             "CodesandLinux", "CodesandCore", "CodesandProtocol", "CSandbox", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // What tests of several targets start: a daemon in the test process (LiveDaemon), programs
+        // (ChildProcess). Not a test target itself.
+        .target(name: "CodesandTestSupport", dependencies: [
+            "CodesandCore", "CodesandLinux", "CodesandServer", "CodesandSpawn",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/CodesandTestSupport"),
+        // The client library: wire decoding and streaming against fakes, and the Swift and C clients
+        // against a real daemon (as root).
         .testTarget(name: "CodesandClientTests", dependencies: [
-            "CodesandClient", "CodesandProtocol",
+            "CodesandClient", "CodesandProtocol", "CodesandTestSupport", "CCodesand",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
@@ -122,8 +131,8 @@ let package = Package(
         // The IRC bot against real IRC servers (ngircd; InspIRCd with Anope for TLS and SASL) and a real
         // daemon (as root), the C client's test program.
         .testTarget(name: "IRCBotTests", dependencies: [
-            "CodesandIRCBot", "CodesandClient", "CodesandProtocol", "CCodesand",
-            "CodesandServer", "CodesandLinux", "CodesandCore",
+            "CodesandIRCBot", "CodesandClient", "CodesandProtocol", "CodesandTestSupport",
+            "CodesandServer", "CodesandLinux", "CodesandCore", "CodesandSpawn",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import CodesandTestSupport
 import Foundation
 import XCTest
 

@@ -1,5 +1,6 @@
 import CodesandClient
 import CodesandIRCBot
+import CodesandTestSupport
 import Foundation
 import XCTest
 

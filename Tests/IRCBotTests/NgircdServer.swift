@@ -1,3 +1,4 @@
+import CodesandTestSupport
 import Foundation
 import XCTest
 
@@ -72,12 +73,6 @@ final class NgircdServer: @unchecked Sendable {
         process?.stop()
         try? FileManager.default.removeItem(at: directory)
     }
-}
-
-/// A test fixture could not be set up; the description says why.
-struct FixtureError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// A loopback port nobody listens on now (the kernel picks it; there is a small race until ngircd

@@ -12,12 +12,13 @@ import Glibc
 #endif
 
 /// Real sandboxes need root (namespaces, mounts, cgroups). CI runs as root, so these always run there.
-func requireRoot() throws {
+public func requireRoot() throws {
     try XCTSkipUnless(getuid() == 0, "needs root: runs a real codesandd (namespaces, mounts, cgroups)")
 }
 
-let botTestLogger: Logger = {
-    var logger = Logger(label: "codesand-ircbot-test")
+/// Warnings and worse: what a daemon in a test says about itself.
+public let liveDaemonLogger: Logger = {
+    var logger = Logger(label: "codesand-live-daemon")
     logger.logLevel = .warning
     return logger
 }()
@@ -26,18 +27,18 @@ let botTestLogger: Logger = {
 /// socket server, as the daemon wires them. Its cgroup, state dir and uids are its own (each
 /// instance gets a new name, so nothing a previous test's daemon still does at its end can reach
 /// this one's sandboxes), so it touches neither a daemon on this machine nor the SandboxTests' one.
-final class LiveDaemon: @unchecked Sendable {
+public final class LiveDaemon: @unchecked Sendable {
     private static let instances = Atomic<Int>(0)
 
-    let path: String
-    let config: CodesandConfig
-    let backend: NativeBackend
-    let service: RunService
+    public let path: String
+    public let config: CodesandConfig
+    public let backend: NativeBackend
+    public let service: RunService
     private var server: RPCServer?
     private var listener: Channel?
 
-    init(pool: Int = 2) async throws {
-        let name = "codesand-ircbot-test-\(getpid())-\(Self.instances.add(1, ordering: .relaxed).newValue)"
+    public init(pool: Int = 2) async throws {
+        let name = "codesand-live-test-\(getpid())-\(Self.instances.add(1, ordering: .relaxed).newValue)"
         var c = try CodesandConfig.defaults()
         c.poolSize = pool
         c.sandbox.cgroupName = name
@@ -46,34 +47,34 @@ final class LiveDaemon: @unchecked Sendable {
         c.sandbox.uidBase = 2_148_000_000 + UInt32(getpid() % 10_000) * 16
         c.queueMaxWaitMs = 30_000
         config = c
-        backend = try NativeBackend(config: c.sandbox, poolSize: c.poolSize, defaultLimits: c.defaultLimits, logger: botTestLogger)
-        let languages = await LanguageDetector.detect(c.languages, backend: backend, config: c.sandbox, logger: botTestLogger)
-        service = RunService(config: c, languages: languages, backend: backend, version: "test", logger: botTestLogger)
+        backend = try NativeBackend(config: c.sandbox, poolSize: c.poolSize, defaultLimits: c.defaultLimits, logger: liveDaemonLogger)
+        let languages = await LanguageDetector.detect(c.languages, backend: backend, config: c.sandbox, logger: liveDaemonLogger)
+        service = RunService(config: c, languages: languages, backend: backend, version: "test", logger: liveDaemonLogger)
         service.start()
-        path = "/tmp/codesand-ircbot-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        path = "/tmp/codesand-live-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
         let ready = await service.waitUntilReady()
         XCTAssertTrue(ready, "the sandbox pool did not get ready")
         try await serve()
     }
 
     /// Binds the socket and serves, as a daemon does when it starts.
-    func serve() async throws {
+    public func serve() async throws {
         let tracker = RequestTracker()
         let server = RPCServer(dispatcher: Dispatcher(service: service, isShuttingDown: { tracker.isStopping }),
-                               tracker: tracker, maxMessageBytes: config.maxMessageBytes, logger: botTestLogger)
+                               tracker: tracker, maxMessageBytes: config.maxMessageBytes, logger: liveDaemonLogger)
         self.server = server
         listener = try await server.bind(path: path, group: "codesand", mode: 0o660)
     }
 
     /// Stops serving as a daemon does when it stops: the socket and every connection close.
-    func stopServing() async {
+    public func stopServing() async {
         try? await listener?.close()
         try? await server?.shutdownEventLoops()  // closes the connections still open
         listener = nil
         server = nil
     }
 
-    func shutdown() async {
+    public func shutdown() async {
         service.stop()
         await stopServing()
         backend.shutdown()

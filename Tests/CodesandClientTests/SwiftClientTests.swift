@@ -1,5 +1,6 @@
 import CodesandClient
 import CodesandProtocol
+import CodesandTestSupport
 import XCTest
 
 /// What a bot needs from `CodesandClient` over a long life, against a real daemon (as root).

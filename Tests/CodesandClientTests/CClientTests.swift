@@ -1,5 +1,6 @@
 import CCodesand
 import CodesandProtocol
+import CodesandTestSupport
 import Foundation
 import XCTest
 
