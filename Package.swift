@@ -53,6 +53,16 @@ let package = Package(
             "CSandbox", "CodesandCore", "CodesandProtocol", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The LXD backend: LXD's REST API over NIO (HTTP/1.1 and exec websockets on its unix socket), a pool
+        // of containers restored to a `clean` snapshot after each run.
+        .target(name: "CodesandLXD", dependencies: [
+            "CodesandCore", "CodesandProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Socket, framing, JSON-RPC dispatch.
         .target(name: "CodesandServer", dependencies: [
             "CodesandCore", "CodesandProtocol",
@@ -62,7 +72,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "codesandd", dependencies: [
-            "CodesandServer", "CodesandLinux", "CodesandCore", "CodesandProtocol",
+            "CodesandServer", "CodesandLinux", "CodesandLXD", "CodesandCore", "CodesandProtocol",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -131,6 +141,15 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The LXD backend's logic without LXD: request paths, the run's stage machine, config.
+        .testTarget(name: "CodesandLXDTests", dependencies: [
+            "CodesandLXD", "CodesandCore", "CodesandProtocol",
+        ]),
+        // The LXD backend against a private LXD (scripts/lxd-test-env), as root.
+        .testTarget(name: "LXDTests", dependencies: [
+            "CodesandLXD", "CodesandCore", "CodesandProtocol",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The IRC bot's logic without servers: messages and framing, the session, output shaping,

@@ -61,6 +61,9 @@ public struct SandboxConfig: Hashable, Sendable {
     /// The languages' pre-start launchers (LanguageSpec.launcher); "": `launchers` next to the
     /// daemon's executable, ../lib/codesand/launchers from it, or a SwiftPM build's copy.
     public var launcherDir = ""
+    /// "native" or "lxd" (sandbox.backend), and the `[lxd]` section (LXDConfig.swift).
+    public var backend = "native"
+    public var lxd = LXDConfig()
 }
 
 /// The whole configuration (see DefaultConfig for every key, its unit and default).

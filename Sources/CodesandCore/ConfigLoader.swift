@@ -24,7 +24,10 @@ public enum ConfigLoader {
             let user = try parse(fileText, origin: "config file")
             tree = try merge(tree, user, path: "")
         }
-        return try decode(ConfigNode(value: tree, path: ""))
+        let root = ConfigNode(value: tree, path: "")
+        var config = try decode(root)
+        try decodeBackend(root, into: &config.sandbox)
+        return config
     }
 
     static func parse(_ text: String, origin: String) throws -> [String: JSONValue] {

@@ -40,6 +40,7 @@ max = 64                               # requests waiting for a sandbox; more ge
 max_wait_ms = 10000                    # longest wait for a sandbox before -32002 busy
 
 [sandbox]
+backend = "native"                     # "native": codesand's own namespaces and cgroups; "lxd": LXD containers ([lxd])
 state_dir = "/run/codesand"            # the daemon's runtime directory (mount points of sandboxes)
 cgroup_name = "codesand"               # the slots' cgroups live under this name (v1: in each controller; v2: in the daemon's cgroup)
 uid_base = 2147400000                  # sandbox n runs as uid/gid uid_base+n; none may be a host user
@@ -60,6 +61,22 @@ env = { PATH = "/usr/local/bin:/usr/bin:/bin", HOME = "/home/sandbox", LANG = "C
 zygote_library = ""                    # for languages with zygote = true; "": libCodesandZygote.so next to codesandd or in ../lib/codesand
 launcher_dir = ""                      # the languages' launcher files; "": launchers/ next to codesandd, ../lib/codesand/launchers, or a build's copy
                                        # (each must be root's alone to change, as the zygote library: python3's runs as root)
+
+[lxd]                                  # sandbox.backend = "lxd": a pool of containers, restored to a snapshot after each run
+socket = "/var/lib/lxd/unix.socket"    # LXD's unix socket ($LXD_DIR/unix.socket for a private LXD)
+url = ""                               # https://HOST:8443 for a remote LXD (not supported yet)
+client_cert = ""                       # with url: the client certificate and key LXD trusts,
+client_key = ""
+fingerprint = ""                       # and the server certificate's SHA-256, pinned
+image = ""                             # image alias or fingerprint the containers are created from
+source = ""                            # or an existing container's snapshot, "CONTAINER/SNAPSHOT" (one of the two)
+prefix = "codesand"                    # containers PREFIX-0..PREFIX-(pool.size-1); others with the prefix are deleted
+project = "default"
+profiles = ["default"]                 # profiles of the containers (a profile's eth0 is masked: no network)
+members = []                           # cluster members to spread the containers over (later)
+uid = 1000                             # the sandbox user in the image: runs execute as it, in sandbox.home
+gid = 1000
+cpu_allowance_ms = 100                 # hard CPU quota of each container per 100 ms (limits.cpu.allowance)
 
 [log]
 level = "info"                         # trace, debug, info, notice, warning, error, critical

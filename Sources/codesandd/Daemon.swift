@@ -58,7 +58,7 @@ struct Daemon: AsyncParsableCommand {
         let startupStops = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         let backend: any SandboxBackend
         do {
-            backend = try NativeBackend(config: cfg.sandbox, poolSize: cfg.poolSize, defaultLimits: cfg.defaultLimits, logger: logger)
+            backend = try BackendFactory.make(cfg, logger: logger)
         } catch {
             logger.critical("cannot set up the sandbox backend: \(error)")
             notify.send("STATUS=failed: \(error)")

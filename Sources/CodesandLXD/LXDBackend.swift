@@ -1,0 +1,161 @@
+import CodesandCore
+import CodesandProtocol
+import Foundation
+import Logging
+import Synchronization
+
+/// The LXD backend: each slot is a container of LXD's (LXDContainerPool), restored to its `clean`
+/// snapshot by `prepare` — off the request path, right after each run — and used for one run:
+/// the code pushed with the files API, the program exec'd as the sandbox user in its home with
+/// stdin/stdout/stderr over websockets, codesand's own wall, CPU and output caps enforced while it
+/// runs, every process of the run killed at once through the container's host cgroup.
+public final class LXDBackend: SandboxBackend {
+    public let name = "lxd"
+    public let cgroupVersion: String
+    let client: LXDClient
+    let pool: LXDContainerPool
+    private let sandbox: SandboxConfig
+    private let logger: Logger
+    /// Per slot: the host cgroups of its container when it is ready (restored, nothing run in it yet).
+    private let ready: Mutex<[LXDHostCgroup?]>
+    private let stopped = Atomic<Bool>(false)
+    /// Strays of an earlier daemon are removed once, before the first container is made.
+    private let cleanup: Task<Void, Never>
+    private let prober: LXDProber
+    /// Bumped by a reload that changes what containers are made from.
+    private let generation = Mutex(0)
+
+    public init(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, logger: Logger) throws {
+        try config.lxd.validateForBackend()
+        guard FileManager.default.fileExists(atPath: config.lxd.socket) else {
+            throw SandboxError("LXD's socket \(config.lxd.socket) is not there: is LXD running? (lxd.socket)")
+        }
+        self.sandbox = config
+        self.logger = logger
+        client = LXDClient(socketPath: config.lxd.socket, project: config.lxd.project)
+        let spec = LXDInstanceSpec(lxd: config.lxd, home: config.home, tmpfsBytes: config.tmpfsBytes,
+                                   tmpfsInodes: config.tmpfsInodes, limits: defaultLimits)
+        let pool = LXDContainerPool(client: client, spec: spec, size: poolSize, logger: logger)
+        self.pool = pool
+        ready = Mutex(Array(repeating: nil, count: poolSize))
+        cgroupVersion = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1"
+        cleanup = Task { await pool.removeStrays() }
+        prober = LXDProber(pool: pool)
+    }
+
+    public func prepare(slot: Int, prestart: PrestartSpec?) async throws {
+        guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
+        await cleanup.value
+        ready.withLock { $0[slot] = nil }
+        let cgroup = try await pool.makeReady(slot)
+        guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
+        ready.withLock { $0[slot] = cgroup }
+    }
+
+    public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
+        let container = pool.name(slot)
+        let taken = ready.withLock { r in defer { r[slot] = nil }; return r[slot] }
+        let cgroup: LXDHostCgroup
+        if let taken { cgroup = taken } else { cgroup = try await pool.makeReady(slot) }
+        let uid = sandbox.lxd.uid, gid = sandbox.lxd.gid
+        try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
+        var outcome = SandboxOutcome(compile: nil, run: nil)
+        if let compile = job.compile {
+            cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
+            let stage = try await stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil).run()
+            outcome.compile = stage
+            guard stage.succeeded, !Task.isCancelled else { return outcome }
+        }
+        cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1)
+        let streamer = onOutput.map { OutputStreamer(sink: $0) }
+        outcome.run = try await stageRunner(container, cgroup, job.argv, job.env, job.limits, job.stdin, streamer).run()
+        return outcome
+    }
+
+    private func stageRunner(_ container: String, _ cgroup: LXDHostCgroup, _ argv: [String], _ env: [String], _ limits: LimitSet,
+                             _ stdin: [UInt8], _ streamer: OutputStreamer?) -> LXDStageRunner {
+        LXDStageRunner(client: client, container: container, cgroup: cgroup,
+                       command: LXDExecCommand(argv: argv, env: env, uid: sandbox.lxd.uid, gid: sandbox.lxd.gid, cwd: sandbox.home),
+                       limits: limits, stdin: stdin, streamer: streamer)
+    }
+
+    /// Processes left in ready containers beyond their init: what runs left behind (0 on a clean pool).
+    public func strayProcesses() -> [Int32]? {
+        ready.withLock { $0.compactMap { $0 }.flatMap { $0.execProcesses() } }
+    }
+
+    /// A reload: containers are made from the new spec from now on — each slot's container is
+    /// replaced at its next prepare (PoolReloader recycles them one by one while serving). What
+    /// names LXD and the pool (socket, project, prefix) needs a restart.
+    public func addGeneration(_ config: CodesandConfig) async throws -> Int {
+        let new = config.sandbox
+        guard new.backend == "lxd" else {
+            throw SandboxError("sandbox.backend cannot change from \"lxd\" on a reload: restart the daemon")
+        }
+        try new.lxd.validateForBackend()
+        for (key, changed) in [("lxd.socket", new.lxd.socket != sandbox.lxd.socket), ("lxd.project", new.lxd.project != sandbox.lxd.project),
+                               ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix), ("sandbox.home", new.home != sandbox.home)] where changed {
+            throw SandboxError("\(key) cannot change on a reload: restart the daemon")
+        }
+        let spec = LXDInstanceSpec(lxd: new.lxd, home: new.home, tmpfsBytes: new.tmpfsBytes, tmpfsInodes: new.tmpfsInodes,
+                                   limits: config.defaultLimits)
+        return generation.withLock { g in
+            if pool.update(spec) { g += 1 }
+            return g
+        }
+    }
+
+    /// Whether `program` is an executable file in the containers' image (asked in the probe container).
+    public func isExecutable(_ program: String) async -> Bool {
+        guard program.hasPrefix("/") else { return false }
+        // The path is an argument of the shell, never part of its script.
+        return await probe(["/bin/sh", "-c", "test -f \"$1\" && test -x \"$1\" && echo yes", "sh", program], env: []) == "yes\n"
+    }
+
+    /// Runs `argv` in the probe container (PREFIX-probe, made from the same spec as the slots'),
+    /// as the sandbox user: the languages' versions, as the image has them.
+    public func probe(_ argv: [String], env: [String]) async -> String? {
+        await prober.probe { [self] cgroup in
+            let limits = LimitSet(wallMs: 10_000, cpuMs: 10_000, memoryBytes: 1 << 30, pids: 256, outputBytes: 65536, outputLines: 100)
+            guard let stage = try? await stageRunner(pool.name(pool.probeIndex), cgroup, argv, env, limits, [], nil).run(),
+                  stage.succeeded else { return nil }
+            let t = stage.output.texts()
+            return t.stdout + t.stderr
+        }
+    }
+
+    /// No more prepares; what runs is killed and the containers are stopped (the next daemon
+    /// adopts them: restores and starts them).
+    public func shutdown() async {
+        guard !stopped.exchange(true, ordering: .relaxed) else { return }
+        cleanup.cancel()
+        await withTaskGroup(of: Void.self) { group in
+            for slot in 0...pool.size {
+                let name = pool.name(slot)
+                group.addTask { [client] in
+                    _ = try? await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("stop"), "force": .bool(true)]),
+                                              timeout: .seconds(20))
+                }
+            }
+        }
+    }
+}
+
+/// The probe container, made ready once and used by one probe at a time.
+actor LXDProber {
+    private let pool: LXDContainerPool
+    private var cgroup: LXDHostCgroup?
+    private var digest = ""
+
+    init(pool: LXDContainerPool) { self.pool = pool }
+
+    func probe(_ body: @Sendable (LXDHostCgroup) async -> String?) async -> String? {
+        let spec = pool.spec.digest
+        if cgroup == nil || digest != spec {
+            guard let ready = try? await pool.makeReady(pool.probeIndex) else { return nil }
+            cgroup = ready
+            digest = spec
+        }
+        return await body(cgroup!)
+    }
+}

@@ -1,0 +1,177 @@
+import CodesandProtocol
+import Logging
+import Synchronization
+
+/// The pool's containers, PREFIX-0 … PREFIX-(n-1): created once from the spec (or adopted from an
+/// earlier daemon when made from the same spec and holding the `clean` snapshot), and restored to
+/// `clean` before each use — which stops every process, brings back the snapshot's filesystem and
+/// config, and mounts fresh tmpfs.
+final class LXDContainerPool: Sendable {
+    let client: LXDClient
+    /// The slots' count; container `size` is the probe container (PREFIX-probe), for the languages' probes.
+    let size: Int
+    private let logger: Logger
+    /// The spec containers are made from now, and per container whether it is known to match it
+    /// (adopted or created by this daemon). A reload with another spec forgets them all: each is
+    /// replaced at its next prepare.
+    private let state: Mutex<(spec: LXDInstanceSpec, known: [Bool])>
+    let prefix: String
+
+    init(client: LXDClient, spec: LXDInstanceSpec, size: Int, logger: Logger) {
+        self.client = client
+        self.size = size
+        self.logger = logger
+        self.prefix = spec.lxd.prefix
+        self.state = Mutex((spec, Array(repeating: false, count: size + 1)))
+    }
+
+    var spec: LXDInstanceSpec { state.withLock { $0.spec } }
+    var probeIndex: Int { size }
+
+    func name(_ slot: Int) -> String { slot == size ? "\(prefix)-probe" : "\(prefix)-\(slot)" }
+
+    /// Containers are made from `spec` from now on; true if it differs from the one before.
+    @discardableResult
+    func update(_ spec: LXDInstanceSpec) -> Bool {
+        state.withLock { s in
+            guard s.spec.digest != spec.digest else { return false }
+            s.spec = spec
+            s.known = Array(repeating: false, count: size + 1)
+            return true
+        }
+    }
+
+    /// Makes `slot`'s container clean and running; returns its host cgroups. A failure forgets the
+    /// container: the next attempt looks at it again and replaces it if it is broken (its snapshot
+    /// deleted, its config changed by hand).
+    func makeReady(_ slot: Int) async throws -> LXDHostCgroup {
+        do {
+            return try await restoreOrCreate(slot)
+        } catch {
+            state.withLock { $0.known[slot] = false }
+            throw error
+        }
+    }
+
+    private func restoreOrCreate(_ slot: Int) async throws -> LXDHostCgroup {
+        let name = name(slot)
+        let fresh = try await ensure(slot)
+        if !fresh {
+            try await client.run(.PUT, LXDPath.instance(name), json: .object(["restore": .string(LXDInstanceSpec.snapshot)]),
+                                 timeout: .seconds(120))
+        }
+        var (status, pid) = try await state(name)
+        if status != "Running" {
+            try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("start")]), timeout: .seconds(60))
+            (status, pid) = try await state(name)
+        }
+        guard status == "Running", pid > 0, let cgroup = LXDHostCgroup.of(pid: pid) else {
+            throw LXDError(what: "container \(name)", message: "not running after its restore (status \(status), init pid \(pid))")
+        }
+        guard cgroup.execDir != nil else {
+            throw LXDError(what: "container \(name)", message: "the host has no cgroup2 hierarchy (/sys/fs/cgroup/unified or a "
+                           + "v2 /sys/fs/cgroup), through which codesand kills a run's processes: the LXD backend needs one")
+        }
+        return cgroup
+    }
+
+    /// The container exists and matches the spec: adopted, or (re)created. True when it was just
+    /// created (it is clean: no restore needed).
+    private func ensure(_ slot: Int) async throws -> Bool {
+        let spec = self.spec
+        if state.withLock({ $0.known[slot] && $0.spec.digest == spec.digest }) { return false }
+        let name = name(slot)
+        do {
+            let meta = try await client.call(.GET, LXDPath.instance(name)).metadata
+            let digest = meta.objectValue?["config"]?.objectValue?[LXDInstanceSpec.specKey]?.stringValue
+            let hasSnapshot = (try? await client.call(.GET, LXDPath.snapshots(name) + "/" + LXDInstanceSpec.snapshot)) != nil
+            if digest == spec.digest && hasSnapshot {
+                logger.info("adopted the container of an earlier daemon", metadata: ["container": "\(name)"])
+                markKnown(slot, spec)
+                return false
+            }
+            logger.notice("replacing a container made from another spec", metadata: ["container": "\(name)"])
+            try await delete(name)
+        } catch let e as LXDError where e.isNotFound {
+        }
+        try await create(name, spec)
+        markKnown(slot, spec)
+        return true
+    }
+
+    private func markKnown(_ slot: Int, _ spec: LXDInstanceSpec) {
+        state.withLock { s in if s.spec.digest == spec.digest { s.known[slot] = true } }
+    }
+
+    /// Created from the spec, snapshotted while stopped (the snapshot holds the config, tmpfs mounts
+    /// included), then started.
+    private func create(_ name: String, _ spec: LXDInstanceSpec) async throws {
+        let start = ContinuousClock.now
+        try await client.run(.POST, LXDPath.instances(), json: spec.createBody(name: name), timeout: .seconds(600))
+        try await client.run(.POST, LXDPath.snapshots(name),
+                             json: .object(["name": .string(LXDInstanceSpec.snapshot), "stateful": .bool(false)]))
+        try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("start")]), timeout: .seconds(60))
+        logger.info("created a container", metadata: ["container": "\(name)", "ms": "\(milliseconds(since: start))"])
+    }
+
+    /// Stopped at once and deleted (no error if it is not there).
+    func delete(_ name: String) async throws {
+        do {
+            try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("stop"), "force": .bool(true)]),
+                                 timeout: .seconds(60))
+        } catch let e as LXDError where e.isNotFound {
+            return
+        } catch {
+            // Already stopped: LXD refuses to stop it again; the delete below says if something is wrong.
+        }
+        do {
+            try await client.run(.DELETE, LXDPath.instance(name), timeout: .seconds(120))
+        } catch let e as LXDError where e.isNotFound {
+        }
+    }
+
+    /// Deletes containers with the pool's prefix that are not the pool's (an earlier, larger pool):
+    /// nothing is left that this daemon does not own.
+    func removeStrays() async {
+        guard let list = try? await client.call(.GET, LXDPath.instances()).metadata, case .array(let urls) = list else { return }
+        let mine = Set((0...size).map(name))
+        for case .string(let url) in urls {
+            guard let last = url.split(separator: "?").first?.split(separator: "/").last else { continue }
+            let name = String(last).percentDecoded
+            guard name.hasPrefix(prefix + "-"), !mine.contains(name), Int(name.dropFirst(prefix.count + 1)) != nil else { continue }
+            logger.notice("deleting a container of an earlier, larger pool", metadata: ["container": "\(name)"])
+            try? await delete(name)
+        }
+    }
+
+    /// The instance's status ("Running", "Stopped", …) and its init's host pid.
+    func state(_ name: String) async throws -> (String, Int32) {
+        let meta = try await client.call(.GET, LXDPath.state(name)).metadata.objectValue ?? [:]
+        var pid: Int32 = 0
+        if case .int(let p) = meta["pid"] { pid = Int32(truncatingIfNeeded: p) }
+        return (meta["status"]?.stringValue ?? "?", pid)
+    }
+}
+
+extension String {
+    /// "%2D" → "-": instance names in LXD's URLs.
+    var percentDecoded: String {
+        var out: [UInt8] = []
+        var bytes = Array(utf8)[...]
+        while let b = bytes.popFirst() {
+            if b == UInt8(ascii: "%"), bytes.count >= 2, let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16) {
+                out.append(v)
+                bytes = bytes.dropFirst(2)
+            } else {
+                out.append(b)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Whole milliseconds from `start` to now.
+func milliseconds(since start: ContinuousClock.Instant) -> Int64 {
+    let d = (ContinuousClock.now - start).components
+    return d.seconds * 1000 + d.attoseconds / 1_000_000_000_000_000
+}

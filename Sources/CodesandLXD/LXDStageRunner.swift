@@ -1,0 +1,129 @@
+import CodesandCore
+import CodesandProtocol
+import NIOCore
+import NIOWebSocket
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs one exec (a compile stage or the program) in a ready container and supervises it with an
+/// LXDStageMachine: stdin goes out, stdout and stderr come in over the exec websockets while the
+/// caps hold; the operation's `/wait` gives the exit; the host cgroup gives the CPU time and kills.
+struct LXDStageRunner: Sendable {
+    let client: LXDClient
+    let container: String
+    let cgroup: LXDHostCgroup
+    let command: LXDExecCommand
+    let limits: LimitSet
+    let stdin: [UInt8]
+    let streamer: OutputStreamer?
+
+    func run() async throws -> StageOutcome {
+        cgroup.resetPeak()
+        let cpuBefore = cgroup.cpuNs(), oomBefore = cgroup.oomKills()
+        let session = try await LXDExecSession.start(client, instance: container, command: command)
+        defer { session.close() }
+        var machine = LXDStageMachine(limits: limits, streams: streamer != nil, now: monotonicNs())
+        let (events, sink) = AsyncStream.makeStream(of: LXDStageMachine.Event.self)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await Self.feed(stdin, to: session.stdin) }
+            group.addTask { await Self.read(session.stdout, as: .stdout, into: sink) }
+            group.addTask { await Self.read(session.stderr, as: .stderr, into: sink) }
+            group.addTask { await Self.drain(session.control) }
+            group.addTask { [client, limits] in
+                let timeout = Duration.milliseconds(limits.wallMs) + .seconds(30)
+                if let result = try? await client.wait(session.operation, timeout: timeout),
+                   case .int(let r) = result.metadata.objectValue?["return"] {
+                    sink.yield(.exited(waitStatus: LXDExecSession.waitStatus(fromReturn: r)))
+                } else {
+                    sink.yield(.exited(waitStatus: 9))  // the operation is gone: its command with it
+                }
+            }
+            group.addTask {
+                // The clock's turns: the machine says when it must look at the time next.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(10))
+                    sink.yield(.tick)
+                }
+            }
+            await withTaskCancellationHandler {
+                for await event in events {
+                    if await perform(machine.handle(event, now: monotonicNs()), sink: sink) { break }
+                }
+            } onCancel: {
+                sink.yield(.clientGone)
+            }
+            if !machine.isFinished {  // the request was cancelled: what the run produced so far
+                _ = machine.handle(.clientGone, now: monotonicNs())
+                await cgroup.killExec()
+            }
+            sink.finish()
+            session.close()
+            group.cancelAll()
+        }
+        streamer?.finish()
+        return machine.outcome(cpuNs: cgroup.cpuNs() &- cpuBefore, oomKilled: cgroup.oomKills() > oomBefore,
+                               memoryPeakBytes: cgroup.memoryPeak(), now: monotonicNs())
+    }
+
+    /// Does what the machine answered; true when the stage is over.
+    private func perform(_ actions: [LXDStageMachine.Action], sink: AsyncStream<LXDStageMachine.Event>.Continuation) async -> Bool {
+        var over = false
+        for action in actions {
+            switch action {
+            case .forward(let stream, let bytes):
+                bytes.withUnsafeBytes { streamer?.feed($0, from: stream) }
+            case .sampleCPU:
+                sink.yield(.cpuSample(usedNs: cgroup.cpuNs()))
+                if cgroup.execMainHasExited() { sink.yield(.mainExited) }
+            case .kill, .killLeftovers:
+                await cgroup.killExec()
+            case .finish:
+                over = true
+            }
+        }
+        return over
+    }
+
+    /// Sends stdin, then its end (an empty text frame); then waits for LXD to close the socket.
+    private static func feed(_ bytes: [UInt8], to ws: LXDWebSocket) async {
+        try? await ws.channel.executeThenClose { inbound, outbound in
+            try await ws.send(bytes, writer: outbound)
+            try await outbound.write(LXDWebSocket.endFrame())
+            for try await _ in inbound {}
+        }
+    }
+
+    /// Passes a stream's frames on as output events, then its end.
+    private static func read(_ ws: LXDWebSocket, as stream: OutputStream,
+                             into sink: AsyncStream<LXDStageMachine.Event>.Continuation) async {
+        try? await ws.channel.executeThenClose { inbound, outbound in
+            for try await frame in inbound {
+                switch frame.opcode {
+                case .binary, .continuation:
+                    let data = frame.unmaskedData
+                    if data.readableBytes > 0 { sink.yield(.output(stream, Array(buffer: data))) }
+                case .text:
+                    if frame.unmaskedData.readableBytes == 0 { return }  // LXD's end of the stream
+                case .connectionClose:
+                    return
+                case .ping:
+                    try await outbound.write(LXDWebSocket.frame(.pong, frame.unmaskedData))
+                default:
+                    continue
+                }
+            }
+        }
+        sink.yield(.ended(stream))
+    }
+
+    private static func drain(_ ws: LXDWebSocket) async {
+        try? await ws.channel.executeThenClose { inbound, _ in for try await _ in inbound {} }
+    }
+}
+
+func monotonicNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
