@@ -51,6 +51,14 @@ public struct OutputCollector: Sendable {
         bytes.withUnsafeBytes { _ = append($0, from: stream) }
     }
 
+    /// Appends `bytes` and returns the part of them that was kept (all, some, or none once the
+    /// caps are reached): what a `stream` request's client is sent.
+    public mutating func keep(_ bytes: [UInt8], from stream: OutputStream) -> ArraySlice<UInt8> {
+        let before = keptBytes
+        append(bytes, from: stream)
+        return bytes.prefix(keptBytes - before)
+    }
+
     /// The output as text: invalid UTF-8 becomes U+FFFD, NUL bytes are kept. A character cut in
     /// half by a cap is dropped rather than shown as U+FFFD.
     public func texts() -> (stdout: String, stderr: String, output: [OutputChunk]) {

@@ -75,12 +75,8 @@ struct LXDStageMachine {
         guard !isFinished else { return [] }
         switch event {
         case .output(let stream, let bytes):
-            let keptBefore = output.keptBytes
-            output.append(bytes, from: stream)
-            var actions: [Action] = []
-            if streams && output.keptBytes > keptBefore {
-                actions.append(.forward(stream, Array(bytes.prefix(output.keptBytes - keptBefore))))
-            }
+            let kept = output.keep(bytes, from: stream)
+            var actions: [Action] = streams && !kept.isEmpty ? [.forward(stream, Array(kept))] : []
             if output.truncated { actions += kill(.outputCap, now) }
             return actions
         case .ended(let stream):

@@ -114,12 +114,8 @@ struct StageMachine {
         case .ready(let pipe):
             return open.contains(pipe) ? [.read(pipe)] : []
         case .output(let stream, let bytes):
-            let keptBefore = output.keptBytes
-            output.append(bytes, from: stream)
-            var actions: [Action] = []
-            if streams && output.keptBytes > keptBefore {
-                actions.append(.forward(stream, Array(bytes.prefix(output.keptBytes - keptBefore))))
-            }
+            let kept = output.keep(bytes, from: stream)
+            var actions: [Action] = streams && !kept.isEmpty ? [.forward(stream, Array(kept))] : []
             if output.truncated { actions += kill(.outputCap, now) }
             return actions
         case .ended(let pipe):

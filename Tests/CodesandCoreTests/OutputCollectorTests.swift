@@ -54,4 +54,12 @@ final class OutputCollectorTests: XCTestCase {
         c.append(Array("ab€".utf8), from: .stdout)  // € is 3 bytes: the cap falls inside it
         XCTAssertEqual(c.texts().stdout, "ab")
     }
+
+    func test_keep_returns_the_part_kept_for_a_streaming_client() {
+        var c = OutputCollector(maxBytes: 5, maxLines: 100)
+        XCTAssertEqual(Array(c.keep(Array("abc".utf8), from: .stdout)), Array("abc".utf8))
+        XCTAssertEqual(Array(c.keep(Array("defg".utf8), from: .stderr)), Array("de".utf8), "cut at the cap")
+        XCTAssertTrue(c.keep(Array("h".utf8), from: .stdout).isEmpty, "nothing more once truncated")
+        XCTAssertTrue(c.truncated)
+    }
 }
