@@ -39,11 +39,10 @@ public final class RPCServer: Sendable {
         ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             // accept() failing with EMFILE/ENFILE (no fd left) leaves the listening socket readable:
-            // without a pause before the next try, the event loop spins at 100% CPU. This bootstrap
-            // API does not add NIO's back-off handler by itself (only the async one does).
+            // without a pause before the next try, the event loop spins at 100% CPU (AcceptPause.swift).
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(backoffProvider: { _ in .milliseconds(200) }))
+                    try channel.pipeline.syncOperations.addHandler(AcceptPauseHandler(pause: .milliseconds(200)))
                 }
             }
             // A client that shuts down its sending side (`echo … | socat`) still gets its replies.

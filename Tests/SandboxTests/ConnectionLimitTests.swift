@@ -134,6 +134,16 @@ final class ConnectionLimitTests: XCTestCase {
     func test_accept_failing_with_emfile_backs_off_and_recovers() throws {
         let daemon = try TestDaemon()
         let served = try (1...3).map { _ in try statusOrRefusal(daemon.socket).0 }
+        // Every slot ready first: a prepare still under way would close fds after the limit is
+        // lowered, and one accept then succeeding would hide a spin (NIO's accept back-off only
+        // worked after an accept that succeeded: AcceptPause.swift).
+        let ready = (0..<200).contains { _ in
+            let slots = result(served[0].call(#"{"jsonrpc":"2.0","id":2,"method":"status"}"#))?["slots"] as? [String: Int]
+            if slots?["ready"] == 2 { return true }
+            usleep(50_000)
+            return false
+        }
+        XCTAssertTrue(ready, "the pool did not get ready")
         // The soft limit at the lowest free fd number: no fd can be had. Only the soft one: raising a
         // hard limit again needs CAP_SYS_RESOURCE, which a test runner may lack.
         let open = daemon.lowestFreeFD, hard = daemon.hardFileLimit
