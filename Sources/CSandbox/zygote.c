@@ -35,8 +35,12 @@ struct zy_request {
     uint64_t rlimit_cpu_s, rlimit_fsize, rlimit_nofile;
     uint32_t counts[4];    // strings in ro_paths, links, masked_paths, files
     uint32_t strings_len;  // root_dir, hostname, home, then the four lists, each string NUL-ended
-    uint32_t reserved;
+    uint32_t flags;        // ZY_PLAIN: no pre-started interpreter; the init runs the job's program
 };
+
+// The sandbox starts nothing in advance (spec.prestart_argv was NULL): the zygote only clones its
+// init, a clone of a small process instead of the daemon, and goes on serving.
+#define ZY_PLAIN 1u
 
 struct zy_reply {
     int32_t pid;  // the init's pid, or -1
@@ -86,6 +90,7 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
         .tmpfs_bytes = spec->tmpfs_bytes, .tmpfs_inodes = spec->tmpfs_inodes,
         .rlimit_cpu_s = spec->prestart_rlimit_cpu_s, .rlimit_fsize = spec->prestart_rlimit_fsize,
         .rlimit_nofile = spec->prestart_rlimit_nofile,
+        .flags = (spec->prestart_argv && spec->prestart_argv[0]) ? 0u : ZY_PLAIN,
     };
     size_t len = 0;
     for (int i = 0; i < 3; i++) len += strlen(singles[i]) + 1;
@@ -180,7 +185,7 @@ static int decode(const struct zy_request *req, const char *strings, size_t len,
     }
     if (p != end || items[0][0] != '/' || items[2][0] != '/') return -1;
     // The sandbox user is never root; the masks are under /proc (build_proc skips that prefix).
-    if (req->uid == 0 || req->gid == 0) return -1;
+    if (req->uid == 0 || req->gid == 0 || (req->flags & ~ZY_PLAIN)) return -1;
     for (const char *const *m = starts[2]; *m; m++) {
         if (strncmp(*m, "/proc/", 6) != 0) return -1;
     }
@@ -198,7 +203,7 @@ static int decode(const struct zy_request *req, const char *strings, size_t len,
     spec->prestart_rlimit_cpu_s = req->rlimit_cpu_s;
     spec->prestart_rlimit_fsize = req->rlimit_fsize;
     spec->prestart_rlimit_nofile = req->rlimit_nofile;
-    spec->prestart_fork = 1;
+    spec->prestart_fork = !(req->flags & ZY_PLAIN);
     return 0;
 }
 

@@ -4,7 +4,7 @@ import Synchronization
 /// recent requests share the pool in proportion (requests for languages that cannot be pre-started
 /// count for plain slots, which start nothing and so spend no CPU on an unused interpreter).
 public final class PrestartPlanner: Sendable {
-    static let window = 24  // short: a bot that switches languages gets its interpreter within a few requests
+    public static let window = 24  // short: a bot that switches languages gets its interpreter within a few requests
 
     private struct State {
         var recent: [String] = []          // language names of the latest requests, oldest first

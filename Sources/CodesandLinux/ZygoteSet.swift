@@ -69,6 +69,11 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
         }
     }
 
+    /// A zygote that runs now, to clone a plain sandbox's init (none is started for that).
+    var anyRunning: Zygote? {
+        state.withLock { s in s.zygotes.values.first(where: \.isAlive) }
+    }
+
     /// The running zygotes: language and pid.
     var running: [(language: String, pid: pid_t)] {
         state.withLock { s in s.zygotes.values.filter(\.isAlive).map { ($0.spec.language, $0.pid) } }

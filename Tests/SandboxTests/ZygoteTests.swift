@@ -36,6 +36,43 @@ final class ZygoteTests: XCTestCase {
         XCTAssertEqual(live.service.status().zygotes, ["python3"], "status reports it")
     }
 
+    /// A plain sandbox's init (bash here: nothing pre-started) is cloned by the running zygote, a
+    /// small process, not by the daemon: its /proc/PID/exe is the zygote's interpreter. The program
+    /// still starts from an exec, with nothing of the zygote's: default signals, its own argv.
+    func test_a_plain_sandbox_is_cloned_by_a_running_zygote() async throws {
+        try requireRoot()
+        let live = try await LiveService(pool: 2)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        _ = try await Self.warmRun(live, "print(1)")  // the zygote runs
+        XCTAssertEqual(live.backend.zygotes.map(\.language), ["python3"])
+        // Only bash asked for now: the slots are prepared plain (a slot prepared for python3 is
+        // the zygote's clone anyway, and runs bash after killing its interpreter).
+        for _ in 0..<PrestartPlanner.window { _ = try await live.run("bash", "true") }
+        await live.waitUntilReady()
+        for _ in 0..<2 { _ = try await live.run("bash", "true") }
+        await live.waitUntilReady()
+        let marker = "4\(UInt32.random(in: 100_000...999_999))"
+        async let slow = live.run("bash", "sleep 2.\(marker); grep -E '^Sig(Ign|Blk)' /proc/self/status; cat /proc/self/cmdline | tr '\\0' ' '")
+        var initExe: String?
+        for _ in 0..<100 where initExe == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            guard let sleeper = sandboxUserProcesses(matching: "sleep 2.\(marker)").first,
+                  let status = try? String(contentsOfFile: "/proc/\(sleeper)/status", encoding: .utf8),
+                  let ppid = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })?.split(separator: "\t").last
+            else { continue }
+            // bash runs `sleep` as its child; bash's parent is the init.
+            guard let bashStatus = try? String(contentsOfFile: "/proc/\(ppid)/status", encoding: .utf8),
+                  let initPID = bashStatus.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })?.split(separator: "\t").last
+            else { continue }
+            initExe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(initPID)/exe")
+        }
+        let r = try await slow
+        XCTAssertTrue(initExe?.contains("python3") == true, "the bash run's init was cloned from \(initExe ?? "?")")
+        XCTAssertTrue(r.stdout.contains("SigIgn:\t0000000000000000") && r.stdout.contains("SigBlk:\t0000000000000000"), r.stdout)
+        XCTAssertTrue(r.stdout.hasSuffix("/bin/cat /proc/self/cmdline ") || r.stdout.hasSuffix("cat /proc/self/cmdline "), r.stdout)
+    }
+
     func test_each_fork_has_its_own_random_state() async throws {
         try requireRoot()
         let live = try await LiveService(pool: 2)
