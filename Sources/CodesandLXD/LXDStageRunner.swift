@@ -27,8 +27,9 @@ struct LXDStageRunner: Sendable {
         let (events, sink) = AsyncStream.makeStream(of: LXDStageMachine.Event.self)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await Self.feed(stdin, to: session.stdin) }
-            group.addTask { await Self.read(session.stdout, as: .stdout, into: sink) }
-            group.addTask { await Self.read(session.stderr, as: .stderr, into: sink) }
+            let cap = Int(clamping: limits.outputBytes)
+            group.addTask { await Self.read(session.stdout, as: .stdout, cap: cap, into: sink) }
+            group.addTask { await Self.read(session.stderr, as: .stderr, cap: cap, into: sink) }
             group.addTask { await Self.drain(session.control) }
             group.addTask { [client, limits] in
                 let timeout = Duration.milliseconds(limits.wallMs) + .seconds(30)
@@ -94,15 +95,21 @@ struct LXDStageRunner: Sendable {
         }
     }
 
-    /// Passes a stream's frames on as output events, then its end.
-    private static func read(_ ws: LXDWebSocket, as stream: OutputStream,
+    /// Passes a stream's frames on as output events, then its end. Reading stops once the stream
+    /// alone has passed more than `cap` bytes on: the machine kills the run at the cap, and the
+    /// events stream is unbounded, so a program writing faster than they are handled must not
+    /// fill the daemon's memory meanwhile (the program blocks on its full pipe until it dies).
+    private static func read(_ ws: LXDWebSocket, as stream: OutputStream, cap: Int,
                              into sink: AsyncStream<LXDStageMachine.Event>.Continuation) async {
+        var passed = 0
         try? await ws.channel.executeThenClose { inbound, outbound in
             for try await frame in inbound {
                 switch frame.opcode {
                 case .binary, .continuation:
                     let data = frame.unmaskedData
                     if data.readableBytes > 0 { sink.yield(.output(stream, Array(buffer: data))) }
+                    passed += data.readableBytes
+                    if passed > cap { return }
                 case .text:
                     if frame.unmaskedData.readableBytes == 0 { return }  // LXD's end of the stream
                 case .connectionClose:
