@@ -39,7 +39,10 @@ public final class LXDBackend: SandboxBackend {
         self.pool = pool
         ready = Mutex(Array(repeating: nil, count: poolSize))
         cgroupVersion = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1"
-        cleanup = Task { await pool.removeStrays() }
+        cleanup = Task {
+            await pool.removeStrays()
+            if (try? await pool.watch.clustered()) == true { pool.watch.start() }
+        }
         prober = LXDProber(pool: pool)
     }
 
@@ -50,15 +53,27 @@ public final class LXDBackend: SandboxBackend {
         let cgroup = try await pool.makeReady(slot)
         guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
         ready.withLock { $0[slot] = cgroup }
+        pool.watch.slotReady(slot)
     }
 
     public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         let container = pool.name(slot)
         let taken = ready.withLock { r in defer { r[slot] = nil }; return r[slot] }
+        pool.watch.slotTaken(slot)
         let cgroup: LXDHostCgroup
-        if let taken { cgroup = taken } else { cgroup = try await pool.makeReady(slot) }
         let uid = sandbox.lxd.uid, gid = sandbox.lxd.gid
-        try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
+        // Until the code is in, nothing of the job ran: a failure here (the container's cluster
+        // member gone) sends the run to another slot.
+        do {
+            if let taken { cgroup = taken } else { cgroup = try await pool.makeReady(slot) }
+            try await pool.watch.guarding(container) { [client, sandbox] in
+                try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
+            }
+        } catch let e as SandboxUnavailable {
+            throw e
+        } catch where !(error is CancellationError) && !Task.isCancelled {
+            throw SandboxUnavailable("container \(container) could not take the run: \(error)")
+        }
         var outcome = SandboxOutcome(compile: nil, run: nil)
         if let compile = job.compile {
             cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
@@ -78,6 +93,11 @@ public final class LXDBackend: SandboxBackend {
                        command: LXDExecCommand(argv: argv, env: env, uid: sandbox.lxd.uid, gid: sandbox.lxd.gid, cwd: sandbox.home),
                        limits: limits, stdin: stdin, streamer: streamer)
     }
+
+    /// Per slot, the cluster member its container is on; nil on a standalone LXD.
+    public func slotMembers() -> [String?]? { pool.slotMembers() }
+
+    public func observe(_ events: any SlotEvents) { pool.watch.observe(events) }
 
     /// Processes left in ready containers beyond their init: what runs left behind (0 on a clean pool).
     public func strayProcesses() -> [Int32]? {
@@ -129,9 +149,11 @@ public final class LXDBackend: SandboxBackend {
     public func shutdown() async {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
         cleanup.cancel()
+        pool.watch.stop()
         await withTaskGroup(of: Void.self) { group in
             for slot in 0...pool.size {
                 let name = pool.name(slot)
+                guard pool.watch.unreachable(name) == nil else { continue }  // on a member gone: a request would hang 10 s
                 group.addTask { [client] in
                     _ = try? await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("stop"), "force": .bool(true)]),
                                               timeout: .seconds(20))
