@@ -114,7 +114,8 @@ public final class LXDBackend: SandboxBackend {
         }
         try new.lxd.validateForBackend()
         for (key, changed) in [("lxd.socket", new.lxd.socket != sandbox.lxd.socket), ("lxd.project", new.lxd.project != sandbox.lxd.project),
-                               ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix), ("sandbox.home", new.home != sandbox.home)] where changed {
+                               ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix),
+                               ("lxd.members", new.lxd.members != sandbox.lxd.members), ("sandbox.home", new.home != sandbox.home)] where changed {
             throw SandboxError("\(key) cannot change on a reload: restart the daemon")
         }
         let spec = LXDInstanceSpec(lxd: new.lxd, home: new.home, tmpfsBytes: new.tmpfsBytes, tmpfsInodes: new.tmpfsInodes,

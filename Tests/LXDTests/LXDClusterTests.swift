@@ -167,6 +167,13 @@ extension LXDSourceTests {
             XCTAssertTrue("\(error)".contains("not clustered"), "\(error)")
         }
         XCTAssertNil(backend.slotMembers(), "a standalone LXD has no members")
+        cfg.sandbox.lxd.members = []
+        do {
+            _ = try await backend.addGeneration(cfg)
+            XCTFail("members changed on a reload: the slots' placement is the daemon's for its life")
+        } catch {
+            XCTAssertTrue("\(error)".contains("lxd.members"), "\(error)")
+        }
         await backend.shutdown()
     }
 }
