@@ -77,14 +77,26 @@ public final class LXDBackend: SandboxBackend {
         var outcome = SandboxOutcome(compile: nil, run: nil)
         if let compile = job.compile {
             cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
-            let stage = try await stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil).run()
+            let runner = stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil)
+            let stage = try await firstStage(container) { try await runner.run() }
             outcome.compile = stage
             guard stage.succeeded, !Task.isCancelled else { return outcome }
         }
         cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1)
         let streamer = onOutput.map { OutputStreamer(sink: $0) }
-        outcome.run = try await stageRunner(container, cgroup, job.argv, job.env, job.limits, job.stdin, streamer).run()
+        let runner = stageRunner(container, cgroup, job.argv, job.env, job.limits, job.stdin, streamer)
+        outcome.run = job.compile == nil ? try await firstStage(container) { try await runner.run() } : try await runner.run()
         return outcome
+    }
+
+    /// The job's first exec, refused by LXD (no operation made, so nothing of the job ran: e.g. its
+    /// cluster member is shutting down): the run may go to another slot.
+    private func firstStage(_ container: String, _ body: () async throws -> StageOutcome) async throws -> StageOutcome {
+        do {
+            return try await body()
+        } catch let e as LXDError where e.what == "POST " + LXDPath.exec(container) && !Task.isCancelled {
+            throw SandboxUnavailable("container \(container) could not start the program: \(e)")
+        }
     }
 
     private func stageRunner(_ container: String, _ cgroup: LXDHostCgroup, _ argv: [String], _ env: [String], _ limits: LimitSet,
