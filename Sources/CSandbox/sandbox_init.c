@@ -308,14 +308,33 @@ static void drop_privileges_of_init(void) {
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
-// Forks the stage's program, reaps until it exits (orphans included), and reports its wait status.
-// Before the last stage's fork the init keeps what it needs to fork again; after it, nothing.
+// The program's start shares the init's memory until its execve (CLONE_VM | CLONE_VFORK, as
+// posix_spawn does): a fork would copy the init's page tables — the init is a copy of a zygote's
+// interpreter or of the daemon — only for the exec to throw them away, and every page both then
+// write would be copied again. The child runs on this stack of its own, touches none of the init's
+// data (become_program: its own fd table, signal dispositions, credentials; no allocation), and the
+// init waits until the exec (or the child's exit) before it goes on.
+static char program_stack[128 << 10] __attribute__((aligned(64)));
+
+struct program_start {
+    const struct cs_sandbox_spec *s;
+    char *const *argv, *const *envp;
+    struct exec_limits limits;
+    int32_t stage;
+};
+
+static int program_main(void *arg) {
+    const struct program_start *p = arg;
+    exec_program(p->s, p->argv, p->envp, p->limits, p->stage, -1);
+}
+
+// Starts the stage's program, reaps until it exits (orphans included), and reports its wait status.
+// Before the last stage's start the init keeps what it needs to start another; after it, nothing.
 static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job, char **argv, int32_t stage, pid_t child) {
     if (child <= 0) {
-        child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+        struct program_start start = {s, argv, job->envp, {job->h.rlimit_cpu_s, job->h.rlimit_fsize, job->h.rlimit_nofile}, stage};
+        child = clone(program_main, program_stack + sizeof program_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
         if (child < 0) cs_fail(CS_STEP_FORK);
-        struct exec_limits limits = {job->h.rlimit_cpu_s, job->h.rlimit_fsize, job->h.rlimit_nofile};
-        if (child == 0) exec_program(s, argv, job->envp, limits, stage, -1);
     }
     if (stage == 1) drop_privileges_of_init();  // the init only reaps and reports from here on
     struct cs_stage_status record = {.stage = stage, .wait_status = 0};

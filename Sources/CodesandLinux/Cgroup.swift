@@ -2,6 +2,7 @@ import CSandbox
 import CodesandCore
 import Foundation
 import Glibc
+import Synchronization
 
 /// The cgroup of one sandbox slot: limits, accounting and the killer.
 protocol SlotCgroup: Sendable {
@@ -41,6 +42,22 @@ let reclaimedEnough: Int64 = 256 << 10
 /// with it charged: its reported peak may be that much high, and under its memory limit the
 /// kernel reclaims the page cache first, as it would anyway.
 let leftoverKeptBetweenRuns: Int64 = 2 << 20
+
+/// The limits a slot's cgroup holds, as last written: a slot's next sandbox usually wants the ones
+/// the last left (the defaults), and the writes (six or seven files, each an open, write and close,
+/// a memory limit's possibly a reclaim) are skipped then. Unknown (nil) while a write is under way
+/// or after one failed.
+final class AppliedLimits: Sendable {
+    private let value = Mutex<LimitSet?>(nil)
+
+    /// Runs `write` unless the cgroup holds `limits` already.
+    func apply(_ limits: LimitSet, write: () throws -> Void) throws {
+        if value.withLock({ $0 }) == limits { return }
+        value.withLock { $0 = nil }
+        try write()
+        value.withLock { $0 = limits }
+    }
+}
 
 /// Where the slots' cgroups live and how they are made.
 protocol CgroupDriver: Sendable {

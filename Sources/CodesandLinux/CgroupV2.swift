@@ -55,10 +55,20 @@ struct CgroupV2Driver: CgroupDriver {
 struct SlotCgroupV2: SlotCgroup {
     let dir: String
     let requireControllers: Bool
+    private let applied = AppliedLimits()
+
+    init(dir: String, requireControllers: Bool) {
+        self.dir = dir
+        self.requireControllers = requireControllers
+    }
 
     var procsFiles: [String] { ["\(dir)/cgroup.procs"] }
 
     func apply(limits: LimitSet) throws {
+        try applied.apply(limits) { try write(limits) }
+    }
+
+    private func write(_ limits: LimitSet) throws {
         let settings = [("memory.max", "\(limits.memoryBytes)"), ("memory.swap.max", "0"),
                         ("pids.max", "\(limits.pids)"), ("cpu.max", "100000 100000")]
         for (file, value) in settings {
