@@ -81,6 +81,7 @@ public final class RunService: Sendable {
         let spec = language.spec
         var job = try JobBuilder(config: config, spec: spec).job(for: params)
         job.generation = generation
+        job.compile?.version = language.version
 
         let slot = try await acquireSlot(key: "\(peer.uid)/\(params.requester ?? "")", job: job, language: spec.name)
         defer { pool.finished(slot) }  // whatever happens, the slot is reset before its next use
