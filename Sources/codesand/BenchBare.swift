@@ -22,20 +22,45 @@ final class BareRunner: Sendable {
         "perl": ("/usr/bin/perl", "pl", []),
     ]
 
+    /// Compiled languages: the default configuration's compile and run argv ({dir}: the temp
+    /// directory, {file}: the code's file in it; no compile_flags), its file name and the
+    /// environment it adds. Each bare run compiles then runs, as the daemon's does; `fresh` is a
+    /// directory emptied before each run, untimed (go's build cache: the sandbox's /tmp is new
+    /// for each run, so the daemon's compile never finds it warm).
+    static let compilers: [String: (compile: [String], run: [String], file: String, env: [String], fresh: String?)] = [
+        "gcc": (["/usr/bin/gcc", "-o", "{dir}/main", "{file}", "-lm"], ["{dir}/main"], "main.c", [], nil),
+        "g++": (["/usr/bin/g++", "-o", "{dir}/main", "{file}"], ["{dir}/main"], "main.cpp", [], nil),
+        "go": (["/usr/bin/go", "build", "-o", "{dir}/main", "{file}"], ["{dir}/main"], "main.go",
+               ["GOCACHE={dir}/go-cache", "GOPATH={dir}/go", "GO111MODULE=off", "CGO_ENABLED=0", "GOTOOLCHAIN=local"], "go-cache"),
+        "java": (["/usr/bin/javac", "-J-Xmx256m", "-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1", "-d", "{dir}", "{file}"],
+                 ["/usr/bin/java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp", "{dir}", "Main"],
+                 "Main.java", [], nil),
+    ]
+
     let argv: [String]
+    /// A compiled language's compile argv, spawned (and required to exit 0) before `argv`.
+    let compileArgv: [String]?
     let env: [String]
     let directory: String
+    /// Emptied before each run, outside the timed part (see `compilers`).
+    let fresh: String?
 
-    private init(argv: [String], env: [String], directory: String) {
+    private init(argv: [String], compileArgv: [String]? = nil, env: [String], directory: String, fresh: String? = nil) {
         self.argv = argv
+        self.compileArgv = compileArgv
         self.env = env
         self.directory = directory
+        self.fresh = fresh
     }
+
+    /// What the report shows: the compile argv, "&&", then the program's.
+    var description: [String] { (compileArgv.map { $0 + ["&&"] } ?? []) + argv }
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     /// nil, with a note saying why, when there is nothing to run bare.
     static func make(language: String, code: String, override: String?, notes: inout [String]) -> BareRunner? {
+        if override == nil, let compiler = compilers[language] { return makeCompiled(compiler, code: code, notes: &notes) }
         let known = interpreters[language]
         let words = override.map { $0.split(separator: " ").map(String.init) } ?? known.map { [$0.path, "{file}"] }
         guard let words, let program = words.first else {
@@ -64,6 +89,36 @@ final class BareRunner: Sendable {
                           directory: directory)
     }
 
+    private static func makeCompiled(_ c: (compile: [String], run: [String], file: String, env: [String], fresh: String?),
+                                     code: String, notes: inout [String]) -> BareRunner? {
+        guard access(c.compile[0], X_OK) == 0 else {
+            notes.append("\(c.compile[0]) is not executable here: bare part skipped")
+            return nil
+        }
+        guard let directory = makeTempDirectory(notes: &notes) else { return nil }
+        let file = directory + "/" + c.file
+        guard FileManager.default.createFile(atPath: file, contents: Data(code.utf8)) else {
+            notes.append("cannot write \(file): bare part skipped")
+            return nil
+        }
+        func expand(_ words: [String]) -> [String] {
+            words.map { $0.replacingOccurrences(of: "{file}", with: file).replacingOccurrences(of: "{dir}", with: directory) }
+        }
+        let env = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(directory)", "LANG=C.UTF-8", "TMPDIR=/tmp"] + expand(c.env)
+        return BareRunner(argv: expand(c.run), compileArgv: expand(c.compile), env: env, directory: directory,
+                          fresh: c.fresh.map { directory + "/" + $0 })
+    }
+
+    private static func makeTempDirectory(notes: inout [String]) -> String? {
+        var template = Array("/tmp/codesand-bench-XXXXXX".utf8CString)
+        guard let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!).map { String(cString: $0) } })
+        else {
+            notes.append("cannot make a temp directory: bare part skipped")
+            return nil
+        }
+        return directory
+    }
+
     /// C threads spawn and wait for runs until `runs` are done. Threads, not tasks: waitpid and read
     /// block, and blocked tasks would starve Swift's cooperative pool (one thread per core).
     func phase(runs: Int, concurrency: Int, expected: Expected, pauseMs: Int) async -> (samples: [Sample], elapsedS: Double) {
@@ -88,6 +143,7 @@ final class BareRunner: Sendable {
     }
 
     private func measure(_ expected: Expected) -> Sample {
+        if let fresh { try? FileManager.default.removeItem(atPath: fresh) }
         let start = monotonicNanos()
         let outcome = run()
         let ms = millisecondsSince(start)
@@ -103,9 +159,21 @@ final class BareRunner: Sendable {
     struct Exit { var stdout: String; var exitedZero: Bool }
     struct Failure: Error { var message: String }
 
-    /// Spawns the program with stdin from /dev/null, reads stdout and stderr until both close
-    /// (stderr is thrown away), and waits for it to exit.
+    /// Compiles (a compiled language: the compiler must exit 0), then runs the program.
     func run() -> Result<Exit, Failure> {
+        if let compileArgv {
+            switch spawnAndWait(compileArgv) {
+            case .failure(let error): return .failure(error)
+            case .success(let exit) where !exit.exitedZero: return .failure(Failure(message: "the bare compile failed"))
+            case .success: break
+            }
+        }
+        return spawnAndWait(argv)
+    }
+
+    /// Spawns `argv` with stdin from /dev/null, reads stdout and stderr until both close
+    /// (stderr is thrown away), and waits for it to exit.
+    private func spawnAndWait(_ argv: [String]) -> Result<Exit, Failure> {
         var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
         // O_CLOEXEC: a child spawned meanwhile by another worker must not hold our pipes open.
         guard Self.pipe2(&out, O_CLOEXEC) == 0 else { return .failure(Failure(message: "pipe: \(errnoText())")) }
