@@ -45,7 +45,12 @@ final class BareRunner: Sendable {
     /// Emptied before each run, outside the timed part (see `compilers`).
     let fresh: String?
 
-    private init(argv: [String], compileArgv: [String]? = nil, env: [String], directory: String, fresh: String? = nil) {
+    /// False for a worker's runner: its directory is inside the main runner's, which removes it.
+    let ownsDirectory: Bool
+
+    private init(argv: [String], compileArgv: [String]? = nil, env: [String], directory: String, fresh: String? = nil,
+                 ownsDirectory: Bool = true) {
+        self.ownsDirectory = ownsDirectory
         self.argv = argv
         self.compileArgv = compileArgv
         self.env = env
@@ -56,7 +61,12 @@ final class BareRunner: Sendable {
     /// What the report shows: the compile argv, "&&", then the program's.
     var description: [String] { (compileArgv.map { $0 + ["&&"] } ?? []) + argv }
 
-    deinit { try? FileManager.default.removeItem(atPath: directory) }
+    deinit { if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) } }
+
+    /// `path` with the directory replaced by worker `worker`'s own.
+    private func workerPath(_ path: String, _ worker: Int) -> String {
+        worker == 0 ? path : path.replacingOccurrences(of: directory, with: directory + "/w\(worker)")
+    }
 
     /// nil, with a note saying why, when there is nothing to run bare.
     static func make(language: String, code: String, override: String?, notes: inout [String]) -> BareRunner? {
@@ -127,11 +137,11 @@ final class BareRunner: Sendable {
         let start = monotonicNanos()
         await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
             let workersLeft = Counter(start: concurrency)
-            for _ in 0..<concurrency {
+            for worker in 0..<concurrency {
                 Thread { [self] in
                     var mine: [Sample] = []
                     while next.take() < runs {
-                        mine.append(measure(expected))
+                        mine.append(measure(expected, worker: worker))
                         if pauseMs > 0 { usleep(UInt32(pauseMs) * 1000) }
                     }
                     collected.withLock { $0 += mine }
@@ -142,10 +152,10 @@ final class BareRunner: Sendable {
         return (collected.withLock { $0 }, secondsSince(start))
     }
 
-    private func measure(_ expected: Expected) -> Sample {
-        if let fresh { try? FileManager.default.removeItem(atPath: fresh) }
+    private func measure(_ expected: Expected, worker: Int) -> Sample {
+        if let fresh { try? FileManager.default.removeItem(atPath: workerPath(fresh, worker)) }
         let start = monotonicNanos()
-        let outcome = run()
+        let outcome = run(worker: worker)
         let ms = millisecondsSince(start)
         switch outcome {
         case .failure(let error): return Sample(ms: ms, outcome: .failed("bare: \(error.message)"))
@@ -160,8 +170,22 @@ final class BareRunner: Sendable {
     struct Failure: Error { var message: String }
 
     /// Compiles (a compiled language: the compiler must exit 0), then runs the program.
-    func run() -> Result<Exit, Failure> {
+    /// `worker`: a compiled language's concurrent workers each compile in a directory of their
+    /// own (worker 0 in `directory`, n in `directory/wn`), or they would overwrite each other's program.
+    func run(worker: Int = 0) -> Result<Exit, Failure> {
         if let compileArgv {
+            if worker > 0 {
+                let own = directory + "/w\(worker)"
+                if !FileManager.default.fileExists(atPath: own) {
+                    try? FileManager.default.createDirectory(atPath: own, withIntermediateDirectories: false)
+                    for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where file.contains(".") {
+                        try? FileManager.default.copyItem(atPath: directory + "/" + file, toPath: own + "/" + file)
+                    }
+                }
+                let mine = BareRunner(argv: argv.map { workerPath($0, worker) }, compileArgv: compileArgv.map { workerPath($0, worker) },
+                                      env: env.map { workerPath($0, worker) }, directory: own, fresh: nil, ownsDirectory: false)
+                return mine.run()
+            }
             switch spawnAndWait(compileArgv) {
             case .failure(let error): return .failure(error)
             case .success(let exit) where !exit.exitedZero: return .failure(Failure(message: "the bare compile failed"))
