@@ -19,9 +19,7 @@ final class CompileCacheTests: XCTestCase {
     }
 
     override func tearDown() async throws {
-        guard let live else { return }
-        live.shutdown()
-        try? FileManager.default.removeItem(atPath: live.config.sandbox.stateDir + "/compile-cache")
+        live?.shutdown()
     }
 
     private func start(pool: Int = 2, configure: @escaping (inout CodesandConfig) -> Void = { _ in }) async throws {
@@ -74,6 +72,9 @@ final class CompileCacheTests: XCTestCase {
         XCTAssertEqual(second.compile?.status, .ok)
         XCTAssertEqual(second.compile?.exitCode, 0)
         XCTAssertEqual(cache.stats.hits, 1)
+        let counted = live.service.metrics.compileCacheCounts("gcc")
+        XCTAssertEqual(counted.hits, 1)
+        XCTAssertEqual(counted.misses, 1)
         XCTAssertEqual(cacheFiles.count, 1)
         // The entry is root's alone, in a directory that is root's alone.
         var st = stat()
@@ -272,7 +273,7 @@ final class CompileCacheTests: XCTestCase {
         let config = live.config
         live.backend.shutdown()
         let backend = try NativeBackend(config: config.sandbox, poolSize: 1, defaultLimits: config.defaultLimits, logger: testLogger)
-        defer { backend.shutdown() }
+        defer { backend.shutdown() }  // then tearDown's live.shutdown() removes the cache directory
         XCTAssertEqual(backend.compileCache?.entryCount, 1)
     }
 }
