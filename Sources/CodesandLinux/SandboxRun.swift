@@ -5,12 +5,15 @@ import Glibc
 //
 //   take the slot's ready sandbox (or build a plain one: the slot has none, or one built from
 //   another generation of the configuration)
+//   → a compile the compile cache holds is dropped from the job, and the stored program written
+//     into the sandbox's home before the hand-over (CompileCache)
 //   → first stage (the compile if there is one, else the program): its limits on the cgroup; a
 //     pre-started sandbox that cannot take them (EBUSY: its interpreter already holds more) is
 //     replaced by a plain one → decide, once, whether the waiting interpreter runs the program →
 //     hand the job over (the init writes the file and starts the stage at once) → supervise →
 //     account
-//   → run stage, after a compile that succeeded: reclaim what the compiler left, the program's
+//   → run stage, after a compile that succeeded: its output kept in the compile cache (before
+//     anything of the snippet runs), reclaim what the compiler left, the program's
 //     limits on the cgroup (EBUSY: the binary alone exceeds them, so the run is oom), what is still
 //     charged counted out of its peak, the word 'r' → supervise → account
 //   → end, whatever happened, in one place: the init is killed and the sandbox handed back to its
