@@ -4,6 +4,12 @@ import CodesandProtocol
 public struct CompileStage: Sendable {
     public var argv: [String]
     public var limits: LimitSet
+    /// The single file the compile writes in the home directory (LanguageSpec.compileOutput): a
+    /// backend with a compile cache keeps it after a successful compile. "": not cached.
+    public var output = ""
+    /// The language and its compiler's version (the language table's), part of the cache key.
+    public var language = ""
+    public var version = ""
     public init(argv: [String], limits: LimitSet) {
         self.argv = argv
         self.limits = limits
@@ -93,6 +99,9 @@ public struct SandboxOutcome: Sendable {
     public var run: StageOutcome?
     /// The run went to an interpreter started in advance (see PrestartSpec).
     public var prestarted = false
+    /// The compiled program came from the compile cache: `compile` is the stored compile's
+    /// messages, the compiler did not run.
+    public var compileCached = false
 
     public init(compile: StageOutcome?, run: StageOutcome?) {
         self.compile = compile

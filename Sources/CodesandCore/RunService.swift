@@ -81,6 +81,7 @@ public final class RunService: Sendable {
         let spec = language.spec
         var job = try JobBuilder(config: config, spec: spec).job(for: params)
         job.generation = generation
+        job.compile?.version = language.version
 
         let key = "\(peer.uid)/\(params.requester ?? "")"
         var (slot, outcome): (Int, SandboxOutcome)
@@ -111,6 +112,9 @@ public final class RunService: Sendable {
             throw RPCError(.shuttingDown, "the run was stopped before it ended: the daemon is shutting down")
         }
         if job.prestart != nil { metrics.recordPrestart(language: spec.name, hit: outcome.prestarted) }
+        if job.compile?.output.isEmpty == false, outcome.compile != nil {
+            metrics.recordCompileCache(language: spec.name, hit: outcome.compileCached)
+        }
         let result = RunResult.build(from: outcome)
         let latency = ContinuousClock.now - received
         metrics.recordRun(language: spec.name, status: result.status.rawValue,
