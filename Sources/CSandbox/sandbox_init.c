@@ -366,11 +366,7 @@ static int init_main(const struct cs_sandbox_spec *s) {
     if (s->prestart_fork) prctl(PR_GET_NAME, zygote_name, 0, 0, 0);
     prctl(PR_SET_NAME, "codesand-init", 0, 0, 0);  // not the daemon thread's name, in ps inside and out
     set_cmdline("codesand-init");
-    int kept_netns = cs_enter_kept_netns(s);  // while netns_fd is open (setup_fds closes it)
     setup_fds(s);
-    // Cloned without a network namespace of its own, the init must not go on in the host's (or
-    // in a used one): a new one, or no sandbox.
-    if (kept_netns < 0 && unshare(CLONE_NEWNET) < 0) cs_fail(CS_STEP_NETNS);
     join_cgroups(s->n_cgroup_fds);
     // Its own cgroup namespace, rooted at the slot's cgroup (made after joining it, so the host's
     // cgroup paths do not show in /proc/self/cgroup).
@@ -378,11 +374,11 @@ static int init_main(const struct cs_sandbox_spec *s) {
     // The OOM killer must pick the program, never the init that reports its status.
     int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (adj >= 0) { (void)!write(adj, "-1000", 5); close(adj); }
-    cs_build_root(s, kept_netns != 1);
+    cs_build_root(s);
     int go_fd = -1;
     pid_t prestarted = start_prestart(s, &go_fd);
     if (prestarted == 0) return 0;  // the forked interpreter: back to its runtime, which reads fd 3
-    cs_report_record(CS_REPORT_READY, kept_netns == 1 ? 0 : CS_READY_NEW_NETNS, 0);
+    cs_report_record(CS_REPORT_READY, CS_STEP_NONE, 0);
 
     struct job job;
     read_job(&job);
@@ -422,9 +418,7 @@ static int init_main(const struct cs_sandbox_spec *s) {
 pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_clone_flags) {
     if (spec->n_cgroup_fds < 0 || spec->n_cgroup_fds > CS_MAX_CGROUP_FDS) { errno = EINVAL; return -1; }
     // Raw clone with no new stack behaves like fork() but without glibc's atfork handlers and locks.
-    uint64_t flags = cs_clone_flags_sandbox() | extra_clone_flags;
-    if (spec->netns_fd > 0) flags &= ~(uint64_t)CLONE_NEWNET;  // the init enters the slot's kept one, or makes one
-    long pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
+    long pid = syscall(SYS_clone, (unsigned long)(cs_clone_flags_sandbox() | extra_clone_flags | SIGCHLD), 0, 0, 0, 0);
     if (pid < 0) return -1;
     if (pid == 0) {
         if (init_main(spec) == 0) return 0;  // only a forked interpreter gets here

@@ -116,10 +116,8 @@ struct SlotCgroupV1: SlotCgroup {
     /// not the pages of live tmpfs files or, without swap, of live processes). In an emptied
     /// cgroup, a sandbox's own tmpfs pages are freed when its mount namespace goes, a moment after
     /// its last process: retry briefly while they are still charged.
-    @discardableResult func reclaim(above worth: Int64) -> Int64 {
+    @discardableResult func reclaim() -> Int64 {
         let usage = { (try? FileIO.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
-        let before = usage()
-        guard before > worth else { return before }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             if usage() <= reclaimedEnough { break }

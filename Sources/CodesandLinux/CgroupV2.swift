@@ -87,10 +87,9 @@ struct SlotCgroupV2: SlotCgroup {
 
     /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (live
     /// tmpfs files, live processes' memory without swap) stays charged.
-    @discardableResult func reclaim(above worth: Int64) -> Int64 {
+    @discardableResult func reclaim() -> Int64 {
         let usage = { (try? FileIO.readInt("\(dir)/memory.current")) ?? 0 }
-        let before = usage()
-        guard before > worth, FileIO.exists("\(dir)/memory.reclaim") else { return before }
+        guard FileIO.exists("\(dir)/memory.reclaim") else { return usage() }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             let left = usage()
