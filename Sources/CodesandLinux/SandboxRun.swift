@@ -97,7 +97,16 @@ final class SandboxRun: @unchecked Sendable {
         let (stage, machine) = supervise(.run, limits: job.limits, open: open, memoryBefore: memoryBefore, with: &supervisor)
         outcome.run = stage
         streamer?.finish()
-        if let e = machine.startError { throw SandboxError("cannot start \(job.argv.first ?? "the program")", errno: e) }
+        if let e = machine.startError {
+            guard job.compile != nil else { throw SandboxError("cannot start \(job.argv.first ?? "the program")", errno: e) }
+            // A compile that succeeded but left no program (`-fsyntax-only`, `-E`): the request's
+            // doing, so a result, as a shell would give it (exit 127), not an internal error.
+            var output = stage.output
+            output.append(Array("codesand: cannot execute \(job.argv.first ?? "the program"): \(String(cString: strerror(e)))\n".utf8),
+                          from: .stderr)
+            outcome.run = StageOutcome(waitStatus: 127 << 8, timedOut: false, oomKilled: false, output: output,
+                                       wallNs: stage.wallNs, cpuNs: stage.cpuNs, memoryPeakBytes: stage.memoryPeakBytes)
+        }
         return outcome
     }
 

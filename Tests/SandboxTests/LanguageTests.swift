@@ -97,6 +97,17 @@ final class LanguageTests: XCTestCase {
         XCTAssertTrue(refused?.message.contains("params.compile_flags[0]") == true, refused?.message ?? "")
     }
 
+    func test_a_compile_that_leaves_no_program_is_a_result_not_an_internal_error() async throws {
+        try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: "/usr/bin/gcc"), "needs gcc (scripts/install-deps)")
+        let r = try await live.service.run(
+            RunParams(language: "gcc", code: "int main(void) { return 0; }", compileFlags: ["-fsyntax-only"]),
+            peer: PeerInfo(pid: 0, uid: 0, gid: 0))
+        XCTAssertEqual(r.compile?.status, .ok, "\(r)")
+        XCTAssertEqual(r.exitCode, 127, "\(r)")
+        XCTAssertEqual(r.status, .error, "\(r)")
+        XCTAssertTrue(r.stderr.contains("cannot execute") && r.stderr.contains("No such file"), r.stderr)
+    }
+
     func refusal(_ params: RunParams) async -> RPCError? {
         do {
             _ = try await live.service.run(params, peer: PeerInfo(pid: 0, uid: 0, gid: 0))
