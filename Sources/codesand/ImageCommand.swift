@@ -71,6 +71,11 @@ struct ImageCommand: AsyncParsableCommand {
             guard getuid() == 0 else { throw ValidationError("building an image needs root") }
             guard let alias = lxdAlias else { return try build(directory!) }
             let settings = try lxdSettings()
+            let socket = lxdSocket ?? settings.socket
+            // Before a debootstrap of minutes, not after it.
+            guard FileManager.default.fileExists(atPath: socket) else {
+                throw ValidationError("LXD's socket \(socket) is not there: is LXD running? (--lxd-socket, or lxd.socket in \(config))")
+            }
             // Absolute: tar's -C options are relative to each other.
             let dir = URL(fileURLWithPath: directory ?? "/var/tmp/codesand-image-\(getpid())").standardizedFileURL.path
             let temporary = directory == nil
@@ -83,7 +88,7 @@ struct ImageCommand: AsyncParsableCommand {
             }
             var properties = Self.imageProperties(marker: (try? String(contentsOfFile: marker, encoding: .utf8)) ?? "")
             properties["description"] = "codesand image (\(properties["codesand.languages"] ?? "?"))"
-            try await LXDImageExport(rootfs: dir, alias: alias, socket: lxdSocket ?? settings.socket, uid: settings.uid, gid: settings.gid,
+            try await LXDImageExport(rootfs: dir, alias: alias, socket: socket, uid: settings.uid, gid: settings.gid,
                                      home: settings.home, properties: properties).run()
         }
 
