@@ -132,6 +132,29 @@ final class LXDImageReloadTests: XCTestCase {
               + "longest time without a free slot \(emptyBeforeMs) ms before the reload, \(emptyAfterMs) ms after")
     }
 
+    func test_a_reload_to_an_image_or_source_lxd_does_not_have_is_refused() async throws {
+        guard let lxd = Self.lxd else { throw XCTSkip("no LXD") }
+        var cfg = try LXDFixture.config(socket: try lxd.get().socket, prefix: "t-refuse")
+        let backend = try LXDBackend(config: cfg.sandbox, poolSize: 1, defaultLimits: cfg.defaultLimits, logger: Logger(label: "lxdtest"))
+        addTeardownBlock { await backend.shutdown() }
+        cfg.sandbox.lxd.image = "no-such-image"
+        do {
+            _ = try await backend.addGeneration(cfg)
+            XCTFail("a reload to a missing image was taken")
+        } catch {
+            XCTAssertTrue("\(error)".contains("no-such-image"), "\(error)")
+        }
+        cfg.sandbox.lxd.image = ""
+        cfg.sandbox.lxd.source = "no-such-container/clean"
+        do {
+            _ = try await backend.addGeneration(cfg)
+            XCTFail("a reload to a missing source was taken")
+        } catch {
+            XCTAssertTrue("\(error)".contains("no-such-container/clean"), "\(error)")
+        }
+        XCTAssertEqual(backend.pool.spec.lxd.image, "codesand-test", "the old spec stays")
+    }
+
     private func runTool(_ argv: [String]) async throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: argv[0])
