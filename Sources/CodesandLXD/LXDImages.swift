@@ -64,22 +64,33 @@ extension LXDClient {
         let answer: (Int, [UInt8]) = try await withDeadline(timeout, what: what) { [self] in
             let channel = try await connect()
             return try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(.head(head))
                 // The writer waits while the socket is not writable: at most a few chunks are in flight.
-                while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: chunk))))
+                // LXD may answer (an error) and close before the body is all sent: its answer is read then
+                // too, and says more than the failed write.
+                var writeError: (any Error)?
+                do {
+                    try await outbound.write(.head(head))
+                    while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: chunk))))
+                    }
+                    try await outbound.write(.end(nil))
+                } catch {
+                    writeError = error
                 }
-                try await outbound.write(.end(nil))
                 var status = 0
                 var received = ByteBuffer()
-                for try await part in inbound {
-                    switch part {
-                    case .head(let h): status = Int(h.status.code)
-                    case .body(var b): received.writeBuffer(&b)
-                    case .end: return (status, Array(buffer: received))
+                do {
+                    for try await part in inbound {
+                        switch part {
+                        case .head(let h): status = Int(h.status.code)
+                        case .body(var b): received.writeBuffer(&b)
+                        case .end: return (status, Array(buffer: received))
+                        }
                     }
+                } catch where writeError != nil {
                 }
-                throw LXDError(what: what, message: "LXD closed the connection before its response ended")
+                let sent = writeError.map { "; sending the image failed: \($0)" } ?? ""
+                throw LXDError(what: what, message: "LXD closed the connection before its response ended" + sent)
             }
         }
         let response = try LXDResponse.parse(status: answer.0, body: answer.1, what: what)

@@ -45,6 +45,7 @@ struct LXDImageExport {
         let client = LXDClient(socketPath: socket)
         printError("codesand: uploading the image to LXD at \(socket)")
         let fingerprint = try await client.uploadImage(tarball: tarball)
+        printError("codesand: LXD unpacked the image: \(fingerprint)")
         let previous = try await client.imageAlias(alias)
         try await client.setImageAlias(alias, to: fingerprint)
         if let previous, previous != fingerprint {

@@ -63,7 +63,7 @@ final class LXDImageReloadTests: XCTestCase {
         // A steady load (a run every second, as chat messages come), and the free slots sampled every
         // 5 ms: the longest time without one, before the reload (what restores of ~1 s, slower on a busy
         // machine, cost under this load) and after it.
-        let shared = LoadState()
+        let shared = ReloadLoadState()
         let sampler = Task.detached { () -> (before: Int64, after: Int64, samples: Int) in
             var longest: [Int64] = [0, 0]
             var samples = 0
@@ -166,7 +166,7 @@ final class LXDImageReloadTests: XCTestCase {
 }
 
 /// What the load and the sampler share with the test: when the reload began, and when to stop.
-final class LoadState: Sendable {
+final class ReloadLoadState: Sendable {
     let stop = Atomic<Bool>(false)
     let reloadedAt = Mutex<ContinuousClock.Instant?>(nil)
 }
