@@ -82,6 +82,8 @@ let package = Package(
         ]),
         .executableTarget(name: "codesand", dependencies: [
             "CodesandClient", "CodesandProtocol", "CodesandSpawn",
+            // `image build`: the config's LXD settings, and the import into LXD (--lxd).
+            "CodesandCore", "CodesandLXD",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The C client for bots in other languages (also a plain `make` in clients/c), on json-c.

@@ -174,6 +174,10 @@ public protocol SandboxBackend: Sendable {
     /// mounts, caps or container source). Returns its generation, for jobs (SandboxJob.generation):
     /// a run never mixes two configurations. Throws, changing nothing, when `config` cannot work.
     func addGeneration(_ config: CodesandConfig) async throws -> Int
+    /// After a reload: true while `slot`'s sandbox is still of the configuration before it (LXD: its
+    /// container is replaced at a later prepare), false once it is of the newest; nil when the backend
+    /// does not tell (each slot is then prepared again once). See SlotPool.recycleAll.
+    func isOutdated(slot: Int) -> Bool?
     /// True when `program` (an absolute path) is an executable in the sandboxes' system, not the host's.
     func isExecutable(_ program: String) async -> Bool
     /// Runs `argv` where the sandboxes' programs live and returns its stdout and stderr together, or
@@ -192,6 +196,7 @@ extension SandboxBackend {
     public func slotMembers() -> [String?]? { nil }
     public func observe(_ events: any SlotEvents) {}
     public var zygoteLanguages: [String] { [] }
+    public func isOutdated(slot: Int) -> Bool? { nil }
     public func strayProcesses() -> [Int32]? { nil }
     public var slotCgroupParents: [String] { [] }
 }

@@ -88,13 +88,27 @@ public final class SlotPool: SlotEvents {
         refill(slot, resetting: true)
     }
 
-    /// After a reload: takes each slot in turn (between requests, fairly) and prepares it again, so
-    /// the pool moves over slot by slot. (A sandbox built before the reload is never used anyway.)
+    /// After a reload: takes one ready slot at a time (between requests, fairly) and prepares it
+    /// again before taking the next, so the pool moves over slot by slot and at most one slot is out
+    /// of service for the reload's sake (an LXD container made from another image takes seconds).
+    /// Slots the backend reports outdated are taken first, and again until none is (LXD replaces one
+    /// container at a time: a slot prepared meanwhile serves on as it was); with a backend that does
+    /// not tell, each slot is taken once. (A native sandbox built before the reload is never used anyway.)
     public func recycleAll() {
         Task.detached { [self] in
-            for _ in 0..<size {
-                guard let slot = try? await scheduler.acquire(key: "\u{0}reload", retryHintMs: 0) else { return }
-                refill(slot, resetting: true)
+            var done = Set<Int>()
+            for _ in 0..<(size * 8) {
+                let outdated = (0..<size).map { backend.isOutdated(slot: $0) }
+                let pending = { (slot: Int) in outdated[slot] ?? !done.contains(slot) }
+                guard (0..<size).contains(where: pending) else { return }
+                guard let slot = try? await scheduler.acquire(key: "\u{0}reload", retryHintMs: 0, prefer: pending) else { return }
+                guard pending(slot) else {
+                    scheduler.release(slot)  // the pending ones are busy: their runs' end prepares them anyway
+                    try? await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
+                done.insert(slot)
+                await refill(slot, resetting: true).value
             }
         }
     }
@@ -139,9 +153,10 @@ public final class SlotPool: SlotEvents {
     }
 
     /// A failed prepare marks the slot broken and retries with backoff; it is never handed out broken.
-    private func refill(_ slot: Int, resetting: Bool) {
+    @discardableResult
+    private func refill(_ slot: Int, resetting: Bool) -> Task<Void, Never> {
         board.set(slot, resetting ? .resetting : .preparing)
-        Task.detached { [self] in await prepareUntilReady(slot, resetting: resetting) }
+        return Task.detached { [self] in await prepareUntilReady(slot, resetting: resetting) }
     }
 
     private func prepareUntilReady(_ slot: Int, resetting: Bool) async {

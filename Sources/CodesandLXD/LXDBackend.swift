@@ -111,6 +111,28 @@ public final class LXDBackend: SandboxBackend {
 
     public func observe(_ events: any SlotEvents) { pool.watch.observe(events) }
 
+    /// A reload's image or source snapshot must be there: else it is refused and the old containers
+    /// keep serving (a slot replaced first would be lost, the rest would follow).
+    private func checkSource(_ lxd: LXDConfig) async throws {
+        let path: String
+        if !lxd.source.isEmpty {
+            let parts = lxd.source.split(separator: "/", maxSplits: 1).map(String.init)
+            path = parts.count == 2 ? LXDPath.snapshots(parts[0]) + "/" + LXDPath.component(parts[1]) : LXDPath.instance(lxd.source)
+        } else if LXDInstanceSpec.isFingerprint(lxd.image) {
+            path = "/1.0/images/" + LXDPath.component(lxd.image)
+        } else {
+            path = "/1.0/images/aliases/" + LXDPath.component(lxd.image)
+        }
+        do {
+            _ = try await client.call(.GET, path)
+        } catch let e as LXDError where e.isNotFound {
+            throw SandboxError("LXD has no \(lxd.source.isEmpty ? "image \"\(lxd.image)\"" : "source \"\(lxd.source)\"") (lxd.image / lxd.source)")
+        }
+    }
+
+    /// After a reload: true until `slot`'s container has been replaced by one of the new spec.
+    public func isOutdated(slot: Int) -> Bool? { pool.isOutdated(slot) }
+
     /// Processes left in ready containers beyond their init: what runs left behind (0 on a clean pool).
     public func strayProcesses() -> [Int32]? {
         ready.withLock { $0.compactMap { $0 }.flatMap { $0.execProcesses() } }
@@ -130,6 +152,7 @@ public final class LXDBackend: SandboxBackend {
                                ("lxd.members", new.lxd.members != sandbox.lxd.members), ("sandbox.home", new.home != sandbox.home)] where changed {
             throw SandboxError("\(key) cannot change on a reload: restart the daemon")
         }
+        try await checkSource(new.lxd)
         let spec = LXDInstanceSpec(lxd: new.lxd, home: new.home, tmpfsBytes: new.tmpfsBytes, tmpfsInodes: new.tmpfsInodes,
                                    limits: config.defaultLimits)
         return generation.withLock { g in

@@ -40,9 +40,12 @@ public final class LXDClient: Sendable {
         return try await withDeadline(timeout, what: "\(method) \(uri)") { [self] in
             let channel = try await connect()
             return try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(.head(head))
-                if let body, !body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
-                try await outbound.write(.end(nil))
+                // One write: LXD may answer and close as soon as it has the head (a GET), and a separate
+                // write of the (empty) end would then fail with "I/O on closed channel".
+                var parts: [HTTPClientRequestPart] = [.head(head)]
+                if let body, !body.isEmpty { parts.append(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
+                parts.append(.end(nil))
+                try await outbound.write(contentsOf: parts)
                 var status: Int?
                 var received = ByteBuffer()
                 for try await part in inbound {

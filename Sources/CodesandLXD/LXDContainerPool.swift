@@ -21,6 +21,18 @@ final class LXDContainerPool: Sendable {
     let placement: LXDPlacement
     private let locations: Mutex<[String?]>
     let watch: LXDClusterWatch
+    /// After a reload: the digests of the specs served before (their containers may serve on until
+    /// replaced), whether a slot's container is being replaced now (one at a time, so the pool never
+    /// empties while every container is remade), and how long each replacement took (for tests).
+    private let reload = Mutex<(served: Set<String>, replacing: Bool, replacements: [Replacement])>(([], false, []))
+
+    /// A container replaced after a reload: when, and for how long its slot was out for it.
+    struct Replacement: Sendable {
+        var slot: Int
+        var start: ContinuousClock.Instant
+        var end: ContinuousClock.Instant
+        var ms: Int64 { milliseconds(from: start, to: end) }
+    }
 
     init(client: LXDClient, spec: LXDInstanceSpec, size: Int, logger: Logger) {
         self.client = client
@@ -43,6 +55,10 @@ final class LXDContainerPool: Sendable {
     }
 
     var spec: LXDInstanceSpec { state.withLock { $0.spec } }
+    /// True while `slot`'s container is not known to be of the current spec (after a reload: not replaced yet).
+    func isOutdated(_ slot: Int) -> Bool { state.withLock { !$0.known[slot] } }
+    /// The replacements done after reloads, oldest first.
+    var replacements: [Replacement] { reload.withLock { $0.replacements } }
     var probeIndex: Int { size }
 
     func name(_ slot: Int) -> String { slot == size ? "\(prefix)-probe" : "\(prefix)-\(slot)" }
@@ -52,6 +68,8 @@ final class LXDContainerPool: Sendable {
     func update(_ spec: LXDInstanceSpec) -> Bool {
         state.withLock { s in
             guard s.spec.digest != spec.digest else { return false }
+            let before = s.spec.digest
+            reload.withLock { _ = $0.served.insert(before) }
             s.spec = spec
             s.known = Array(repeating: false, count: size + 1)
             return true
@@ -115,17 +133,46 @@ final class LXDContainerPool: Sendable {
                 markKnown(slot, spec)
                 return false
             }
+            if slot < size, placed, hasSnapshot, let digest, reload.withLock({ $0.served.contains(digest) }) {
+                return try await replaceAfterReload(slot, name, spec)
+            }
             logger.notice(placed ? "replacing a container made from another spec" : "replacing a container on another member than its slot's",
                           metadata: ["container": "\(name)", "member": "\(location)", "slot_member": "\(placement.target(slot) ?? "-")"])
             try await delete(name)
         } catch let e as LXDError where e.isNotFound {
         }
         try await create(name, slot, spec)
-        if clustered {
-            let location = try? await client.call(.GET, LXDPath.instance(name)).metadata.objectValue?["location"]?.stringValue
-            locations.withLock { $0[slot] = location ?? placement.target(slot) }
-        }
+        if clustered { await recordLocation(slot, name) }
         markKnown(slot, spec)
+        return true
+    }
+
+    /// Where the cluster put `slot`'s new container (its `location`; the target asked for if LXD does not say).
+    private func recordLocation(_ slot: Int, _ name: String) async {
+        let location = try? await client.call(.GET, LXDPath.instance(name)).metadata.objectValue?["location"]?.stringValue
+        locations.withLock { $0[slot] = location ?? placement.target(slot) }
+    }
+
+    /// A slot's container of a spec served before a reload: replaced now unless another one is being
+    /// replaced — then it is restored and serves on as it was (a run in it sees the old image whole),
+    /// still outdated, and is replaced at a later prepare. So at most one slot at a time is out for a
+    /// replacement (seconds for a big image on a `dir` pool), and the pool never empties for the reload.
+    private func replaceAfterReload(_ slot: Int, _ name: String, _ spec: LXDInstanceSpec) async throws -> Bool {
+        let mine = reload.withLock { r in
+            if r.replacing { return false }
+            r.replacing = true
+            return true
+        }
+        guard mine else { return false }
+        defer { reload.withLock { $0.replacing = false } }
+        let start = ContinuousClock.now
+        logger.notice("replacing a container after a reload", metadata: ["container": "\(name)"])
+        try await delete(name)
+        try await create(name, slot, spec)
+        if (try? await watch.clustered()) == true { await recordLocation(slot, name) }
+        markKnown(slot, spec)
+        let done = Replacement(slot: slot, start: start, end: .now)
+        reload.withLock { $0.replacements.append(done) }
         return true
     }
 
@@ -201,7 +248,9 @@ extension String {
 }
 
 /// Whole milliseconds from `start` to now.
-func milliseconds(since start: ContinuousClock.Instant) -> Int64 {
-    let d = (ContinuousClock.now - start).components
+func milliseconds(since start: ContinuousClock.Instant) -> Int64 { milliseconds(from: start, to: .now) }
+
+func milliseconds(from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) -> Int64 {
+    let d = (end - start).components
     return d.seconds * 1000 + d.attoseconds / 1_000_000_000_000_000
 }

@@ -44,8 +44,12 @@ struct LXDInstanceSpec: Sendable, Hashable {
     /// Where the root filesystem comes from: an image (alias or fingerprint) or another container's snapshot.
     var source: JSONValue {
         if !lxd.source.isEmpty { return .object(["type": .string("copy"), "source": .string(lxd.source)]) }
-        let isFingerprint = lxd.image.count >= 12 && lxd.image.allSatisfy { $0.isHexDigit && !$0.isUppercase }
-        return .object(["type": .string("image"), (isFingerprint ? "fingerprint" : "alias"): .string(lxd.image)])
+        return .object(["type": .string("image"), (Self.isFingerprint(lxd.image) ? "fingerprint" : "alias"): .string(lxd.image)])
+    }
+
+    /// An image named by its fingerprint (or a prefix of it) rather than an alias.
+    static func isFingerprint(_ image: String) -> Bool {
+        image.count >= 12 && image.allSatisfy { $0.isHexDigit && !$0.isUppercase }
     }
 
     /// A stable digest of everything the container is made from (FNV-1a, hex).

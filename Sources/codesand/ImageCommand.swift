@@ -1,4 +1,6 @@
 import ArgumentParser
+import CodesandCore
+import CodesandLXD
 import CodesandSpawn
 import Foundation
 
@@ -19,10 +21,27 @@ struct ImageCommand: AsyncParsableCommand {
             discussion: """
                 Then set sandbox.rootfs = "image" and sandbox.image = DIR in the config and reload \
                 (`codesand pool reload`): the pool moves to the image slot by slot while serving.
+
+                With --lxd ALIAS the root filesystem (DIR, built first unless it holds one already; \
+                a temporary directory without DIR) also becomes an LXD image named ALIAS: it gets \
+                busybox's init as /sbin/init if it has none and the sandbox user ([lxd] uid/gid), \
+                and is uploaded to LXD's API. Then set lxd.image = ALIAS and reload: the pool's \
+                containers are replaced one by one while serving.
                 """)
 
-        @Argument(help: "The directory to build the image in (created; must not exist or be empty).")
-        var directory: String
+        @Argument(help: ArgumentHelp("The directory to build the image in (created; must not exist or be empty). With --lxd: "
+                                     + "optional, and an image already built there is used as it is."))
+        var directory: String?
+
+        @Option(name: .customLong("lxd"), help: ArgumentHelp("Also import the image into LXD under this alias.", valueName: "alias"))
+        var lxdAlias: String?
+
+        @Option(help: ArgumentHelp("LXD's unix socket (default: lxd.socket of the config, else /var/lib/lxd/unix.socket).",
+                                   valueName: "path"))
+        var lxdSocket: String?
+
+        @Option(help: ArgumentHelp("The daemon's config file, for lxd.socket, lxd.uid/gid and sandbox.home.", valueName: "path"))
+        var config = "/etc/codesand/config.toml"
 
         @Option(help: "Languages to install, comma-separated (default: all that codesand knows).")
         var languages: String = Self.packages.keys.sorted().joined(separator: ",")
@@ -41,8 +60,56 @@ struct ImageCommand: AsyncParsableCommand {
             "java": ["default-jdk-headless"],
         ]
 
+        func validate() throws {
+            if directory == nil && lxdAlias == nil { throw ValidationError("give the directory to build the image in") }
+            if let alias = lxdAlias, alias.isEmpty || alias.contains("/") || alias.contains(":") {
+                throw ValidationError("--lxd: \"\(alias)\" is not an image alias (no '/' or ':')")
+            }
+        }
+
         func run() async throws {
-            guard getuid() == 0 else { throw ValidationError("debootstrap needs root") }
+            guard getuid() == 0 else { throw ValidationError("building an image needs root") }
+            guard let alias = lxdAlias else { return try build(directory!) }
+            let settings = try lxdSettings()
+            let socket = lxdSocket ?? settings.socket
+            // Before a debootstrap of minutes, not after it.
+            guard FileManager.default.fileExists(atPath: socket) else {
+                throw ValidationError("LXD's socket \(socket) is not there: is LXD running? (--lxd-socket, or lxd.socket in \(config))")
+            }
+            // Absolute: tar's -C options are relative to each other.
+            let dir = URL(fileURLWithPath: directory ?? "/var/tmp/codesand-image-\(getpid())").standardizedFileURL.path
+            let temporary = directory == nil
+            defer { if temporary { try? FileManager.default.removeItem(atPath: dir) } }
+            let marker = dir + "/etc/codesand-image"
+            if FileManager.default.fileExists(atPath: marker) {
+                printError("codesand: using the image already built in \(dir)")
+            } else {
+                try build(dir)
+            }
+            var properties = Self.imageProperties(marker: (try? String(contentsOfFile: marker, encoding: .utf8)) ?? "")
+            properties["description"] = "codesand image (\(properties["codesand.languages"] ?? "?"))"
+            try await LXDImageExport(rootfs: dir, alias: alias, socket: socket, uid: settings.uid, gid: settings.gid,
+                                     home: settings.home, properties: properties).run()
+        }
+
+        /// What the config file says about LXD (its defaults without one).
+        func lxdSettings() throws -> (socket: String, uid: Int64, gid: Int64, home: String) {
+            let cfg = FileManager.default.fileExists(atPath: config) ? try ConfigLoader.load(path: config) : try CodesandConfig.defaults()
+            return (cfg.sandbox.lxd.socket, cfg.sandbox.lxd.uid, cfg.sandbox.lxd.gid, cfg.sandbox.home)
+        }
+
+        /// The LXD image's properties from the image's /etc/codesand-image.
+        static func imageProperties(marker: String) -> [String: String] {
+            var fields: [String: String] = [:]
+            for line in marker.split(separator: "\n") {
+                let kv = line.split(separator: "=", maxSplits: 1)
+                if kv.count == 2 { fields[String(kv[0])] = String(kv[1]) }
+            }
+            return ["os": "debian", "release": fields["suite"] ?? "", "codesand.languages": fields["languages"] ?? "",
+                    "codesand.built": fields["built"] ?? "", "codesand.image_version": LXDImage.layoutVersion]
+        }
+
+        func build(_ directory: String) throws {
             let wanted = languages.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
             var include: [String] = []
             for lang in wanted {
