@@ -155,6 +155,52 @@ final class LXDPrestartTests: XCTestCase {
         let other = try await backend.run(sh, slot: 0, onOutput: nil)
         XCTAssertFalse(other.prestarted)
         XCTAssertEqual(other.run?.stdout, "sh q\n/home/sandbox:\nmain.sh\n\n/tmp:\n", "no FIFO, no launcher file: \(other.run?.stderr ?? "")")
+
+        // A memory limit below what the waiting interpreter holds already: the plain exec, under the limit.
+        try await backend.prepare(slot: 0, prestart: try prestartSpec(cfg))
+        let waiting = try await hostCgroup(backend, slot: 0)
+        _ = try await waitFor { waiting.execProcesses().first { Self.cmdline($0).hasPrefix("/usr/bin/python3 ") } }
+        try await Task.sleep(for: .milliseconds(300))  // its start-up done: its memory is charged
+        var small = try job(cfg, "print('fits')")
+        small.limits.memoryBytes = 2 << 20
+        let tight = try await backend.run(small, slot: 0, onOutput: nil)
+        XCTAssertFalse(tight.prestarted)
+        XCTAssertNotEqual(tight.run?.stdout, "fits\n", "python3 does not start in 2 MiB")
+    }
+
+    /// The whole core (RunService: languages probed in a container, the planner's pre-starts, results)
+    /// over the LXD backend: python3 runs paced as chat messages are find their interpreter waiting.
+    func test_the_service_hands_paced_python3_runs_to_waiting_interpreters() async throws {
+        guard let lxd = Self.lxd else { throw XCTSkip("no LXD") }
+        let socket = try lxd.get().socket
+        try await DebianImage.ensure(lxdSocket: socket, alias: Self.image)
+        var cfg = try LXDFixture.config(socket: socket, prefix: "t-pre-svc")
+        cfg.sandbox.lxd.image = Self.image
+        cfg.poolSize = 2
+        let logger = Logger(label: "lxdtest")
+        let backend = try LXDBackend(config: cfg.sandbox, poolSize: 2, defaultLimits: cfg.defaultLimits, logger: logger)
+        let languages = await LanguageDetector.detect(cfg.languages, backend: backend, config: cfg.sandbox, logger: logger)
+        let service = RunService(config: cfg, languages: languages, backend: backend, version: "test", logger: logger)
+        addTeardownBlock {
+            service.stop()
+            await backend.shutdown()
+            for slot in 0...2 { try? await backend.pool.delete(backend.pool.name(slot)) }
+        }
+        XCTAssertTrue(languages.names.contains("python3"), "\(languages.names)")
+        service.start()
+        let ready = await service.waitUntilReady(timeout: .seconds(180))
+        XCTAssertTrue(ready)
+        let code = "import sys\nprint(sys.argv[1:], repr(sys.stdin.read()))\nsys.exit(4)"
+        for _ in 0..<3 {
+            let ready = await service.waitUntilReady(timeout: .seconds(60))  // paced: every slot restored and waiting
+            XCTAssertTrue(ready)
+            let r = try await service.run(RunParams(language: "python3", code: code, stdin: "in\n", args: ["x", "y z"]),
+                                          peer: PeerInfo(pid: getpid(), uid: 0, gid: 0))
+            XCTAssertEqual(r.stdout, "['x', 'y z'] 'in\\n'\n")
+            XCTAssertEqual(r.exitCode, 4)
+        }
+        let counts = service.metrics.prestartCounts("python3")
+        XCTAssertEqual(counts.hits, 3, "misses: \(counts.misses)")
     }
 
     /// The slot's container's host cgroups, as the backend reads them.
@@ -185,7 +231,7 @@ final class LXDPrestartTests: XCTestCase {
         try XCTSkipUnless(ProcessInfo.processInfo.environment["CODESAND_LXD_BENCH"] == "1", "set CODESAND_LXD_BENCH=1")
         let (backend, cfg) = try await backend("t-pre-bench", size: 2)
         let rounds = Int(ProcessInfo.processInfo.environment["CODESAND_LXD_BENCH_RUNS"] ?? "") ?? 25
-        var pre: [Double] = [], plain: [Double] = []
+        var pre: [Double] = [], plain: [Double] = [], push: [Double] = []
         let j = try job(cfg, "print(1)")
         for i in 0..<rounds {
             let spec = try prestartSpec(cfg)
@@ -193,11 +239,13 @@ final class LXDPrestartTests: XCTestCase {
             async let p1: Void = backend.prepare(slot: 1, prestart: nil)
             _ = try await (p0, p1)
             try await Task.sleep(for: .milliseconds(500))  // paced: the interpreter is up, as between chat messages
+            let pushStart = ContinuousClock.now  // what both paths pay first: the file push alone
+            try await backend.client.push(Array("print(1)".utf8), to: "/tmp/push-\(i)", in: backend.pool.name(1), uid: 1000, gid: 1000)
+            push.append(Self.ms(since: pushStart))
             for slot in (i % 2 == 0 ? [0, 1] : [1, 0]) {
                 let start = ContinuousClock.now
                 let outcome = try await backend.run(j, slot: slot, onOutput: nil)
-                let ms = Double((ContinuousClock.now - start).components.attoseconds) / 1e15
-                    + Double((ContinuousClock.now - start).components.seconds) * 1000
+                let ms = Self.ms(since: start)
                 XCTAssertEqual(outcome.run?.stdout, "1\n")
                 XCTAssertEqual(outcome.prestarted, slot == 0)
                 if slot == 0 { pre.append(ms) } else { plain.append(ms) }
@@ -205,6 +253,11 @@ final class LXDPrestartTests: XCTestCase {
         }
         func p(_ xs: [Double], _ q: Double) -> String { String(format: "%.1f", xs.sorted()[Int(Double(xs.count - 1) * q)]) }
         print("lxd prestart bench (\(rounds) paced runs each): prestarted p50 \(p(pre, 0.5)) ms p90 \(p(pre, 0.9)) ms min \(p(pre, 0)) ms;"
-              + " plain exec p50 \(p(plain, 0.5)) ms p90 \(p(plain, 0.9)) ms min \(p(plain, 0)) ms")
+              + " plain exec p50 \(p(plain, 0.5)) ms p90 \(p(plain, 0.9)) ms min \(p(plain, 0)) ms; file push alone p50 \(p(push, 0.5)) ms")
+    }
+
+    static func ms(since start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
     }
 }
