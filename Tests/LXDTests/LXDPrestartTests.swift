@@ -70,7 +70,8 @@ final class LXDPrestartTests: XCTestCase {
         let cases: [(code: String, args: [String], stdin: String)] = [
             ("import sys\nprint('out', sys.argv, __name__, __file__)\nprint('err', file=sys.stderr)\nprint(sys.stdin.read())\nsys.exit(3)",
              ["a b", "", "c\nd", "back\\slash", "%s\\0000", "é"], "line one\nline two"),
-            ("import os, sys\nprint(os.getcwd(), os.getuid(), sys.path[0], os.environ.get('PYTHONUNBUFFERED'), os.environ.get('HOME'))", [], ""),
+            ("import os, sys\nprint(os.getcwd(), os.getuid(), sys.path[0], os.environ.get('PYTHONUNBUFFERED'), os.environ.get('HOME'))\n"
+             + "print(sorted(os.listdir('/proc/self/fd')), os.getppid() != 1, sys.orig_argv[1:])", [], ""),
             ("def f():\n    raise ValueError('boom')\nf()", [], ""),
             ("print('unterminated", [], ""),
             ("import sys\nfor line in sys.stdin:\n    print(len(line), end=' ')\nraise SystemExit('bye')", ["x"], String(repeating: "ab\n", count: 3000)),
