@@ -43,7 +43,10 @@ public final class LXDBackend: SandboxBackend {
         ready = Mutex(Array(repeating: nil, count: poolSize))
         launchers = Launchers(config: config, logger: logger)
         cgroupVersion = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1"
-        cleanup = Task { await pool.removeStrays() }
+        cleanup = Task {
+            await pool.removeStrays()
+            if (try? await pool.watch.clustered()) == true { pool.watch.start() }
+        }
         prober = LXDProber(pool: pool)
     }
 
@@ -58,6 +61,7 @@ public final class LXDBackend: SandboxBackend {
             throw CancellationError()
         }
         ready.withLock { $0[slot] = ReadySlot(cgroup: cgroup, launcher: launcher) }
+        pool.watch.slotReady(slot)
     }
 
     /// The launcher of `spec`'s language, exec'd and waiting in `slot`'s fresh container; nil when
@@ -77,12 +81,23 @@ public final class LXDBackend: SandboxBackend {
     public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         let container = pool.name(slot)
         let taken = ready.withLock { r in defer { r[slot] = nil }; return r[slot] }
+        pool.watch.slotTaken(slot)
         let cgroup: LXDHostCgroup
-        if let taken { cgroup = taken.cgroup } else { cgroup = try await pool.makeReady(slot) }
         var launcher = taken?.launcher
         defer { launcher?.discard() }
         let uid = sandbox.lxd.uid, gid = sandbox.lxd.gid
-        try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
+        // Until the code is in, nothing of the job ran: a failure here (the container's cluster
+        // member gone) sends the run to another slot.
+        do {
+            if let taken { cgroup = taken.cgroup } else { cgroup = try await pool.makeReady(slot) }
+            try await pool.watch.guarding(container) { [client, sandbox] in
+                try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
+            }
+        } catch let e as SandboxUnavailable {
+            throw e
+        } catch where !(error is CancellationError) && !Task.isCancelled {
+            throw SandboxUnavailable("container \(container) could not take the run: \(error)")
+        }
         var outcome = SandboxOutcome(compile: nil, run: nil)
         // Whether the run was pre-started is decided here, and only here: the waiting launcher must
         // be of the run's language, alive, and fit in the run's memory limit (else it is let go
@@ -95,7 +110,8 @@ public final class LXDBackend: SandboxBackend {
         }
         if let compile = job.compile {
             cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
-            let stage = try await stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil).run()
+            let runner = stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil)
+            let stage = try await firstStage(container) { try await runner.run() }
             outcome.compile = stage
             guard stage.succeeded, !Task.isCancelled else { return outcome }
         }
@@ -106,8 +122,19 @@ public final class LXDBackend: SandboxBackend {
         var runner = stageRunner(container, cgroup, job.argv, job.env, job.limits, handOver + job.stdin, streamer)
         runner.started = launcher
         outcome.prestarted = launcher != nil
-        outcome.run = try await runner.run()
+        let program = runner
+        outcome.run = job.compile == nil ? try await firstStage(container) { try await program.run() } : try await program.run()
         return outcome
+    }
+
+    /// The job's first exec, refused by LXD (no operation made, so nothing of the job ran: e.g. its
+    /// cluster member is shutting down): the run may go to another slot.
+    private func firstStage(_ container: String, _ body: () async throws -> StageOutcome) async throws -> StageOutcome {
+        do {
+            return try await body()
+        } catch let e as LXDError where e.what == "POST " + LXDPath.exec(container) && !Task.isCancelled {
+            throw SandboxUnavailable("container \(container) could not start the program: \(e)")
+        }
     }
 
     private func stageRunner(_ container: String, _ cgroup: LXDHostCgroup, _ argv: [String], _ env: [String], _ limits: LimitSet,
@@ -116,6 +143,11 @@ public final class LXDBackend: SandboxBackend {
                        command: LXDExecCommand(argv: argv, env: env, uid: sandbox.lxd.uid, gid: sandbox.lxd.gid, cwd: sandbox.home),
                        limits: limits, stdin: stdin, streamer: streamer)
     }
+
+    /// Per slot, the cluster member its container is on; nil on a standalone LXD.
+    public func slotMembers() -> [String?]? { pool.slotMembers() }
+
+    public func observe(_ events: any SlotEvents) { pool.watch.observe(events) }
 
     /// Processes left in ready containers beyond their init: what runs left behind (0 on a clean pool).
     /// A slot with a waiting launcher is not counted: its exec processes are the launcher's (the
@@ -134,7 +166,8 @@ public final class LXDBackend: SandboxBackend {
         }
         try new.lxd.validateForBackend()
         for (key, changed) in [("lxd.socket", new.lxd.socket != sandbox.lxd.socket), ("lxd.project", new.lxd.project != sandbox.lxd.project),
-                               ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix), ("sandbox.home", new.home != sandbox.home)] where changed {
+                               ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix),
+                               ("lxd.members", new.lxd.members != sandbox.lxd.members), ("sandbox.home", new.home != sandbox.home)] where changed {
             throw SandboxError("\(key) cannot change on a reload: restart the daemon")
         }
         let spec = LXDInstanceSpec(lxd: new.lxd, home: new.home, tmpfsBytes: new.tmpfsBytes, tmpfsInodes: new.tmpfsInodes,
@@ -169,10 +202,12 @@ public final class LXDBackend: SandboxBackend {
     public func shutdown() async {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
         cleanup.cancel()
+        pool.watch.stop()
         for slot in ready.withLock({ r in defer { r = r.map { _ in nil } }; return r }) { slot?.launcher?.discard() }
         await withTaskGroup(of: Void.self) { group in
             for slot in 0...pool.size {
                 let name = pool.name(slot)
+                guard pool.watch.unreachable(name) == nil else { continue }  // on a member gone: a request would hang 10 s
                 group.addTask { [client] in
                     _ = try? await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("stop"), "force": .bool(true)]),
                                               timeout: .seconds(20))

@@ -13,13 +13,15 @@ struct PrivateLXD {
     let dir: String?
     let pid: String?
 
-    static func start() throws -> PrivateLXD {
-        if let socket = ProcessInfo.processInfo.environment["CODESAND_LXD_SOCKET"] {
+    /// `cluster`: a two-member cluster (lxd-test-env start-cluster: m1 on 127.0.0.11:8443, whose
+    /// socket this is, and m2 on 127.0.0.12:8443).
+    static func start(cluster: Bool = false) throws -> PrivateLXD {
+        if !cluster, let socket = ProcessInfo.processInfo.environment["CODESAND_LXD_SOCKET"] {
             return PrivateLXD(socket: socket, dir: nil, pid: nil)
         }
         guard getuid() == 0 else { throw XCTSkip("needs root (LXD)") }
-        let dir = "/tmp/codesand-lxdtest-\(getpid())"
-        try script(["start", dir])
+        let dir = "/tmp/codesand-lxdtest-\(getpid())" + (cluster ? "-cluster" : "")
+        try script([cluster ? "start-cluster" : "start", dir])
         let out = (try? String(contentsOfFile: dir + "/env", encoding: .utf8)) ?? ""
         var fields: [String: String] = [:]
         for line in out.split(separator: "\n") {
@@ -36,6 +38,10 @@ struct PrivateLXD {
         guard let dir, let pid else { return }
         try? Self.script(["stop", dir, pid])
     }
+
+    /// A cluster's member m2: `lxd shutdown` (until its daemon is gone), or started again.
+    func stopMember() throws { try Self.script(["stop-member", dir!]) }
+    func startMember() throws { try Self.script(["start-member", dir!]) }
 
     /// Runs scripts/lxd-test-env with `args` (an argv: no shell). Its output goes to the test's: a
     /// pipe would stay open as long as the LXD daemon it starts (which inherits it).
