@@ -56,7 +56,7 @@ let package = Package(
         // The LXD backend: LXD's REST API over NIO (HTTP/1.1 and exec websockets on its unix socket), a pool
         // of containers restored to a `clean` snapshot after each run.
         .target(name: "CodesandLXD", dependencies: [
-            "CodesandCore", "CodesandProtocol",
+            "CodesandCore", "CodesandProtocol", "CodesandLinux",  // CodesandLinux: the pre-start launchers, shared
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

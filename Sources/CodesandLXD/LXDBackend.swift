@@ -1,4 +1,5 @@
 import CodesandCore
+import CodesandLinux
 import CodesandProtocol
 import Foundation
 import Logging
@@ -8,7 +9,8 @@ import Synchronization
 /// snapshot by `prepare` — off the request path, right after each run — and used for one run:
 /// the code pushed with the files API, the program exec'd as the sandbox user in its home with
 /// stdin/stdout/stderr over websockets, codesand's own wall, CPU and output caps enforced while it
-/// runs, every process of the run killed at once through the container's host cgroup.
+/// runs, every process of the run killed at once through the container's host cgroup. A prepare
+/// with a PrestartSpec also starts the language's launcher in the container (LXDPrestart).
 public final class LXDBackend: SandboxBackend {
     public let name = "lxd"
     public let cgroupVersion: String
@@ -16,8 +18,9 @@ public final class LXDBackend: SandboxBackend {
     let pool: LXDContainerPool
     private let sandbox: SandboxConfig
     private let logger: Logger
-    /// Per slot: the host cgroups of its container when it is ready (restored, nothing run in it yet).
-    private let ready: Mutex<[LXDHostCgroup?]>
+    /// Per slot: its container when it is ready (restored, nothing run in it yet).
+    private let ready: Mutex<[ReadySlot?]>
+    private let launchers: Launchers
     private let stopped = Atomic<Bool>(false)
     /// Strays of an earlier daemon are removed once, before the first container is made.
     private let cleanup: Task<Void, Never>
@@ -38,6 +41,7 @@ public final class LXDBackend: SandboxBackend {
         let pool = LXDContainerPool(client: client, spec: spec, size: poolSize, logger: logger)
         self.pool = pool
         ready = Mutex(Array(repeating: nil, count: poolSize))
+        launchers = Launchers(config: config, logger: logger)
         cgroupVersion = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1"
         cleanup = Task {
             await pool.removeStrays()
@@ -49,11 +53,29 @@ public final class LXDBackend: SandboxBackend {
     public func prepare(slot: Int, prestart: PrestartSpec?) async throws {
         guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
         await cleanup.value
-        ready.withLock { $0[slot] = nil }
+        ready.withLock { r in defer { r[slot] = nil }; return r[slot] }?.launcher?.discard()
         let cgroup = try await pool.makeReady(slot)
-        guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
-        ready.withLock { $0[slot] = cgroup }
+        let launcher = await startLauncher(prestart, slot: slot)
+        guard !stopped.load(ordering: .relaxed) else {
+            launcher?.discard()
+            throw CancellationError()
+        }
+        ready.withLock { $0[slot] = ReadySlot(cgroup: cgroup, launcher: launcher) }
         pool.watch.slotReady(slot)
+    }
+
+    /// The launcher of `spec`'s language, exec'd and waiting in `slot`'s fresh container; nil when
+    /// there is none to start or it cannot start (runs then go the plain way: slower, never failed).
+    private func startLauncher(_ spec: PrestartSpec?, slot: Int) async -> LXDPrestarted? {
+        guard let spec, let resolved = launchers.resolve(spec) else { return nil }
+        do {
+            return try await LXDPrestarted.start(client, container: pool.name(slot), spec: resolved, uid: sandbox.lxd.uid,
+                                                 gid: sandbox.lxd.gid, home: sandbox.home)
+        } catch {
+            logger.warning("pre-start failed; the slot's runs start the plain way",
+                           metadata: ["slot": "\(slot)", "language": "\(spec.language)", "error": "\(error)"])
+            return nil
+        }
     }
 
     public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
@@ -61,11 +83,13 @@ public final class LXDBackend: SandboxBackend {
         let taken = ready.withLock { r in defer { r[slot] = nil }; return r[slot] }
         pool.watch.slotTaken(slot)
         let cgroup: LXDHostCgroup
+        var launcher = taken?.launcher
+        defer { launcher?.discard() }
         let uid = sandbox.lxd.uid, gid = sandbox.lxd.gid
         // Until the code is in, nothing of the job ran: a failure here (the container's cluster
         // member gone) sends the run to another slot.
         do {
-            if let taken { cgroup = taken } else { cgroup = try await pool.makeReady(slot) }
+            if let taken { cgroup = taken.cgroup } else { cgroup = try await pool.makeReady(slot) }
             try await pool.watch.guarding(container) { [client, sandbox] in
                 try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
             }
@@ -75,6 +99,15 @@ public final class LXDBackend: SandboxBackend {
             throw SandboxUnavailable("container \(container) could not take the run: \(error)")
         }
         var outcome = SandboxOutcome(compile: nil, run: nil)
+        // Whether the run was pre-started is decided here, and only here: the waiting launcher must
+        // be of the run's language, alive, and fit in the run's memory limit (else it is let go
+        // first, and nothing of it is left for the plain exec to see).
+        if let l = launcher, job.compile != nil || job.prestart?.language != l.language || l.hasExited
+            || !cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1) {
+            l.discard()
+            await cgroup.killExec()
+            launcher = nil
+        }
         if let compile = job.compile {
             cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
             let runner = stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil)
@@ -84,8 +117,13 @@ public final class LXDBackend: SandboxBackend {
         }
         cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1)
         let streamer = onOutput.map { OutputStreamer(sink: $0) }
-        let runner = stageRunner(container, cgroup, job.argv, job.env, job.limits, job.stdin, streamer)
-        outcome.run = job.compile == nil ? try await firstStage(container) { try await runner.run() } : try await runner.run()
+        // A waiting launcher reads its program's argv from stdin first (the language matched, so job.prestart is set).
+        let handOver = try launcher.map { _ in try LXDPrestarted.handOver(job.prestart?.argv ?? job.argv) } ?? []
+        var runner = stageRunner(container, cgroup, job.argv, job.env, job.limits, handOver + job.stdin, streamer)
+        runner.started = launcher
+        outcome.prestarted = launcher != nil
+        let program = runner
+        outcome.run = job.compile == nil ? try await firstStage(container) { try await program.run() } : try await program.run()
         return outcome
     }
 
@@ -134,8 +172,10 @@ public final class LXDBackend: SandboxBackend {
     public func isOutdated(slot: Int) -> Bool? { pool.isOutdated(slot) }
 
     /// Processes left in ready containers beyond their init: what runs left behind (0 on a clean pool).
+    /// A slot with a waiting launcher is not counted: its exec processes are the launcher's (the
+    /// restore before it started ended every earlier one).
     public func strayProcesses() -> [Int32]? {
-        ready.withLock { $0.compactMap { $0 }.flatMap { $0.execProcesses() } }
+        ready.withLock { $0.compactMap { $0 }.filter { $0.launcher == nil }.flatMap { $0.cgroup.execProcesses() } }
     }
 
     /// A reload: containers are made from the new spec from now on — each slot's container is
@@ -186,6 +226,7 @@ public final class LXDBackend: SandboxBackend {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
         cleanup.cancel()
         pool.watch.stop()
+        for slot in ready.withLock({ r in defer { r = r.map { _ in nil } }; return r }) { slot?.launcher?.discard() }
         await withTaskGroup(of: Void.self) { group in
             for slot in 0...pool.size {
                 let name = pool.name(slot)
@@ -197,6 +238,12 @@ public final class LXDBackend: SandboxBackend {
             }
         }
     }
+}
+
+/// A ready slot: its container's host cgroups, and the interpreter waiting in it, if any.
+private struct ReadySlot: Sendable {
+    var cgroup: LXDHostCgroup
+    var launcher: LXDPrestarted?
 }
 
 /// The probe container, made ready once and used by one probe at a time.

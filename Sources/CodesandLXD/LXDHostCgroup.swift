@@ -134,12 +134,16 @@ struct LXDHostCgroup: Sendable, Equatable {
     }
 
     /// A run's memory and process limits, set on the container's own cgroups (v1), which LXD set
-    /// to the pool's defaults; a restore puts LXD's values back.
-    func setLimits(memoryBytes: Int64, pids: Int64) {
-        if let dir = v1["memory"] { _ = write(dir + "/memory.limit_in_bytes", "\(memoryBytes)") }
-        else if let dir = unified { _ = write(dir + "/memory.max", "\(memoryBytes)") }
+    /// to the pool's defaults; a restore puts LXD's values back. False when the memory limit was
+    /// refused (v1: below what the container holds already, e.g. a pre-started interpreter).
+    @discardableResult
+    func setLimits(memoryBytes: Int64, pids: Int64) -> Bool {
+        var memorySet = true
+        if let dir = v1["memory"] { memorySet = write(dir + "/memory.limit_in_bytes", "\(memoryBytes)") }
+        else if let dir = unified { memorySet = write(dir + "/memory.max", "\(memoryBytes)") }
         if let dir = v1["pids"] { _ = write(dir + "/pids.max", "\(pids)") }
         else if let dir = unified { _ = write(dir + "/pids.max", "\(pids)") }
+        return memorySet
     }
 
     private func read(_ path: String) -> String? {

@@ -17,11 +17,17 @@ struct LXDStageRunner: Sendable {
     let limits: LimitSet
     let stdin: [UInt8]
     let streamer: OutputStreamer?
+    /// An exec already started (a pre-started launcher, LXDPrestart) to supervise instead of
+    /// starting `command`: `stdin` then begins with its hand-over.
+    var started: LXDPrestarted? = nil
 
     func run() async throws -> StageOutcome {
         cgroup.resetPeak()
         let cpuBefore = cgroup.cpuNs(), oomBefore = cgroup.oomKills()
-        let session = try await LXDExecSession.start(client, instance: container, command: command)
+        let session: LXDExecSession
+        if let started { session = started.session } else {
+            session = try await LXDExecSession.start(client, instance: container, command: command)
+        }
         defer { session.close() }
         var machine = LXDStageMachine(limits: limits, streams: streamer != nil, now: monotonicNs())
         let (events, sink) = AsyncStream.makeStream(of: LXDStageMachine.Event.self)
@@ -31,7 +37,12 @@ struct LXDStageRunner: Sendable {
             group.addTask { await Self.read(session.stdout, as: .stdout, cap: cap, into: sink) }
             group.addTask { await Self.read(session.stderr, as: .stderr, cap: cap, into: sink) }
             group.addTask { await Self.drain(session.control) }
-            group.addTask { [client, limits] in
+            group.addTask { [client, limits, started] in
+                if let started {  // its exit has been watched since it started
+                    let status = await withTaskCancellationHandler { await started.exit.value } onCancel: { started.exit.cancel() }
+                    sink.yield(.exited(waitStatus: status))
+                    return
+                }
                 let timeout = Duration.milliseconds(limits.wallMs) + .seconds(30)
                 if let result = try? await client.wait(session.operation, timeout: timeout),
                    case .int(let r) = result.metadata.objectValue?["return"] {

@@ -14,22 +14,22 @@ import Synchronization
 /// python3's launcher runs as its zygote, as root on the host, and every launcher runs in every
 /// run of its language: each file is held to the zygote library's standard (root's alone to
 /// change, with every directory above it), checked as it is read, once per layout (a reload reads
-/// them again).
-final class Launchers: Sendable {
+/// them again). The LXD backend hands the same launchers to its containers (LXDPrestart).
+public final class Launchers: Sendable {
     /// Where they are, or nil: none found (pre-starting is off for languages that name one).
     let directory: String?
     private let logger: Logger
     /// Per file name: its text, or why it cannot be used (logged once).
     private let loaded = Mutex<[String: Result<String, SandboxError>]>([:])
 
-    init(config: SandboxConfig, logger: Logger) {
+    public init(config: SandboxConfig, logger: Logger) {
         self.logger = logger
         directory = Self.find(config: config)
     }
 
     /// `spec` with its launcher's text in place of `{launcher}`; nil when the launcher cannot be
     /// used (the sandbox then starts the plain way: a broken launcher costs speed, never a run).
-    func resolve(_ spec: PrestartSpec) -> PrestartSpec? {
+    public func resolve(_ spec: PrestartSpec) -> PrestartSpec? {
         guard !spec.launcher.isEmpty else { return spec }
         let text: String
         switch load(spec.launcher) {
