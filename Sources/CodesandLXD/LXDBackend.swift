@@ -8,7 +8,8 @@ import Synchronization
 /// snapshot by `prepare` — off the request path, right after each run — and used for one run:
 /// the code pushed with the files API, the program exec'd as the sandbox user in its home with
 /// stdin/stdout/stderr over websockets, codesand's own wall, CPU and output caps enforced while it
-/// runs, every process of the run killed at once through the container's host cgroup.
+/// runs, every process of the run killed at once through the container's host cgroup — or, for a
+/// remote LXD (`lxd.url`, over TLS), through LXD's API (LXDRemoteControl).
 public final class LXDBackend: SandboxBackend {
     public let name = "lxd"
     public let cgroupVersion: String
@@ -16,8 +17,8 @@ public final class LXDBackend: SandboxBackend {
     let pool: LXDContainerPool
     private let sandbox: SandboxConfig
     private let logger: Logger
-    /// Per slot: the host cgroups of its container when it is ready (restored, nothing run in it yet).
-    private let ready: Mutex<[LXDHostCgroup?]>
+    /// Per slot: the run control of its container when it is ready (restored, nothing run in it yet).
+    private let ready: Mutex<[(any LXDRunControl)?]>
     private let stopped = Atomic<Bool>(false)
     /// Strays of an earlier daemon are removed once, before the first container is made.
     private let cleanup: Task<Void, Never>
@@ -27,12 +28,12 @@ public final class LXDBackend: SandboxBackend {
 
     public init(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, logger: Logger) throws {
         try config.lxd.validateForBackend()
-        guard FileManager.default.fileExists(atPath: config.lxd.socket) else {
+        guard config.lxd.isRemote || FileManager.default.fileExists(atPath: config.lxd.socket) else {
             throw SandboxError("LXD's socket \(config.lxd.socket) is not there: is LXD running? (lxd.socket)")
         }
         self.sandbox = config
         self.logger = logger
-        client = LXDClient(socketPath: config.lxd.socket, project: config.lxd.project)
+        client = LXDClient(transport: try LXDTransport.forConfig(config.lxd), project: config.lxd.project)
         let spec = LXDInstanceSpec(lxd: config.lxd, home: config.home, tmpfsBytes: config.tmpfsBytes,
                                    tmpfsInodes: config.tmpfsInodes, limits: defaultLimits)
         let pool = LXDContainerPool(client: client, spec: spec, size: poolSize, logger: logger)
@@ -43,11 +44,20 @@ public final class LXDBackend: SandboxBackend {
         prober = LXDProber(pool: pool)
     }
 
+    /// The backend, once LXD has answered and trusts us: a daemon starts with a clear error (the
+    /// server's fingerprint, an untrusted client certificate, LXD unreachable), not broken slots.
+    public static func connect(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, logger: Logger) async throws -> LXDBackend {
+        let backend = try LXDBackend(config: config, poolSize: poolSize, defaultLimits: defaultLimits, logger: logger)
+        try await backend.client.checkTrusted()
+        return backend
+    }
+
     public func prepare(slot: Int, prestart: PrestartSpec?) async throws {
         guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
         await cleanup.value
         ready.withLock { $0[slot] = nil }
         let cgroup = try await pool.makeReady(slot)
+        await cgroup.ready()
         guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
         ready.withLock { $0[slot] = cgroup }
     }
@@ -55,33 +65,38 @@ public final class LXDBackend: SandboxBackend {
     public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         let container = pool.name(slot)
         let taken = ready.withLock { r in defer { r[slot] = nil }; return r[slot] }
-        let cgroup: LXDHostCgroup
-        if let taken { cgroup = taken } else { cgroup = try await pool.makeReady(slot) }
+        let cgroup: any LXDRunControl
+        if let taken {
+            cgroup = taken
+        } else {
+            cgroup = try await pool.makeReady(slot)
+            await cgroup.ready()
+        }
         let uid = sandbox.lxd.uid, gid = sandbox.lxd.gid
         try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
         var outcome = SandboxOutcome(compile: nil, run: nil)
         if let compile = job.compile {
-            cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
+            try await cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
             let stage = try await stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil).run()
             outcome.compile = stage
             guard stage.succeeded, !Task.isCancelled else { return outcome }
         }
-        cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1)
+        try await cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1)
         let streamer = onOutput.map { OutputStreamer(sink: $0) }
         outcome.run = try await stageRunner(container, cgroup, job.argv, job.env, job.limits, job.stdin, streamer).run()
         return outcome
     }
 
-    private func stageRunner(_ container: String, _ cgroup: LXDHostCgroup, _ argv: [String], _ env: [String], _ limits: LimitSet,
+    private func stageRunner(_ container: String, _ cgroup: any LXDRunControl, _ argv: [String], _ env: [String], _ limits: LimitSet,
                              _ stdin: [UInt8], _ streamer: OutputStreamer?) -> LXDStageRunner {
-        LXDStageRunner(client: client, container: container, cgroup: cgroup,
-                       command: LXDExecCommand(argv: argv, env: env, uid: sandbox.lxd.uid, gid: sandbox.lxd.gid, cwd: sandbox.home),
+        let command = LXDExecCommand(argv: argv, env: env, uid: sandbox.lxd.uid, gid: sandbox.lxd.gid, cwd: sandbox.home)
+        return LXDStageRunner(client: client, container: container, cgroup: cgroup, command: cgroup.command(command),
                        limits: limits, stdin: stdin, streamer: streamer)
     }
 
     /// Processes left in ready containers beyond their init: what runs left behind (0 on a clean pool).
     public func strayProcesses() -> [Int32]? {
-        ready.withLock { $0.compactMap { $0 }.flatMap { $0.execProcesses() } }
+        ready.withLock { $0.compactMap { $0 }.flatMap { $0.strays() } }
     }
 
     /// A reload: containers are made from the new spec from now on — each slot's container is
@@ -93,7 +108,11 @@ public final class LXDBackend: SandboxBackend {
             throw SandboxError("sandbox.backend cannot change from \"lxd\" on a reload: restart the daemon")
         }
         try new.lxd.validateForBackend()
-        for (key, changed) in [("lxd.socket", new.lxd.socket != sandbox.lxd.socket), ("lxd.project", new.lxd.project != sandbox.lxd.project),
+        for (key, changed) in [("lxd.socket", new.lxd.socket != sandbox.lxd.socket), ("lxd.url", new.lxd.url != sandbox.lxd.url),
+                               ("lxd.client_cert", new.lxd.clientCert != sandbox.lxd.clientCert),
+                               ("lxd.client_key", new.lxd.clientKey != sandbox.lxd.clientKey),
+                               ("lxd.fingerprint", new.lxd.fingerprint != sandbox.lxd.fingerprint),
+                               ("lxd.project", new.lxd.project != sandbox.lxd.project),
                                ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix), ("sandbox.home", new.home != sandbox.home)] where changed {
             throw SandboxError("\(key) cannot change on a reload: restart the daemon")
         }
@@ -144,15 +163,16 @@ public final class LXDBackend: SandboxBackend {
 /// The probe container, made ready once and used by one probe at a time.
 actor LXDProber {
     private let pool: LXDContainerPool
-    private var cgroup: LXDHostCgroup?
+    private var cgroup: (any LXDRunControl)?
     private var digest = ""
 
     init(pool: LXDContainerPool) { self.pool = pool }
 
-    func probe(_ body: @Sendable (LXDHostCgroup) async -> String?) async -> String? {
+    func probe(_ body: @Sendable (any LXDRunControl) async -> String?) async -> String? {
         let spec = pool.spec.digest
         if cgroup == nil || digest != spec {
             guard let ready = try? await pool.makeReady(pool.probeIndex) else { return nil }
+            await ready.ready()
             cgroup = ready
             digest = spec
         }

@@ -12,14 +12,19 @@ struct PrivateLXD {
     let socket: String
     let dir: String?
     let pid: String?
+    /// With `start(options:)` `--https ADDR:PORT`: where it listens, and its server certificate's SHA-256.
+    var https: String? = nil
+    var fingerprint: String? = nil
 
-    static func start() throws -> PrivateLXD {
-        if let socket = ProcessInfo.processInfo.environment["CODESAND_LXD_SOCKET"] {
+    /// `options`: lxd-test-env's (`--https ADDR:PORT`, `--trust CERT.pem`); `name` tells this LXD's
+    /// directory from another one started by the same test process.
+    static func start(options: [String] = [], name: String = "lxdtest") throws -> PrivateLXD {
+        if options.isEmpty, let socket = ProcessInfo.processInfo.environment["CODESAND_LXD_SOCKET"] {
             return PrivateLXD(socket: socket, dir: nil, pid: nil)
         }
         guard getuid() == 0 else { throw XCTSkip("needs root (LXD)") }
-        let dir = "/tmp/codesand-lxdtest-\(getpid())"
-        try script(["start", dir])
+        let dir = "/tmp/codesand-\(name)-\(getpid())"
+        try script(["start", dir] + options)
         let out = (try? String(contentsOfFile: dir + "/env", encoding: .utf8)) ?? ""
         var fields: [String: String] = [:]
         for line in out.split(separator: "\n") {
@@ -29,7 +34,7 @@ struct PrivateLXD {
         guard let socket = fields["socket"], let pid = fields["pid"] else {
             throw LXDTestError("lxd-test-env start said: \(out)")
         }
-        return PrivateLXD(socket: socket, dir: dir, pid: pid)
+        return PrivateLXD(socket: socket, dir: dir, pid: pid, https: fields["https"], fingerprint: fields["fingerprint"])
     }
 
     func stop() {
