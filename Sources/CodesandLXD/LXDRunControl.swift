@@ -16,6 +16,8 @@ protocol LXDRunControl: Sendable {
     func endStage() async -> LXDUsage
     /// Kills every process the run started, at once; true when none is left within `timeoutMs`.
     func killExec(timeoutMs: Int) async -> Bool
+    /// The command exited: kills what it left behind.
+    func killLeftovers() async
     /// The exec command as this way of running needs it.
     func command(_ command: LXDExecCommand) -> LXDExecCommand
     /// Processes left in the ready container beyond its init (what earlier runs left behind).
@@ -45,6 +47,8 @@ extension LXDHostCgroup: LXDRunControl {
     func sample() async -> (cpuNs: UInt64, mainExited: Bool) { (cpuNs(), execMainHasExited()) }
 
     func endStage() async -> LXDUsage { usage() }
+
+    func killLeftovers() async { _ = await killExec(timeoutMs: 3000) }
 
     func command(_ command: LXDExecCommand) -> LXDExecCommand { command }
 

@@ -79,8 +79,10 @@ struct LXDStageRunner: Sendable {
                 let sample = await cgroup.sample()
                 sink.yield(.cpuSample(usedNs: sample.cpuNs))
                 if sample.mainExited { sink.yield(.mainExited) }
-            case .kill, .killLeftovers:
+            case .kill:
                 await cgroup.killExec()
+            case .killLeftovers:
+                await cgroup.killLeftovers()
             case .finish:
                 over = true
             }

@@ -158,6 +158,27 @@ final class LXDRemoteTests: XCTestCase {
         XCTAssertEqual(backend.strayProcesses()?.count, 0)
     }
 
+    /// A run's own memory limit is set live (PATCH) and an OOM is told by the peak reaching it;
+    /// the restore puts the pool's limit back.
+    func test_a_runs_memory_limit_is_set_through_lxd_and_its_oom_kill_seen() async throws {
+        let backend = try await readyBackend("r-oom")
+        var job = try LXDFixture.job("head -c 50331648 /dev/zero > /dev/shm/fill; echo rc=$?")
+        job.limits.memoryBytes = 32 << 20
+        let run = try await stage(backend, job)
+        XCTAssertTrue(run.oomKilled, "stdout \(run.stdout) stderr \(run.stderr) peak \(run.memoryPeakBytes)")
+        XCTAssertGreaterThanOrEqual(run.memoryPeakBytes, (32 << 20) - LXDRemoteControl.oomSlackBytes)
+        let name = backend.pool.name(0)
+        let limit = { try await backend.client.call(.GET, LXDPath.instance(name)).metadata.objectValue?["config"]?.objectValue?["limits.memory"] }
+        let during = try await limit()
+        XCTAssertEqual(during, .string("\(32 << 20)"))
+        try await backend.prepare(slot: 0, prestart: nil)
+        let after = try await limit()
+        XCTAssertEqual(after, .string("\(try CodesandConfig.defaults().defaultLimits.memoryBytes)"))
+        let small = try await stage(backend, try LXDFixture.job("echo ok"))
+        XCTAssertFalse(small.oomKilled)
+        XCTAssertLessThan(small.memoryPeakBytes, 32 << 20)
+    }
+
     func test_a_cancelled_request_kills_its_run_at_once() async throws {
         let backend = try await readyBackend("r-cancel")
         let job = try LXDFixture.job("echo started; sleep 10", wallMs: 20_000)
