@@ -308,14 +308,33 @@ static void drop_privileges_of_init(void) {
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
-// Forks the stage's program, reaps until it exits (orphans included), and reports its wait status.
-// Before the last stage's fork the init keeps what it needs to fork again; after it, nothing.
+// The program's start shares the init's memory until its execve (CLONE_VM | CLONE_VFORK, as
+// posix_spawn does): a fork would copy the init's page tables — the init is a copy of a zygote's
+// interpreter or of the daemon — only for the exec to throw them away, and every page both then
+// write would be copied again. The child runs on this stack of its own, touches none of the init's
+// data (become_program: its own fd table, signal dispositions, credentials; no allocation), and the
+// init waits until the exec (or the child's exit) before it goes on.
+static char program_stack[128 << 10] __attribute__((aligned(64)));
+
+struct program_start {
+    const struct cs_sandbox_spec *s;
+    char *const *argv, *const *envp;
+    struct exec_limits limits;
+    int32_t stage;
+};
+
+static int program_main(void *arg) {
+    const struct program_start *p = arg;
+    exec_program(p->s, p->argv, p->envp, p->limits, p->stage, -1);
+}
+
+// Starts the stage's program, reaps until it exits (orphans included), and reports its wait status.
+// Before the last stage's start the init keeps what it needs to start another; after it, nothing.
 static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job, char **argv, int32_t stage, pid_t child) {
     if (child <= 0) {
-        child = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+        struct program_start start = {s, argv, job->envp, {job->h.rlimit_cpu_s, job->h.rlimit_fsize, job->h.rlimit_nofile}, stage};
+        child = clone(program_main, program_stack + sizeof program_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &start);
         if (child < 0) cs_fail(CS_STEP_FORK);
-        struct exec_limits limits = {job->h.rlimit_cpu_s, job->h.rlimit_fsize, job->h.rlimit_nofile};
-        if (child == 0) exec_program(s, argv, job->envp, limits, stage, -1);
     }
     if (stage == 1) drop_privileges_of_init();  // the init only reaps and reports from here on
     struct cs_stage_status record = {.stage = stage, .wait_status = 0};
@@ -347,7 +366,11 @@ static int init_main(const struct cs_sandbox_spec *s) {
     if (s->prestart_fork) prctl(PR_GET_NAME, zygote_name, 0, 0, 0);
     prctl(PR_SET_NAME, "codesand-init", 0, 0, 0);  // not the daemon thread's name, in ps inside and out
     set_cmdline("codesand-init");
+    int kept_netns = cs_enter_kept_netns(s);  // while netns_fd is open (setup_fds closes it)
     setup_fds(s);
+    // Cloned without a network namespace of its own, the init must not go on in the host's (or
+    // in a used one): a new one, or no sandbox.
+    if (kept_netns < 0 && unshare(CLONE_NEWNET) < 0) cs_fail(CS_STEP_NETNS);
     join_cgroups(s->n_cgroup_fds);
     // Its own cgroup namespace, rooted at the slot's cgroup (made after joining it, so the host's
     // cgroup paths do not show in /proc/self/cgroup).
@@ -355,11 +378,11 @@ static int init_main(const struct cs_sandbox_spec *s) {
     // The OOM killer must pick the program, never the init that reports its status.
     int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (adj >= 0) { (void)!write(adj, "-1000", 5); close(adj); }
-    cs_build_root(s);
+    cs_build_root(s, kept_netns != 1);
     int go_fd = -1;
     pid_t prestarted = start_prestart(s, &go_fd);
     if (prestarted == 0) return 0;  // the forked interpreter: back to its runtime, which reads fd 3
-    cs_report_record(CS_REPORT_READY, CS_STEP_NONE, 0);
+    cs_report_record(CS_REPORT_READY, kept_netns == 1 ? 0 : CS_READY_NEW_NETNS, 0);
 
     struct job job;
     read_job(&job);
@@ -399,7 +422,9 @@ static int init_main(const struct cs_sandbox_spec *s) {
 pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_clone_flags) {
     if (spec->n_cgroup_fds < 0 || spec->n_cgroup_fds > CS_MAX_CGROUP_FDS) { errno = EINVAL; return -1; }
     // Raw clone with no new stack behaves like fork() but without glibc's atfork handlers and locks.
-    long pid = syscall(SYS_clone, (unsigned long)(cs_clone_flags_sandbox() | extra_clone_flags | SIGCHLD), 0, 0, 0, 0);
+    uint64_t flags = cs_clone_flags_sandbox() | extra_clone_flags;
+    if (spec->netns_fd > 0) flags &= ~(uint64_t)CLONE_NEWNET;  // the init enters the slot's kept one, or makes one
+    long pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
     if (pid < 0) return -1;
     if (pid == 0) {
         if (init_main(spec) == 0) return 0;  // only a forked interpreter gets here

@@ -22,7 +22,13 @@ CS_HIDDEN int cs_read_all(int fd, void *buf, size_t len);
 CS_HIDDEN size_t cs_str_len(const char *s);
 /// Joins a and b into out (size PATH_MAX-ish); returns out or NULL if too long.
 CS_HIDDEN char *cs_path_join(char *out, size_t cap, const char *a, const char *b);
-/// Builds the sandbox's root in the init's new mount namespace and pivots into it.
-CS_HIDDEN void cs_build_root(const struct cs_sandbox_spec *s);
+/// Builds the sandbox's root in the init's new mount namespace and pivots into it; brings up the
+/// loopback of a new network namespace.
+CS_HIDDEN void cs_build_root(const struct cs_sandbox_spec *s, int new_netns);
+/// Enters the slot's kept network namespace (spec.netns_fd) if it is still as fresh as a new one:
+/// 1 when it did, 0 when the init was cloned into a new one, -1 when the init must make a new one
+/// (it may be in the host's or the used namespace now). Before setup_fds: it needs netns_fd.
+CS_HIDDEN int cs_enter_kept_netns(const struct cs_sandbox_spec *s);
+CS_HIDDEN void cs_bring_up_loopback(void);
 
 #endif

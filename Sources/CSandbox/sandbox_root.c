@@ -1,7 +1,8 @@
 // The sandbox's root filesystem, built by the init in its new mount namespace (see sandbox_init.c
 // for why this is C and async-signal-safe): a read-only tmpfs of mount points, the host's system
 // directories bound read-only, synthetic /etc files, its own /proc with masks, a minimal /dev,
-// capped tmpfs for the writable places; then the hostname, loopback, and pivot_root.
+// capped tmpfs for the writable places; then the hostname, loopback (in a new network namespace),
+// and pivot_root.
 #define _GNU_SOURCE
 #include "sandbox_internal.h"
 
@@ -178,19 +179,7 @@ static void lay_files(const char *root, const char *const *files) {
     }
 }
 
-static void bring_up_loopback(void) {
-    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (sock < 0) cs_fail(CS_STEP_LOOPBACK);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    memcpy(ifr.ifr_name, "lo", 3);
-    if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0) cs_fail(CS_STEP_LOOPBACK);
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) cs_fail(CS_STEP_LOOPBACK);
-    close(sock);
-}
-
-void cs_build_root(const struct cs_sandbox_spec *s) {
+void cs_build_root(const struct cs_sandbox_spec *s, int new_netns) {
     const char *root = s->root_dir;
     char path[4096];
     // Nothing mounted from here on may propagate back to the host.
@@ -226,7 +215,7 @@ void cs_build_root(const struct cs_sandbox_spec *s) {
     if (mount_tmpfs(path, "0700", s->tmpfs_bytes, s->tmpfs_inodes, s->uid, s->gid) < 0) cs_fail(CS_STEP_TMPFS);
 
     if (sethostname(s->hostname, cs_str_len(s->hostname)) < 0) cs_fail(CS_STEP_HOSTNAME);
-    bring_up_loopback();
+    if (new_netns) cs_bring_up_loopback();  // a kept namespace's is up already
 
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours.
     if (chdir(root) < 0) cs_fail(CS_STEP_PIVOT_ROOT);

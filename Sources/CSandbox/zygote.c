@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #define ZY_MAGIC 0x315a5943u  /* "CYZ1" */
-#define ZY_FIXED_FDS 6        // control, report, status, stdin, stdout, stderr; then the cgroup fds
-#define ZY_MAX_FDS (ZY_FIXED_FDS + CS_MAX_CGROUP_FDS)
+#define ZY_FIXED_FDS 6        // control, report, status, stdin, stdout, stderr; then the cgroup fds, then the netns fd
+#define ZY_MAX_FDS (ZY_FIXED_FDS + CS_MAX_CGROUP_FDS + 1)
 #define ZY_MAX_MESSAGE (1u << 20)
 #define ZY_MAX_STRINGS 16384u
 
@@ -35,12 +35,16 @@ struct zy_request {
     uint64_t rlimit_cpu_s, rlimit_fsize, rlimit_nofile;
     uint32_t counts[4];    // strings in ro_paths, links, masked_paths, files
     uint32_t strings_len;  // root_dir, hostname, home, then the four lists, each string NUL-ended
-    uint32_t flags;        // ZY_PLAIN: no pre-started interpreter; the init runs the job's program
+    uint32_t flags;        // ZY_PLAIN, ZY_NETNS
+    uint32_t reserved;
+    uint64_t netns_fingerprint;
 };
 
 // The sandbox starts nothing in advance (spec.prestart_argv was NULL): the zygote only clones its
 // init, a clone of a small process instead of the daemon, and goes on serving.
 #define ZY_PLAIN 1u
+// The slot's kept network namespace comes last among the fds (spec.netns_fd).
+#define ZY_NETNS 2u
 
 struct zy_reply {
     int32_t pid;  // the init's pid, or -1
@@ -90,7 +94,8 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
         .tmpfs_bytes = spec->tmpfs_bytes, .tmpfs_inodes = spec->tmpfs_inodes,
         .rlimit_cpu_s = spec->prestart_rlimit_cpu_s, .rlimit_fsize = spec->prestart_rlimit_fsize,
         .rlimit_nofile = spec->prestart_rlimit_nofile,
-        .flags = (spec->prestart_argv && spec->prestart_argv[0]) ? 0u : ZY_PLAIN,
+        .flags = ((spec->prestart_argv && spec->prestart_argv[0]) ? 0u : ZY_PLAIN) | (spec->netns_fd > 0 ? ZY_NETNS : 0u),
+        .netns_fingerprint = spec->netns_fingerprint,
     };
     size_t len = 0;
     for (int i = 0; i < 3; i++) len += strlen(singles[i]) + 1;
@@ -112,6 +117,7 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
     int fds[ZY_MAX_FDS] = {spec->control_fd, spec->report_fd, spec->status_fd, spec->stdin_fd, spec->stdout_fd, spec->stderr_fd};
     int nfds = ZY_FIXED_FDS + spec->n_cgroup_fds;
     for (int i = 0; i < spec->n_cgroup_fds; i++) fds[ZY_FIXED_FDS + i] = spec->cgroup_fds[i];
+    if (spec->netns_fd > 0) fds[nfds++] = spec->netns_fd;
     union { char buf[CMSG_SPACE(sizeof(int) * ZY_MAX_FDS)]; struct cmsghdr align; } control;
     memset(&control, 0, sizeof control);
     struct iovec iov = {.iov_base = msg, .iov_len = sizeof req + len};
@@ -185,7 +191,7 @@ static int decode(const struct zy_request *req, const char *strings, size_t len,
     }
     if (p != end || items[0][0] != '/' || items[2][0] != '/') return -1;
     // The sandbox user is never root; the masks are under /proc (build_proc skips that prefix).
-    if (req->uid == 0 || req->gid == 0 || (req->flags & ~ZY_PLAIN)) return -1;
+    if (req->uid == 0 || req->gid == 0 || (req->flags & ~(ZY_PLAIN | ZY_NETNS))) return -1;
     for (const char *const *m = starts[2]; *m; m++) {
         if (strncmp(*m, "/proc/", 6) != 0) return -1;
     }
@@ -204,6 +210,7 @@ static int decode(const struct zy_request *req, const char *strings, size_t len,
     spec->prestart_rlimit_fsize = req->rlimit_fsize;
     spec->prestart_rlimit_nofile = req->rlimit_nofile;
     spec->prestart_fork = !(req->flags & ZY_PLAIN);
+    spec->netns_fingerprint = req->netns_fingerprint;
     return 0;
 }
 
@@ -244,7 +251,8 @@ int cs_zygote_serve_one(int sock) {
     } else {
         memcpy(&req, message, sizeof req);
         if (req.magic != ZY_MAGIC || req.n_cgroup_fds > CS_MAX_CGROUP_FDS ||
-            nfds != ZY_FIXED_FDS + (int)req.n_cgroup_fds || req.strings_len != (size_t)n - sizeof req ||
+            nfds != ZY_FIXED_FDS + (int)req.n_cgroup_fds + ((req.flags & ZY_NETNS) ? 1 : 0) ||
+            req.strings_len != (size_t)n - sizeof req ||
             decode(&req, message + sizeof req, req.strings_len, &spec) != 0) {
             err = EINVAL;
         }
@@ -255,6 +263,7 @@ int cs_zygote_serve_one(int sock) {
         spec.stdin_fd = fds[3]; spec.stdout_fd = fds[4]; spec.stderr_fd = fds[5];
         spec.n_cgroup_fds = (int)req.n_cgroup_fds;
         for (int i = 0; i < spec.n_cgroup_fds; i++) spec.cgroup_fds[i] = fds[ZY_FIXED_FDS + i];
+        spec.netns_fd = (req.flags & ZY_NETNS) ? fds[nfds - 1] : -1;
         pid = cs_sandbox_spawn_flags(&spec, CLONE_PARENT);
         if (pid == 0) {
             memset(message, 0, (size_t)n);  // the host paths of the request are none of the snippet's business

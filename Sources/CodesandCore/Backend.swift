@@ -4,6 +4,12 @@ import CodesandProtocol
 public struct CompileStage: Sendable {
     public var argv: [String]
     public var limits: LimitSet
+    /// The single file the compile writes in the home directory (LanguageSpec.compileOutput): a
+    /// backend with a compile cache keeps it after a successful compile. "": not cached.
+    public var output = ""
+    /// The language and its compiler's version (the language table's), part of the cache key.
+    public var language = ""
+    public var version = ""
     public init(argv: [String], limits: LimitSet) {
         self.argv = argv
         self.limits = limits
@@ -93,6 +99,9 @@ public struct SandboxOutcome: Sendable {
     public var run: StageOutcome?
     /// The run went to an interpreter started in advance (see PrestartSpec).
     public var prestarted = false
+    /// The compiled program came from the compile cache: `compile` is the stored compile's
+    /// messages, the compiler did not run.
+    public var compileCached = false
 
     public init(compile: StageOutcome?, run: StageOutcome?) {
         self.compile = compile
@@ -119,6 +128,24 @@ public struct SandboxError: Error, CustomStringConvertible, Sendable {
         guard let errno else { return what }
         return "\(what): \(String(cString: strerrorText(errno))) (errno \(errno))"
     }
+}
+
+/// The slot's sandbox could not take the job, and nothing of the job ran in it (e.g. the machine it
+/// lives on went away before the code was pushed): the run may go to another slot.
+public struct SandboxUnavailable: Error, CustomStringConvertible, Sendable {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+/// What a backend tells the pool between runs, for sandboxes that can vanish by themselves (on a
+/// cluster member that went offline). The pool holds the backend: keep this weakly.
+public protocol SlotEvents: AnyObject, Sendable {
+    /// `slot`'s ready sandbox is gone: the slot is taken out and prepared again (broken, with
+    /// back-off, while that fails). A slot in use or being prepared is left alone: it finds out itself.
+    func sandboxLost(slot: Int, reason: String)
+    /// What broke slots may be gone (a member came back): broken slots try again now.
+    func retryBroken()
 }
 
 /// A sandbox implementation (native namespaces, or LXD).
@@ -154,9 +181,16 @@ public protocol SandboxBackend: Sendable {
     func probe(_ argv: [String], env: [String]) async -> String?
     /// Kills every sandbox and gives back what the backend holds (daemon shutdown). Later prepares fail.
     func shutdown() async
+    /// Where each slot's sandbox lives, when the backend spreads them over machines (an LXD
+    /// cluster's members): per slot its member, nil while not placed yet. nil: one machine.
+    func slotMembers() -> [String?]?
+    /// The pool, handed over once at its start: see SlotEvents.
+    func observe(_ events: any SlotEvents)
 }
 
 extension SandboxBackend {
+    public func slotMembers() -> [String?]? { nil }
+    public func observe(_ events: any SlotEvents) {}
     public var zygoteLanguages: [String] { [] }
     public func strayProcesses() -> [Int32]? { nil }
     public var slotCgroupParents: [String] { [] }

@@ -13,6 +13,9 @@ public struct LanguageSpec: Hashable, Sendable {
     public var version: [String]
     /// argv of a compile stage (empty: none); placeholders as in `run`, plus `{flags}`.
     public var compile: [String] = []
+    /// The single file `compile` writes in the home directory (a plain name), which the daemon may
+    /// keep in its compile cache; "": the compile's product is not cached.
+    public var compileOutput = ""
     /// Code without `templateUnless` in it is wrapped: `{code}` in `templateWrap` is replaced by it.
     public var templateUnless: String? = nil
     public var templateWrap: String? = nil
@@ -61,6 +64,10 @@ public struct SandboxConfig: Hashable, Sendable {
     /// The languages' pre-start launchers (LanguageSpec.launcher); "": `launchers` next to the
     /// daemon's executable, ../lib/codesand/launchers from it, or a SwiftPM build's copy.
     public var launcherDir = ""
+    /// The native backend's cache of compiled programs (state_dir/compile-cache): at most this
+    /// many entries and bytes; 0 in either disables it.
+    public var compileCacheEntries = 512
+    public var compileCacheBytes: Int64 = 256 << 20
     /// "native" or "lxd" (sandbox.backend), and the `[lxd]` section (LXDConfig.swift).
     public var backend = "native"
     public var lxd = LXDConfig()

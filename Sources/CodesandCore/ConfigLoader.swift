@@ -130,7 +130,9 @@ public enum ConfigLoader {
             fileSizeBytes: try t.int("file_size_bytes", min: 1, max: 1 << 40),
             openFiles: try t.int("open_files", min: 16, max: 1 << 20),
             socketMemoryBytes: try t.int("socket_memory_bytes", min: 1 << 20, max: 1 << 40), env: try t.stringMap("env"),
-            zygoteLibrary: try absoluteOrEmpty(t, "zygote_library"), launcherDir: try absoluteOrEmpty(t, "launcher_dir"))
+            zygoteLibrary: try absoluteOrEmpty(t, "zygote_library"), launcherDir: try absoluteOrEmpty(t, "launcher_dir"),
+            compileCacheEntries: Int(try t.int("compile_cache_entries", min: 0, max: 1 << 20)),
+            compileCacheBytes: try t.int("compile_cache_bytes", min: 0, max: 1 << 40))
     }
 
     static func absoluteOrEmpty(_ t: ConfigNode, _ key: String) throws -> String {
@@ -160,7 +162,7 @@ public enum ConfigLoader {
 
     static func language(_ name: String, _ t: ConfigNode) throws -> LanguageSpec {
         let known: Set<String> = ["aliases", "file", "run", "env", "version", "compile", "template", "flags_pattern",
-                                  "limits", "compile_limits", "prestart", "zygote", "launcher"]
+                                  "limits", "compile_limits", "compile_output", "prestart", "zygote", "launcher"]
         if let extra = t.keys.sorted().first(where: { !known.contains($0) }) {
             throw ConfigError(key: "\(t.path).\(extra)", problem: "unknown key")
         }
@@ -180,6 +182,16 @@ public enum ConfigLoader {
                                 env: try t.has("env") ? t.stringMap("env") : [:], version: try t.stringArray("version", default: []))
         spec.compile = compile
         spec.prestart = prestart
+        spec.compileOutput = try t.has("compile_output") ? t.string("compile_output") : ""
+        if !spec.compileOutput.isEmpty {
+            let out = spec.compileOutput
+            guard !out.contains("/"), out != ".", out != "..", out != file else {
+                throw ConfigError(key: "\(t.path).compile_output", problem: "must be a plain file name other than `file`, got \"\(out)\"")
+            }
+            guard !compile.isEmpty else {
+                throw ConfigError(key: "\(t.path).compile_output", problem: "needs a compile stage")
+            }
+        }
         if !prestart.isEmpty && !compile.isEmpty {
             throw ConfigError(key: "\(t.path).prestart", problem: "a compiled language cannot be pre-started")
         }

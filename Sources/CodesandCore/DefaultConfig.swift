@@ -61,6 +61,8 @@ env = { PATH = "/usr/local/bin:/usr/bin:/bin", HOME = "/home/sandbox", LANG = "C
 zygote_library = ""                    # for languages with zygote = true; "": libCodesandZygote.so next to codesandd or in ../lib/codesand
 launcher_dir = ""                      # the languages' launcher files; "": launchers/ next to codesandd, ../lib/codesand/launchers, or a build's copy
                                        # (each must be root's alone to change, as the zygote library: python3's runs as root)
+compile_cache_entries = 512            # native backend: compiled programs kept in state_dir/compile-cache (root's alone), keyed by
+compile_cache_bytes = 268435456        # SHA-256 of code, compile argv, compiler version and system; least recently used go first; 0 disables
 
 [lxd]                                  # sandbox.backend = "lxd": a pool of containers, restored to a snapshot after each run
 socket = "/var/lib/lxd/unix.socket"    # LXD's unix socket ($LXD_DIR/unix.socket for a private LXD)
@@ -73,7 +75,7 @@ source = ""                            # or an existing container's snapshot, "C
 prefix = "codesand"                    # containers PREFIX-0..PREFIX-(pool.size-1); others with the prefix are deleted
 project = "default"
 profiles = ["default"]                 # profiles of the containers (a profile's eth0 is masked: no network)
-members = []                           # cluster members to spread the containers over (later)
+members = []                           # a cluster's members: slot i on members[i % n]; []: the cluster places them
 uid = 1000                             # the sandbox user in the image: runs execute as it, in sandbox.home
 gid = 1000
 cpu_allowance_ms = 100                 # hard CPU quota of each container per 100 ms (limits.cpu.allowance)
@@ -172,6 +174,7 @@ prestart = ["/usr/bin/node", "-e", "{launcher}"]
 aliases = ["golang"]
 file = "main.go"
 compile = ["/usr/bin/go", "build", "-o", "{dir}/main", "{flags}", "{file}"]
+compile_output = "main"
 run = ["{dir}/main", "{args}"]
 env = { GOCACHE = "/tmp/go-cache", GOPATH = "/tmp/go", GO111MODULE = "off", CGO_ENABLED = "0", GOTOOLCHAIN = "local" }
 flags_pattern = "-race|-gcflags=[A-Za-z0-9=,_ -]+|-ldflags=[A-Za-z0-9=,._ -]+"
@@ -191,6 +194,7 @@ version = ["/usr/bin/tcc", "-v"]
 aliases = ["cc"]
 file = "main.c"
 compile = ["/usr/bin/gcc", "-o", "{dir}/main", "{file}", "{flags}", "-lm"]
+compile_output = "main"
 run = ["{dir}/main", "{args}"]
 template = { unless = "main", wrap = "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <math.h>\nint main(void) {\n{code}\n;\nreturn 0;\n}\n" }
 flags_pattern = "-O[0-3sg]?|-W[A-Za-z0-9=-]*|-D[A-Za-z_][A-Za-z0-9_]*(=.*)?|-std=[a-z0-9+]+|-l[a-z0-9_]+|-g|-f[a-z0-9-]+|-march=native|-pthread"
@@ -201,6 +205,7 @@ version = ["/usr/bin/gcc", "--version"]
 aliases = ["cpp", "c++", "gpp"]
 file = "main.cpp"
 compile = ["/usr/bin/g++", "-o", "{dir}/main", "{file}", "{flags}"]
+compile_output = "main"
 run = ["{dir}/main", "{args}"]
 flags_pattern = "-O[0-3sg]?|-W[A-Za-z0-9=-]*|-D[A-Za-z_][A-Za-z0-9_]*(=.*)?|-std=[a-z0-9+]+|-l[a-z0-9_]+|-g|-f[a-z0-9-]+|-march=native|-pthread"
 compile_limits = { wall_ms = 15000, cpu_ms = 15000, memory_bytes = 805306368 }

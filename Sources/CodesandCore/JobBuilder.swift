@@ -19,7 +19,10 @@ struct JobBuilder {
         } else {
             let compileLimits = try LimitSet.resolve(spec.compileLimits?.capped(by: config.maxLimits),
                                                      defaults: config.defaultLimits, max: config.maxLimits)
-            compile = CompileStage(argv: expand(spec.compile, home: home, args: [], flags: flags), limits: compileLimits)
+            var stage = CompileStage(argv: expand(spec.compile, home: home, args: [], flags: flags), limits: compileLimits)
+            stage.output = spec.compileOutput
+            stage.language = spec.name
+            compile = stage
         }
         let args = params.args ?? []
         try Self.checkArgv(args, field: "params.args")

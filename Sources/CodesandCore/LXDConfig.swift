@@ -21,7 +21,8 @@ public struct LXDConfig: Hashable, Sendable {
     public var prefix = "codesand"
     public var project = "default"
     public var profiles = ["default"]
-    /// Cluster members to spread the containers over (empty: the local daemon's own).
+    /// A clustered LXD's members to spread the containers over, slot i on members[i % n] (empty:
+    /// the cluster's own placement; a standalone LXD has none).
     public var members: [String] = []
     /// The sandbox user inside the image (runs execute as it, in sandbox.home).
     public var uid: Int64 = 1000
@@ -48,6 +49,9 @@ public struct LXDConfig: Hashable, Sendable {
         c.project = try t.string("project")
         c.profiles = try t.stringArray("profiles")
         c.members = try t.stringArray("members")
+        if c.members.contains(where: { $0.isEmpty }) {
+            throw ConfigError(key: "lxd.members", problem: "a member's name is empty")
+        }
         c.uid = try t.int("uid", min: 1, max: 4_294_967_294)
         c.gid = try t.int("gid", min: 1, max: 4_294_967_294)
         c.cpuAllowanceMs = try t.int("cpu_allowance_ms", min: 1, max: 100_000)

@@ -25,6 +25,7 @@ public final class Metrics: Sendable {
         var errors: [Int: Int64] = [:]      // JSON-RPC errors by code
         var recentWallMs: [Int64] = []
         var prestart: [String: (hits: Int64, misses: Int64)] = [:]
+        var compileCache: [String: (hits: Int64, misses: Int64)] = [:]
     }
 
     struct RunKey: Hashable {
@@ -53,6 +54,20 @@ public final class Metrics: Sendable {
             if hit { c.hits += 1 } else { c.misses += 1 }
             s.prestart[language] = c
         }
+    }
+
+    /// A run of a language whose compile can be cached found its program in the compile cache
+    /// (hit) or compiled (miss, also when the backend keeps no cache).
+    public func recordCompileCache(language: String, hit: Bool) {
+        state.withLock { s in
+            var c = s.compileCache[language] ?? (0, 0)
+            if hit { c.hits += 1 } else { c.misses += 1 }
+            s.compileCache[language] = c
+        }
+    }
+
+    public func compileCacheCounts(_ language: String) -> (hits: Int64, misses: Int64) {
+        state.withLock { $0.compileCache[language] ?? (0, 0) }
     }
 
     public func prestartCounts(_ language: String) -> (hits: Int64, misses: Int64) {
@@ -102,6 +117,11 @@ public final class Metrics: Sendable {
         for (lang, c) in s.prestart.sorted(by: { $0.key < $1.key }) {
             out += "codesand_prestart_total{language=\"\(escape(lang))\",result=\"hit\"} \(c.hits)\n"
             out += "codesand_prestart_total{language=\"\(escape(lang))\",result=\"miss\"} \(c.misses)\n"
+        }
+        family("codesand_compile_cache_total", "counter", "Runs of cacheable compiled languages, by whether the compile cache had the program.")
+        for (lang, c) in s.compileCache.sorted(by: { $0.key < $1.key }) {
+            out += "codesand_compile_cache_total{language=\"\(escape(lang))\",result=\"hit\"} \(c.hits)\n"
+            out += "codesand_compile_cache_total{language=\"\(escape(lang))\",result=\"miss\"} \(c.misses)\n"
         }
         family("codesand_slots", "gauge", "Sandbox slots by state.")
         for state in SlotState.allCases { out += "codesand_slots{state=\"\(state.rawValue)\"} \(slots[state.rawValue] ?? 0)\n" }

@@ -14,6 +14,7 @@ extension RunResult {
         }
         var result = build(stage: run)
         result.compile = compile
+        if o.compileCached { result.compile?.cached = true }
         return result
     }
 

@@ -81,21 +81,40 @@ public final class RunService: Sendable {
         let spec = language.spec
         var job = try JobBuilder(config: config, spec: spec).job(for: params)
         job.generation = generation
+        job.compile?.version = language.version
 
-        let slot = try await acquireSlot(key: "\(peer.uid)/\(params.requester ?? "")", job: job, language: spec.name)
-        defer { pool.finished(slot) }  // whatever happens, the slot is reset before its next use
-        let outcome: SandboxOutcome
-        do {
-            outcome = try await backend.run(job, slot: slot, onOutput: params.stream == true ? onOutput : nil)
-        } catch {
-            logger.error("sandbox failure", metadata: ["slot": "\(slot)", "error": "\(error)", "peer": "\(peer)"])
-            throw RPCError(.internalError, "internal error: the sandbox failed (\(error)); the request may be retried")
+        let key = "\(peer.uid)/\(params.requester ?? "")"
+        var (slot, outcome): (Int, SandboxOutcome)
+        var attempts = 0
+        while true {
+            attempts += 1
+            do {
+                (slot, outcome) = try await runInSlot(job, key: key, language: spec.name, onOutput: params.stream == true ? onOutput : nil)
+                break
+            } catch {
+                switch error {
+                case .refused(let error):
+                    throw error
+                case .unavailable(let slot, let why) where attempts < Self.maxAttempts:
+                    // Nothing of the job ran (its slot's machine went away): another slot takes it.
+                    logger.warning("sandbox unavailable, the run goes to another slot", metadata: ["slot": "\(slot)", "error": "\(why)"])
+                case .unavailable(let slot, let why):
+                    logger.error("sandbox failure", metadata: ["slot": "\(slot)", "error": "\(why)", "peer": "\(peer)"])
+                    throw RPCError(.internalError, "internal error: no sandbox could take the run (\(why)); the request may be retried")
+                case .failed(let slot, let error):
+                    logger.error("sandbox failure", metadata: ["slot": "\(slot)", "error": "\(error)", "peer": "\(peer)"])
+                    throw RPCError(.internalError, "internal error: the sandbox failed (\(error)); the request may be retried")
+                }
+            }
         }
         if Task.isCancelled {
             metrics.recordKill("cancelled")
             throw RPCError(.shuttingDown, "the run was stopped before it ended: the daemon is shutting down")
         }
         if job.prestart != nil { metrics.recordPrestart(language: spec.name, hit: outcome.prestarted) }
+        if job.compile?.output.isEmpty == false, outcome.compile != nil {
+            metrics.recordCompileCache(language: spec.name, hit: outcome.compileCached)
+        }
         let result = RunResult.build(from: outcome)
         let latency = ContinuousClock.now - received
         metrics.recordRun(language: spec.name, status: result.status.rawValue,
@@ -109,6 +128,30 @@ public final class RunService: Sendable {
         if config.logCode { meta["code"] = "\(params.code)" }
         logger.info("run", metadata: meta)
         return result
+    }
+
+    /// Runs taken to another slot when the one they got cannot take them (SandboxUnavailable).
+    static let maxAttempts = 3
+
+    private enum SlotRunError: Error {
+        case refused(RPCError)
+        case unavailable(slot: Int, String)
+        case failed(slot: Int, any Error)
+    }
+
+    /// One slot's try: waits for a slot and runs the job in it; the slot is reset afterwards, whatever happens.
+    private func runInSlot(_ job: SandboxJob, key: String, language: String,
+                           onOutput: (@Sendable (OutputChunk) -> Void)?) async throws(SlotRunError) -> (Int, SandboxOutcome) {
+        let slot: Int
+        do { slot = try await acquireSlot(key: key, job: job, language: language) } catch { throw .refused(error) }
+        defer { pool.finished(slot) }
+        do {
+            return (slot, try await backend.run(job, slot: slot, onOutput: onOutput))
+        } catch let e as SandboxUnavailable where !Task.isCancelled {
+            throw .unavailable(slot: slot, e.reason)
+        } catch {
+            throw .failed(slot: slot, error)
+        }
     }
 
     private func acquireSlot(key: String, job: SandboxJob, language: String) async throws(RPCError) -> Int {
@@ -150,6 +193,7 @@ public final class RunService: Sendable {
         }
         status.strayProcesses = backend.strayProcesses()?.count
         status.sandboxCgroups = backend.slotCgroupParents
+        status.members = backend.slotMembers().map { pool.board.counts(by: $0) }
         return status
     }
 

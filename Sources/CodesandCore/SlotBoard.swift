@@ -77,6 +77,18 @@ public final class SlotBoard: Sendable {
         }
     }
 
+    /// Slots per group (a cluster member) and state: `groups[slot]` names the slot's group, nil
+    /// for none (not counted). Every group has all five states.
+    public func counts(by groups: [String?]) -> [String: [String: Int]] {
+        let slots = state.withLock { $0.slots }
+        var out: [String: [String: Int]] = [:]
+        for (slot, group) in groups.enumerated() where slot < slots.count {
+            guard let group else { continue }
+            out[group, default: Dictionary(uniqueKeysWithValues: SlotState.allCases.map { ($0.rawValue, 0) })][slots[slot].rawValue]! += 1
+        }
+        return out
+    }
+
     /// p50 and p99 of recent reset durations, in ms (0 when none yet).
     public var resetPercentiles: (p50: Double, p99: Double) {
         let sorted = state.withLock { $0.resetMs }.sorted()

@@ -5,7 +5,7 @@ import Synchronization
 /// run, off the request path, and only then handed out again. A slot whose prepare fails is broken:
 /// it tries again after a back-off (0.1 s, doubling up to 30 s), at once after a reload, and at once
 /// when another broken slot recovers (the cause is likely gone for all).
-public final class SlotPool: Sendable {
+public final class SlotPool: SlotEvents {
     public let scheduler: SlotScheduler
     public let board: SlotBoard
     public let planner: PrestartPlanner
@@ -48,7 +48,25 @@ public final class SlotPool: Sendable {
 
     /// Prepares every slot in the background; each serves requests as soon as it is ready.
     public func start() {
+        backend.observe(self)
         for slot in 0..<size { refill(slot, resetting: false) }
+    }
+
+    /// A ready slot's sandbox vanished (SlotEvents): out of the free slots, broken with back-off,
+    /// then prepared again. A slot in use or being prepared finds out by itself.
+    public func sandboxLost(slot: Int, reason: String) {
+        guard scheduler.withdraw(slot) else { return }
+        logger.warning("slot lost its ready sandbox", metadata: ["slot": "\(slot)", "reason": "\(reason)"])
+        guard let wait = failed(slot, error: SandboxError(reason)) else {
+            board.set(slot, .preparing)
+            Task.detached { [self] in await prepareUntilReady(slot, resetting: false) }
+            return
+        }
+        Task.detached { [self] in
+            _ = try? await wait.value
+            retries.withLock { r in if r[slot].wait != nil { endBackoff(slot, &r) } }
+            await prepareUntilReady(slot, resetting: false)
+        }
     }
 
     /// Waits for a ready slot (fair across `key`s) and marks it busy. `prestart`: the language whose
@@ -123,37 +141,39 @@ public final class SlotPool: Sendable {
     /// A failed prepare marks the slot broken and retries with backoff; it is never handed out broken.
     private func refill(_ slot: Int, resetting: Bool) {
         board.set(slot, resetting ? .resetting : .preparing)
-        Task.detached { [self] in
-            while true {
-                let start = ContinuousClock.now
-                do {
-                    try await backend.prepare(slot: slot, prestart: planner.choose(for: slot))
-                } catch is CancellationError {
-                    return  // the backend is shutting down
-                } catch {
-                    guard let wait = failed(slot, error: error) else { continue }
-                    _ = try? await wait.value  // or cancelled by retryBroken, which ended the back-off itself
-                    retries.withLock { r in if r[slot].wait != nil { endBackoff(slot, &r) } }
-                    continue
-                }
-                if resetting {
-                    let d = ContinuousClock.now - start
-                    let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-                    board.recordReset(ms: seconds * 1000)
-                    metrics.recordReset(seconds: seconds)
-                }
-                let recovered = retries.withLock { r in
-                    defer { r[slot] = Retry() }
-                    return r[slot].failures > 0
-                }
-                board.set(slot, .ready)
-                scheduler.release(slot)
-                if recovered {
-                    logger.notice("slot recovered: its sandbox was prepared", metadata: ["slot": "\(slot)"])
-                    retryBroken()  // what broke this slot likely broke the others, and is gone
-                }
-                return
+        Task.detached { [self] in await prepareUntilReady(slot, resetting: resetting) }
+    }
+
+    private func prepareUntilReady(_ slot: Int, resetting: Bool) async {
+        while true {
+            let start = ContinuousClock.now
+            do {
+                try await backend.prepare(slot: slot, prestart: planner.choose(for: slot))
+            } catch is CancellationError {
+                return  // the backend is shutting down
+            } catch {
+                guard let wait = failed(slot, error: error) else { continue }
+                _ = try? await wait.value  // or cancelled by retryBroken, which ended the back-off itself
+                retries.withLock { r in if r[slot].wait != nil { endBackoff(slot, &r) } }
+                continue
             }
+            if resetting {
+                let d = ContinuousClock.now - start
+                let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                board.recordReset(ms: seconds * 1000)
+                metrics.recordReset(seconds: seconds)
+            }
+            let recovered = retries.withLock { r in
+                defer { r[slot] = Retry() }
+                return r[slot].failures > 0
+            }
+            board.set(slot, .ready)
+            scheduler.release(slot)
+            if recovered {
+                logger.notice("slot recovered: its sandbox was prepared", metadata: ["slot": "\(slot)"])
+                retryBroken()  // what broke this slot likely broke the others, and is gone
+            }
+            return
         }
     }
 

@@ -143,6 +143,16 @@ public final class SlotScheduler: Sendable {
         next?.continuation.resume(returning: slot)
     }
 
+    /// Takes `slot` out of the free slots (its sandbox vanished): true if it was free, false if it
+    /// is handed out or not released yet.
+    public func withdraw(_ slot: Int) -> Bool {
+        state.withLock { s in
+            guard let i = s.free.firstIndex(of: slot) else { return false }
+            s.free.remove(at: i)
+            return true
+        }
+    }
+
     /// A slot (not free, not handed out) failed to prepare. If it was the last one that could still
     /// become free, every waiter fails now with Unavailable: none would ever get a slot.
     public func markBroken(_ slot: Int, cause: String) {

@@ -40,7 +40,10 @@ public final class LXDBackend: SandboxBackend {
         self.pool = pool
         ready = Mutex(Array(repeating: nil, count: poolSize))
         cgroupVersion = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? "v2" : "v1"
-        cleanup = Task { await pool.removeStrays() }
+        cleanup = Task {
+            await pool.removeStrays()
+            if (try? await pool.watch.clustered()) == true { pool.watch.start() }
+        }
         prober = LXDProber(pool: pool)
     }
 
@@ -60,31 +63,56 @@ public final class LXDBackend: SandboxBackend {
         await cgroup.ready()
         guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
         ready.withLock { $0[slot] = cgroup }
+        pool.watch.slotReady(slot)
     }
 
     public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         let container = pool.name(slot)
         let taken = ready.withLock { r in defer { r[slot] = nil }; return r[slot] }
+        pool.watch.slotTaken(slot)
         let cgroup: any LXDRunControl
-        if let taken {
-            cgroup = taken
-        } else {
-            cgroup = try await pool.makeReady(slot)
-            await cgroup.ready()
-        }
         let uid = sandbox.lxd.uid, gid = sandbox.lxd.gid
-        try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
+        // Until the code is in, nothing of the job ran: a failure here (the container's cluster
+        // member gone) sends the run to another slot.
+        do {
+            if let taken {
+                cgroup = taken
+            } else {
+                let made = try await pool.makeReady(slot)
+                await made.ready()
+                cgroup = made
+            }
+            try await pool.watch.guarding(container) { [client, sandbox] in
+                try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
+            }
+        } catch let e as SandboxUnavailable {
+            throw e
+        } catch where !(error is CancellationError) && !Task.isCancelled {
+            throw SandboxUnavailable("container \(container) could not take the run: \(error)")
+        }
         var outcome = SandboxOutcome(compile: nil, run: nil)
         if let compile = job.compile {
             try await cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
-            let stage = try await stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil).run()
+            let runner = stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil)
+            let stage = try await firstStage(container) { try await runner.run() }
             outcome.compile = stage
             guard stage.succeeded, !Task.isCancelled else { return outcome }
         }
         try await cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1)
         let streamer = onOutput.map { OutputStreamer(sink: $0) }
-        outcome.run = try await stageRunner(container, cgroup, job.argv, job.env, job.limits, job.stdin, streamer).run()
+        let runner = stageRunner(container, cgroup, job.argv, job.env, job.limits, job.stdin, streamer)
+        outcome.run = job.compile == nil ? try await firstStage(container) { try await runner.run() } : try await runner.run()
         return outcome
+    }
+
+    /// The job's first exec, refused by LXD (no operation made, so nothing of the job ran: e.g. its
+    /// cluster member is shutting down): the run may go to another slot.
+    private func firstStage(_ container: String, _ body: () async throws -> StageOutcome) async throws -> StageOutcome {
+        do {
+            return try await body()
+        } catch let e as LXDError where e.what == "POST " + LXDPath.exec(container) && !Task.isCancelled {
+            throw SandboxUnavailable("container \(container) could not start the program: \(e)")
+        }
     }
 
     private func stageRunner(_ container: String, _ cgroup: any LXDRunControl, _ argv: [String], _ env: [String], _ limits: LimitSet,
@@ -93,6 +121,11 @@ public final class LXDBackend: SandboxBackend {
         return LXDStageRunner(client: client, container: container, cgroup: cgroup, command: cgroup.command(command),
                        limits: limits, stdin: stdin, streamer: streamer)
     }
+
+    /// Per slot, the cluster member its container is on; nil on a standalone LXD.
+    public func slotMembers() -> [String?]? { pool.slotMembers() }
+
+    public func observe(_ events: any SlotEvents) { pool.watch.observe(events) }
 
     /// Processes left in ready containers beyond their init: what runs left behind (0 on a clean pool).
     public func strayProcesses() -> [Int32]? {
@@ -113,7 +146,8 @@ public final class LXDBackend: SandboxBackend {
                                ("lxd.client_key", new.lxd.clientKey != sandbox.lxd.clientKey),
                                ("lxd.fingerprint", new.lxd.fingerprint != sandbox.lxd.fingerprint),
                                ("lxd.project", new.lxd.project != sandbox.lxd.project),
-                               ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix), ("sandbox.home", new.home != sandbox.home)] where changed {
+                               ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix),
+                               ("lxd.members", new.lxd.members != sandbox.lxd.members), ("sandbox.home", new.home != sandbox.home)] where changed {
             throw SandboxError("\(key) cannot change on a reload: restart the daemon")
         }
         let spec = LXDInstanceSpec(lxd: new.lxd, home: new.home, tmpfsBytes: new.tmpfsBytes, tmpfsInodes: new.tmpfsInodes,
@@ -148,9 +182,11 @@ public final class LXDBackend: SandboxBackend {
     public func shutdown() async {
         guard !stopped.exchange(true, ordering: .relaxed) else { return }
         cleanup.cancel()
+        pool.watch.stop()
         await withTaskGroup(of: Void.self) { group in
             for slot in 0...pool.size {
                 let name = pool.name(slot)
+                guard pool.watch.unreachable(name) == nil else { continue }  // on a member gone: a request would hang 10 s
                 group.addTask { [client] in
                     _ = try? await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("stop"), "force": .bool(true)]),
                                               timeout: .seconds(20))

@@ -16,6 +16,11 @@ final class LXDContainerPool: Sendable {
     /// replaced at its next prepare.
     private let state: Mutex<(spec: LXDInstanceSpec, known: [Bool])>
     let prefix: String
+    /// On a cluster: which member each container goes on, where each is (as created or adopted),
+    /// and whose members answer.
+    let placement: LXDPlacement
+    private let locations: Mutex<[String?]>
+    let watch: LXDClusterWatch
 
     init(client: LXDClient, spec: LXDInstanceSpec, size: Int, logger: Logger) {
         self.client = client
@@ -23,6 +28,18 @@ final class LXDContainerPool: Sendable {
         self.logger = logger
         self.prefix = spec.lxd.prefix
         self.state = Mutex((spec, Array(repeating: false, count: size + 1)))
+        placement = LXDPlacement(members: spec.lxd.members)
+        locations = Mutex(Array(repeating: nil, count: size + 1))
+        let prefix = spec.lxd.prefix
+        watch = LXDClusterWatch(client: client, prefix: prefix, slots: size,
+                                name: { $0 == size ? "\(prefix)-probe" : "\(prefix)-\($0)" }, logger: logger)
+    }
+
+    /// Per slot, the cluster member its container is on (or goes on); nil on a standalone LXD.
+    func slotMembers() -> [String?]? {
+        guard watch.isClustered == true else { return nil }
+        let known = locations.withLock { $0 }
+        return (0..<size).map { known[$0] ?? watch.location(name($0)) ?? placement.target($0) }
     }
 
     var spec: LXDInstanceSpec { state.withLock { $0.spec } }
@@ -56,6 +73,7 @@ final class LXDContainerPool: Sendable {
 
     private func restoreOrCreate(_ slot: Int) async throws -> any LXDRunControl {
         let name = name(slot)
+        if let why = watch.unreachable(name) { throw LXDError(what: "container \(name)", message: why) }
         let fresh = try await ensure(slot)
         if !fresh {
             try await client.run(.PUT, LXDPath.instance(name), json: .object(["restore": .string(LXDInstanceSpec.snapshot)]),
@@ -87,20 +105,32 @@ final class LXDContainerPool: Sendable {
         let spec = self.spec
         if state.withLock({ $0.known[slot] && $0.spec.digest == spec.digest }) { return false }
         let name = name(slot)
+        let clustered = try await watch.clustered()
+        if !placement.members.isEmpty && !clustered {
+            throw LXDError(what: "lxd.members", message: "LXD at \(client.transport.address) is not clustered: leave lxd.members empty")
+        }
         do {
             let meta = try await client.call(.GET, LXDPath.instance(name)).metadata
             let digest = meta.objectValue?["config"]?.objectValue?[LXDInstanceSpec.specKey]?.stringValue
+            let location = meta.objectValue?["location"]?.stringValue ?? ""
             let hasSnapshot = (try? await client.call(.GET, LXDPath.snapshots(name) + "/" + LXDInstanceSpec.snapshot)) != nil
-            if digest == spec.digest && hasSnapshot {
-                logger.info("adopted the container of an earlier daemon", metadata: ["container": "\(name)"])
+            let placed = !clustered || placement.accepts(location, slot: slot)
+            if digest == spec.digest && hasSnapshot && placed {
+                logger.info("adopted the container of an earlier daemon", metadata: ["container": "\(name)", "member": "\(location)"])
+                if clustered { locations.withLock { $0[slot] = location } }
                 markKnown(slot, spec)
                 return false
             }
-            logger.notice("replacing a container made from another spec", metadata: ["container": "\(name)"])
+            logger.notice(placed ? "replacing a container made from another spec" : "replacing a container on another member than its slot's",
+                          metadata: ["container": "\(name)", "member": "\(location)", "slot_member": "\(placement.target(slot) ?? "-")"])
             try await delete(name)
         } catch let e as LXDError where e.isNotFound {
         }
-        try await create(name, spec)
+        try await create(name, slot, spec)
+        if clustered {
+            let location = try? await client.call(.GET, LXDPath.instance(name)).metadata.objectValue?["location"]?.stringValue
+            locations.withLock { $0[slot] = location ?? placement.target(slot) }
+        }
         markKnown(slot, spec)
         return true
     }
@@ -111,9 +141,9 @@ final class LXDContainerPool: Sendable {
 
     /// Created from the spec, snapshotted while stopped (the snapshot holds the config, tmpfs mounts
     /// included), then started.
-    private func create(_ name: String, _ spec: LXDInstanceSpec) async throws {
+    private func create(_ name: String, _ slot: Int, _ spec: LXDInstanceSpec) async throws {
         let start = ContinuousClock.now
-        try await client.run(.POST, LXDPath.instances(), json: spec.createBody(name: name), timeout: .seconds(600))
+        try await client.run(.POST, placement.createPath(slot), json: spec.createBody(name: name), timeout: .seconds(600))
         try await client.run(.POST, LXDPath.snapshots(name),
                              json: .object(["name": .string(LXDInstanceSpec.snapshot), "stateful": .bool(false)]))
         try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("start")]), timeout: .seconds(60))

@@ -2,6 +2,7 @@ import CSandbox
 import CodesandCore
 import Foundation
 import Glibc
+import Synchronization
 
 /// The cgroup of one sandbox slot: limits, accounting and the killer.
 protocol SlotCgroup: Sendable {
@@ -12,9 +13,9 @@ protocol SlotCgroup: Sendable {
     /// Zeroes the memory peak counter.
     func resetCounters() throws
     /// Frees what earlier runs (or a compile stage) left charged to the cgroup: page cache of host
-    /// files they read, dentries, inodes. After a sandbox is gone, the next one starts at zero: its
-    /// peak is its own, and a small memory limit is always accepted. Returns the bytes still charged.
-    @discardableResult func reclaim() -> Int64
+    /// files they read, dentries, inodes — if more than `worth` bytes are charged (below that, the
+    /// reclaim costs more CPU than it frees). Returns the bytes still charged.
+    @discardableResult func reclaim(above worth: Int64) -> Int64
     /// The OOM-kill count so far (compare before and after a run).
     func oomKills() -> Int64
     func cpuNs() -> UInt64
@@ -34,6 +35,29 @@ protocol SlotCgroup: Sendable {
 /// What a reclaimed cgroup may still hold: a few kernel objects of dead processes are not
 /// reclaimable at once, and chasing them to zero costs tens of milliseconds per sandbox.
 let reclaimedEnough: Int64 = 256 << 10
+
+/// What a slot's cgroup may keep charged between sandboxes without a reclaim. A `sh`/`bash` run
+/// leaves 300–450 KiB (page cache, a few kernel objects), and `memory.force_empty` of that cost
+/// 1.5 ms of CPU or more per run — as much as the program. Below this the next sandbox starts
+/// with it charged: its reported peak may be that much high, and under its memory limit the
+/// kernel reclaims the page cache first, as it would anyway.
+let leftoverKeptBetweenRuns: Int64 = 2 << 20
+
+/// The limits a slot's cgroup holds, as last written: a slot's next sandbox usually wants the ones
+/// the last left (the defaults), and the writes (six or seven files, each an open, write and close,
+/// a memory limit's possibly a reclaim) are skipped then. Unknown (nil) while a write is under way
+/// or after one failed.
+final class AppliedLimits: Sendable {
+    private let value = Mutex<LimitSet?>(nil)
+
+    /// Runs `write` unless the cgroup holds `limits` already.
+    func apply(_ limits: LimitSet, write: () throws -> Void) throws {
+        if value.withLock({ $0 }) == limits { return }
+        value.withLock { $0 = nil }
+        try write()
+        value.withLock { $0 = limits }
+    }
+}
 
 /// Where the slots' cgroups live and how they are made.
 protocol CgroupDriver: Sendable {

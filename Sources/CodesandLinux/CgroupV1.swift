@@ -69,12 +69,21 @@ struct CgroupV1Driver: CgroupDriver {
 struct SlotCgroupV1: SlotCgroup {
     let memory, pids, cpu, cpuacct, freezer: String
     var socketMemoryBytes: Int64 = 16 << 20
+    private let applied = AppliedLimits()
+
+    init(memory: String, pids: String, cpu: String, cpuacct: String, freezer: String) {
+        (self.memory, self.pids, self.cpu, self.cpuacct, self.freezer) = (memory, pids, cpu, cpuacct, freezer)
+    }
 
     var procsFiles: [String] {
         Array(Set([memory, pids, cpu, cpuacct, freezer])).sorted().map { "\($0)/cgroup.procs" }
     }
 
     func apply(limits: LimitSet) throws {
+        try applied.apply(limits) { try write(limits) }
+    }
+
+    private func write(_ limits: LimitSet) throws {
         try setMemory(limits.memoryBytes)
         // v1 charges TCP and UDP buffers to a counter of their own, and only once it has a limit:
         // without one a snippet queues gigabytes in loopback sockets, outside memory_bytes, until
@@ -107,8 +116,10 @@ struct SlotCgroupV1: SlotCgroup {
     /// not the pages of live tmpfs files or, without swap, of live processes). In an emptied
     /// cgroup, a sandbox's own tmpfs pages are freed when its mount namespace goes, a moment after
     /// its last process: retry briefly while they are still charged.
-    @discardableResult func reclaim() -> Int64 {
+    @discardableResult func reclaim(above worth: Int64) -> Int64 {
         let usage = { (try? FileIO.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
+        let before = usage()
+        guard before > worth else { return before }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             if usage() <= reclaimedEnough { break }

@@ -55,10 +55,20 @@ struct CgroupV2Driver: CgroupDriver {
 struct SlotCgroupV2: SlotCgroup {
     let dir: String
     let requireControllers: Bool
+    private let applied = AppliedLimits()
+
+    init(dir: String, requireControllers: Bool) {
+        self.dir = dir
+        self.requireControllers = requireControllers
+    }
 
     var procsFiles: [String] { ["\(dir)/cgroup.procs"] }
 
     func apply(limits: LimitSet) throws {
+        try applied.apply(limits) { try write(limits) }
+    }
+
+    private func write(_ limits: LimitSet) throws {
         let settings = [("memory.max", "\(limits.memoryBytes)"), ("memory.swap.max", "0"),
                         ("pids.max", "\(limits.pids)"), ("cpu.max", "100000 100000")]
         for (file, value) in settings {
@@ -77,9 +87,10 @@ struct SlotCgroupV2: SlotCgroup {
 
     /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (live
     /// tmpfs files, live processes' memory without swap) stays charged.
-    @discardableResult func reclaim() -> Int64 {
+    @discardableResult func reclaim(above worth: Int64) -> Int64 {
         let usage = { (try? FileIO.readInt("\(dir)/memory.current")) ?? 0 }
-        guard FileIO.exists("\(dir)/memory.reclaim") else { return usage() }
+        let before = usage()
+        guard before > worth, FileIO.exists("\(dir)/memory.reclaim") else { return before }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             let left = usage()

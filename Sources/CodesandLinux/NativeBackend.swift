@@ -24,6 +24,8 @@ public final class NativeBackend: SandboxBackend {
     private let stopped = Atomic<Bool>(false)
     /// Held for the daemon's life: a second daemon with the same cgroup name would kill our sandboxes.
     private let lockFD: Int32
+    /// Compiled programs kept between runs (nil: sandbox.compile_cache_* is 0).
+    let compileCache: CompileCache?
 
     /// Detects the cgroup version, creates the slots' cgroups (emptying leftovers of an earlier
     /// daemon) and the state directory.
@@ -49,6 +51,7 @@ public final class NativeBackend: SandboxBackend {
             logger.warning("no CAP_SYS_RESOURCE: sandbox inits cannot exempt themselves from the OOM killer, so the OOM killer may pick an init before its program")
         }
         slots = SandboxSlots(cgroups: cgroups, uidBase: config.uidBase, defaultLimits: defaultLimits, logger: logger)
+        compileCache = CompileCache.open(config: config, logger: logger)
     }
 
     public func prepare(slot: Int, prestart: PrestartSpec?) async throws {
@@ -76,7 +79,7 @@ public final class NativeBackend: SandboxBackend {
         // One run, one configuration: the generation its job was built for.
         let layout = layouts.withLock { $0.byGeneration[job.generation] ?? $0.byGeneration[$0.newest]! }
         let run = SandboxRun(job: job, slot: slot, slots: slots, layout: layout, cancelFD: cancelFD,
-                             streamer: onOutput.map { OutputStreamer(sink: $0) })
+                             streamer: onOutput.map { OutputStreamer(sink: $0) }, compileCache: compileCache)
         return try await withTaskCancellationHandler {
             // A thread of its own: the supervisor blocks in poll(), which must not starve Swift's pool.
             try await onThread("codesand-run-\(slot)") { try run.execute() }

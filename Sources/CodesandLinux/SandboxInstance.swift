@@ -25,13 +25,16 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         (control, report, status, stdin, stdout, stderr) = (fds[0], fds[1], fds[2], fds[3], fds[4], fds[5])
     }
 
-    /// Spawns the init for `slot` and waits until it reports READY (the sandbox is built).
     /// The interpreter started in it in advance, if any (see PrestartSpec).
     private(set) var prestarted: String?
+    /// Its network namespace is a new one (not the slot's kept one): see SlotNetworks.
+    private(set) var madeNewNetns = true
 
+    /// Spawns the init for `slot` and waits until it reports READY (the sandbox is built). `netns`:
+    /// the slot's kept network namespace and the fingerprint of a fresh one (SlotNetworks).
     static func spawn(layout: SandboxLayout, slot: Int, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet,
                       prestart: PrestartSpec? = nil, zygote: Zygote? = nil, logger: Logger? = nil,
-                      maxCPUMs: Int64 = 60_000) throws -> SandboxInstance {
+                      maxCPUMs: Int64 = 60_000, netns: KeptNetns? = nil) throws -> SandboxInstance {
         try cgroup.apply(limits: limits)
         var cgroupFDs: [Int32] = []
         var ours: [Int32] = [], theirs: [Int32] = []
@@ -82,6 +85,8 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         spec.prestart_rlimit_cpu_s = UInt64(maxCPUMs / 1000 + 2)
         spec.prestart_rlimit_fsize = UInt64(layout.config.fileSizeBytes)
         spec.prestart_rlimit_nofile = UInt64(layout.config.openFiles)
+        spec.netns_fd = netns?.fd ?? -1
+        spec.netns_fingerprint = netns?.fingerprint ?? 0
 
         // Through the zygote if there is one (its fork is the pre-started interpreter), else the
         // daemon clones the init itself and the init execs the launcher.
@@ -167,7 +172,10 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         let n = try sys("poll") { poll(&pfd, 1, 10_000) }
         guard n == 1 else { throw SandboxError("the sandbox init did not get ready within 10 s") }
         guard case .value(let record) = readReport() else { throw SandboxError("the sandbox init exited during setup") }
-        if record.kind == Int32(CS_REPORT_READY.rawValue) { return }
+        if record.kind == Int32(CS_REPORT_READY.rawValue) {
+            madeNewNetns = record.step & Int32(CS_READY_NEW_NETNS) != 0
+            return
+        }
         throw SandboxError("sandbox setup failed at step \"\(String(cString: cs_step_name(record.step)))\"", errno: record.err)
     }
 

@@ -5,12 +5,15 @@ import Glibc
 //
 //   take the slot's ready sandbox (or build a plain one: the slot has none, or one built from
 //   another generation of the configuration)
+//   → a compile the compile cache holds is dropped from the job, and the stored program written
+//     into the sandbox's home before the hand-over (CompileCache)
 //   → first stage (the compile if there is one, else the program): its limits on the cgroup; a
 //     pre-started sandbox that cannot take them (EBUSY: its interpreter already holds more) is
 //     replaced by a plain one → decide, once, whether the waiting interpreter runs the program →
 //     hand the job over (the init writes the file and starts the stage at once) → supervise →
 //     account
-//   → run stage, after a compile that succeeded: reclaim what the compiler left, the program's
+//   → run stage, after a compile that succeeded: its output kept in the compile cache (before
+//     anything of the snippet runs), reclaim what the compiler left, the program's
 //     limits on the cgroup (EBUSY: the binary alone exceeds them, so the run is oom), what is still
 //     charged counted out of its peak, the word 'r' → supervise → account
 //   → end, whatever happened, in one place: the init is killed and the sandbox handed back to its
@@ -27,12 +30,15 @@ final class SandboxRun: @unchecked Sendable {
     private let clock: any RunClock
     /// The sandbox the run holds, handed back to its slot by `end`.
     private var held: SandboxInstance?
+    /// Compiled programs by code, flags, compiler and system (nil: none are kept).
+    private let compileCache: CompileCache?
 
     /// `cancelFD` becomes readable when the request is cancelled (-1: never); `streamer` gets the
     /// program's output as it comes, for `stream` requests.
     init(job: SandboxJob, slot: Int, slots: SandboxSlots, layout: SandboxLayout, cancelFD: Int32,
-         streamer: OutputStreamer? = nil, clock: any RunClock = MonotonicClock()) {
+         streamer: OutputStreamer? = nil, clock: any RunClock = MonotonicClock(), compileCache: CompileCache? = nil) {
         self.job = job
+        self.compileCache = compileCache
         self.slot = slot
         self.slots = slots
         self.layout = layout
@@ -44,15 +50,25 @@ final class SandboxRun: @unchecked Sendable {
     func execute() throws -> SandboxOutcome {
         defer { end() }
         var sandbox = try takeSandbox()
+        // A compile the cache holds is not run: the job goes without it, its program placed first.
+        var job = self.job
+        let cacheKey = compileCache?.key(for: job, layout: layout)
+        let cached = cacheKey.flatMap { compileCache?.lookup($0) }
+        if cached != nil { job.compile = nil }
         let firstLimits = job.compile?.limits ?? job.limits
         sandbox = try applyFirstLimits(firstLimits, to: sandbox)
+        if let cached, let output = self.job.compile?.output {
+            try compileCache?.place(cached, into: sandbox, home: layout.config.home, output: output,
+                                    uid: layout.config.uidBase + UInt32(slot))
+        }
         // Whether the run was pre-started is decided here, and only here.
         let usesPrestart = job.prestart != nil && job.prestart?.language == sandbox.prestarted
         try JobHandOver.write(job, to: sandbox, usesPrestart: usesPrestart,
                               rlimits: (layout.config.fileSizeBytes, layout.config.openFiles))
         var supervisor = StageSupervisor(sandbox: sandbox, cancelFD: cancelFD, streamer: streamer,
                                          pipes: SandboxPipes(sandbox: sandbox, stdin: job.stdin))
-        var outcome = SandboxOutcome(compile: nil, run: nil)
+        var outcome = SandboxOutcome(compile: cached?.stage, run: nil)
+        outcome.compileCached = cached != nil
         outcome.prestarted = usesPrestart
         var open = supervisor.pipes.initiallyOpen
         var memoryBefore: Int64 = 0
@@ -61,6 +77,11 @@ final class SandboxRun: @unchecked Sendable {
             outcome.compile = stage
             if let e = machine.startError { throw SandboxError("cannot start \(compile.argv.first ?? "the compiler")", errno: e) }
             guard stage.succeeded else { return outcome }  // the init ends the sandbox after a failed compile
+            // Kept before the run stage starts: nothing of the snippet has run in the sandbox yet.
+            if let cacheKey {
+                compileCache?.store(cacheKey, from: sandbox, home: layout.config.home, output: compile.output,
+                                    messages: stage.output)
+            }
             open = machine.open
             switch try beginRunAfterCompile(sandbox) {
             case .started(let charged):
@@ -126,7 +147,7 @@ final class SandboxRun: @unchecked Sendable {
     /// files) is not the program's. Reclaimed, then the program's limits, then the rest measured
     /// before the word that starts the program.
     private func beginRunAfterCompile(_ sandbox: SandboxInstance) throws -> RunStart {
-        sandbox.cgroup.reclaim()
+        sandbox.cgroup.reclaim(above: reclaimedEnough)
         do {
             try sandbox.beginStage(limits: job.limits)
         } catch let e as SystemCallError where e.errno == EBUSY {

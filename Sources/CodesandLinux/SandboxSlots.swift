@@ -15,6 +15,7 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
     private let defaultLimits: LimitSet
     private let logger: Logger
     private let state: Mutex<(ready: [ReadySandbox?], used: [[SandboxInstance]], stopped: Bool)>
+    private let networks: SlotNetworks
 
     init(cgroups: [SlotCgroup], uidBase: UInt32, defaultLimits: LimitSet, logger: Logger) {
         self.cgroups = cgroups
@@ -22,18 +23,23 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
         self.defaultLimits = defaultLimits
         self.logger = logger
         state = Mutex((Array(repeating: nil, count: cgroups.count), Array(repeating: [], count: cgroups.count), false))
+        networks = SlotNetworks(slots: cgroups.count)
     }
 
     /// Builds a sandbox in `slot`'s cgroup from `layout`; with `prestart`, its interpreter started
     /// and waiting (a fork of the language's zygote, if it has one; none if its launcher cannot
     /// be used). A plain sandbox's init is cloned by any zygote that runs (a small process: its
     /// clone, and the init's fork of the program, cost less than a clone of the daemon), else by
-    /// the daemon.
+    /// the daemon. It enters the slot's kept network namespace if that is still fresh (SlotNetworks).
     func spawn(_ slot: Int, layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
         let prestart = prestart.flatMap(layout.launchers.resolve)
         let zygote = prestart.map { layout.zygotes.zygote(for: $0) } ?? layout.zygotes.anyRunning
-        return try SandboxInstance.spawn(layout: layout, slot: slot, uid: uidBase + UInt32(slot), cgroup: cgroups[slot],
-                                  limits: defaultLimits, prestart: prestart, zygote: zygote, logger: logger)
+        let netns = networks.lend(slot)
+        defer { if let netns { close(netns.fd) } }
+        let sandbox = try SandboxInstance.spawn(layout: layout, slot: slot, uid: uidBase + UInt32(slot), cgroup: cgroups[slot],
+                                                limits: defaultLimits, prestart: prestart, zygote: zygote, logger: logger, netns: netns)
+        networks.keep(slot, from: sandbox)
+        return sandbox
     }
 
     /// Takes the slot's ready sandbox for a run, if it has one.
@@ -67,14 +73,14 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
         if !later { tearDown([sandbox]) }
     }
 
-    /// Tears down whatever the slot holds and frees what its runs left charged to its cgroup: the
-    /// cgroup is empty and at zero, for a sandbox's peak to be its own and a small limit to fit.
+    /// Tears down whatever the slot holds and frees what its runs left charged to its cgroup, unless
+    /// that is little (`leftoverKeptBetweenRuns`): the next sandbox's peak is its own, within that.
     func clear(_ slot: Int) {
         tearDown(state.withLock { s in
             defer { (s.ready[slot], s.used[slot]) = (nil, []) }
             return [s.ready[slot]?.instance].compactMap { $0 } + s.used[slot]
         })
-        cgroups[slot].reclaim()
+        cgroups[slot].reclaim(above: leftoverKeptBetweenRuns)
     }
 
     /// Each slot's ready sandbox's init, if it has one.
@@ -93,6 +99,7 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
             defer { s = (s.ready.map { _ in nil }, s.used.map { _ in [] }, true) }
             return s.ready.compactMap { $0?.instance } + s.used.flatMap { $0 }
         })
+        networks.stop()
     }
 
     /// The teardown, the one place a sandbox is destroyed (bar a spawn that failed).

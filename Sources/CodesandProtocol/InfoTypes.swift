@@ -59,6 +59,9 @@ public struct StatusResult: Codable, Hashable, Sendable {
     public var strayProcesses: Int?
     /// The directories that hold the slots' cgroups.
     public var sandboxCgroups: [String]?
+    /// Slots per cluster member and state (`{"m1": {"ready": 2, "busy": 0, …}, …}`), when the
+    /// backend spreads the pool over a cluster's members; absent otherwise.
+    public var members: [String: [String: Int]]?
 
     public init(version: String, backend: String, cgroup: String, runsTotal: Int64, uptimeS: Int64,
                 runsByStatus: [String: Int64], running: Int, queued: Int, poolSize: Int,
@@ -84,7 +87,7 @@ public struct StatusResult: Codable, Hashable, Sendable {
         case runsTotal = "runs_total", uptimeS = "uptime_s", runsByStatus = "runs_by_status", poolSize = "pool_size"
         case slots, resetMsP50 = "reset_ms_p50", resetMsP99 = "reset_ms_p99", slotFailures = "slot_failures", zygotes
         case pid, poolError = "pool_error", brokenSlots = "broken_slots", strayProcesses = "stray_processes"
-        case sandboxCgroups = "sandbox_cgroups"
+        case sandboxCgroups = "sandbox_cgroups", members
     }
 }
 

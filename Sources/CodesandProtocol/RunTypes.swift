@@ -107,6 +107,9 @@ public struct RunResult: Codable, Hashable, Sendable {
         set { compileBox = newValue.map(CompileBox.init) }
     }
     private var compileBox: CompileBox?
+    /// On a compile stage only: true when the compiled program came from the daemon's compile
+    /// cache (the compiler did not run; its stored messages are shown); absent otherwise.
+    public var cached: Bool?
 
     public init(status: RunStatus, exitCode: Int32?, signal: String?, timedOut: Bool, oomKilled: Bool,
                 truncated: Bool, stdout: String, stderr: String, output: [OutputChunk],
@@ -130,7 +133,7 @@ public struct RunResult: Codable, Hashable, Sendable {
         case status, signal, truncated, stdout, stderr, output
         case exitCode = "exit_code", timedOut = "timed_out", oomKilled = "oom_killed"
         case wallMs = "wall_ms", cpuMs = "cpu_ms", memoryPeakBytes = "memory_peak_bytes"
-        case compile
+        case compile, cached
     }
 
     public init(from decoder: Decoder) throws {
@@ -148,6 +151,7 @@ public struct RunResult: Codable, Hashable, Sendable {
         cpuMs = try c.decode(Int64.self, forKey: .cpuMs)
         memoryPeakBytes = try c.decode(Int64.self, forKey: .memoryPeakBytes)
         compileBox = try c.decodeIfPresent(RunResult.self, forKey: .compile).map(CompileBox.init)
+        cached = try c.decodeIfPresent(Bool.self, forKey: .cached)
     }
 
     // Always encode exit_code and signal, as null when absent: bots test them for null.
@@ -166,6 +170,7 @@ public struct RunResult: Codable, Hashable, Sendable {
         try c.encode(cpuMs, forKey: .cpuMs)
         try c.encode(memoryPeakBytes, forKey: .memoryPeakBytes)
         if let compile { try c.encode(compile, forKey: .compile) }
+        if let cached { try c.encode(cached, forKey: .cached) }
     }
 }
 

@@ -22,20 +22,55 @@ final class BareRunner: Sendable {
         "perl": ("/usr/bin/perl", "pl", []),
     ]
 
+    /// Compiled languages: the default configuration's compile and run argv ({dir}: the temp
+    /// directory, {file}: the code's file in it; no compile_flags), its file name and the
+    /// environment it adds. Each bare run compiles then runs, as the daemon's does; `fresh` is a
+    /// directory emptied before each run, untimed (go's build cache: the sandbox's /tmp is new
+    /// for each run, so the daemon's compile never finds it warm).
+    static let compilers: [String: (compile: [String], run: [String], file: String, env: [String], fresh: String?)] = [
+        "gcc": (["/usr/bin/gcc", "-o", "{dir}/main", "{file}", "-lm"], ["{dir}/main"], "main.c", [], nil),
+        "g++": (["/usr/bin/g++", "-o", "{dir}/main", "{file}"], ["{dir}/main"], "main.cpp", [], nil),
+        "go": (["/usr/bin/go", "build", "-o", "{dir}/main", "{file}"], ["{dir}/main"], "main.go",
+               ["GOCACHE={dir}/go-cache", "GOPATH={dir}/go", "GO111MODULE=off", "CGO_ENABLED=0", "GOTOOLCHAIN=local"], "go-cache"),
+        "java": (["/usr/bin/javac", "-J-Xmx256m", "-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1", "-d", "{dir}", "{file}"],
+                 ["/usr/bin/java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp", "{dir}", "Main"],
+                 "Main.java", [], nil),
+    ]
+
     let argv: [String]
+    /// A compiled language's compile argv, spawned (and required to exit 0) before `argv`.
+    let compileArgv: [String]?
     let env: [String]
     let directory: String
+    /// Emptied before each run, outside the timed part (see `compilers`).
+    let fresh: String?
 
-    private init(argv: [String], env: [String], directory: String) {
+    /// False for a worker's runner: its directory is inside the main runner's, which removes it.
+    let ownsDirectory: Bool
+
+    private init(argv: [String], compileArgv: [String]? = nil, env: [String], directory: String, fresh: String? = nil,
+                 ownsDirectory: Bool = true) {
+        self.ownsDirectory = ownsDirectory
         self.argv = argv
+        self.compileArgv = compileArgv
         self.env = env
         self.directory = directory
+        self.fresh = fresh
     }
 
-    deinit { try? FileManager.default.removeItem(atPath: directory) }
+    /// What the report shows: the compile argv, "&&", then the program's.
+    var description: [String] { (compileArgv.map { $0 + ["&&"] } ?? []) + argv }
+
+    deinit { if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) } }
+
+    /// `path` with the directory replaced by worker `worker`'s own.
+    private func workerPath(_ path: String, _ worker: Int) -> String {
+        worker == 0 ? path : path.replacingOccurrences(of: directory, with: directory + "/w\(worker)")
+    }
 
     /// nil, with a note saying why, when there is nothing to run bare.
     static func make(language: String, code: String, override: String?, notes: inout [String]) -> BareRunner? {
+        if override == nil, let compiler = compilers[language] { return makeCompiled(compiler, code: code, notes: &notes) }
         let known = interpreters[language]
         let words = override.map { $0.split(separator: " ").map(String.init) } ?? known.map { [$0.path, "{file}"] }
         guard let words, let program = words.first else {
@@ -64,6 +99,36 @@ final class BareRunner: Sendable {
                           directory: directory)
     }
 
+    private static func makeCompiled(_ c: (compile: [String], run: [String], file: String, env: [String], fresh: String?),
+                                     code: String, notes: inout [String]) -> BareRunner? {
+        guard access(c.compile[0], X_OK) == 0 else {
+            notes.append("\(c.compile[0]) is not executable here: bare part skipped")
+            return nil
+        }
+        guard let directory = makeTempDirectory(notes: &notes) else { return nil }
+        let file = directory + "/" + c.file
+        guard FileManager.default.createFile(atPath: file, contents: Data(code.utf8)) else {
+            notes.append("cannot write \(file): bare part skipped")
+            return nil
+        }
+        func expand(_ words: [String]) -> [String] {
+            words.map { $0.replacingOccurrences(of: "{file}", with: file).replacingOccurrences(of: "{dir}", with: directory) }
+        }
+        let env = ["PATH=/usr/local/bin:/usr/bin:/bin", "HOME=\(directory)", "LANG=C.UTF-8", "TMPDIR=/tmp"] + expand(c.env)
+        return BareRunner(argv: expand(c.run), compileArgv: expand(c.compile), env: env, directory: directory,
+                          fresh: c.fresh.map { directory + "/" + $0 })
+    }
+
+    private static func makeTempDirectory(notes: inout [String]) -> String? {
+        var template = Array("/tmp/codesand-bench-XXXXXX".utf8CString)
+        guard let directory = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!).map { String(cString: $0) } })
+        else {
+            notes.append("cannot make a temp directory: bare part skipped")
+            return nil
+        }
+        return directory
+    }
+
     /// C threads spawn and wait for runs until `runs` are done. Threads, not tasks: waitpid and read
     /// block, and blocked tasks would starve Swift's cooperative pool (one thread per core).
     func phase(runs: Int, concurrency: Int, expected: Expected, pauseMs: Int) async -> (samples: [Sample], elapsedS: Double) {
@@ -72,11 +137,11 @@ final class BareRunner: Sendable {
         let start = monotonicNanos()
         await withCheckedContinuation { (finished: CheckedContinuation<Void, Never>) in
             let workersLeft = Counter(start: concurrency)
-            for _ in 0..<concurrency {
+            for worker in 0..<concurrency {
                 Thread { [self] in
                     var mine: [Sample] = []
                     while next.take() < runs {
-                        mine.append(measure(expected))
+                        mine.append(measure(expected, worker: worker))
                         if pauseMs > 0 { usleep(UInt32(pauseMs) * 1000) }
                     }
                     collected.withLock { $0 += mine }
@@ -87,9 +152,10 @@ final class BareRunner: Sendable {
         return (collected.withLock { $0 }, secondsSince(start))
     }
 
-    private func measure(_ expected: Expected) -> Sample {
+    private func measure(_ expected: Expected, worker: Int) -> Sample {
+        if let fresh { try? FileManager.default.removeItem(atPath: workerPath(fresh, worker)) }
         let start = monotonicNanos()
-        let outcome = run()
+        let outcome = run(worker: worker)
         let ms = millisecondsSince(start)
         switch outcome {
         case .failure(let error): return Sample(ms: ms, outcome: .failed("bare: \(error.message)"))
@@ -103,9 +169,35 @@ final class BareRunner: Sendable {
     struct Exit { var stdout: String; var exitedZero: Bool }
     struct Failure: Error { var message: String }
 
-    /// Spawns the program with stdin from /dev/null, reads stdout and stderr until both close
+    /// Compiles (a compiled language: the compiler must exit 0), then runs the program.
+    /// `worker`: a compiled language's concurrent workers each compile in a directory of their
+    /// own (worker 0 in `directory`, n in `directory/wn`), or they would overwrite each other's program.
+    func run(worker: Int = 0) -> Result<Exit, Failure> {
+        if let compileArgv {
+            if worker > 0 {
+                let own = directory + "/w\(worker)"
+                if !FileManager.default.fileExists(atPath: own) {
+                    try? FileManager.default.createDirectory(atPath: own, withIntermediateDirectories: false)
+                    for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where file.contains(".") {
+                        try? FileManager.default.copyItem(atPath: directory + "/" + file, toPath: own + "/" + file)
+                    }
+                }
+                let mine = BareRunner(argv: argv.map { workerPath($0, worker) }, compileArgv: compileArgv.map { workerPath($0, worker) },
+                                      env: env.map { workerPath($0, worker) }, directory: own, fresh: nil, ownsDirectory: false)
+                return mine.run()
+            }
+            switch spawnAndWait(compileArgv) {
+            case .failure(let error): return .failure(error)
+            case .success(let exit) where !exit.exitedZero: return .failure(Failure(message: "the bare compile failed"))
+            case .success: break
+            }
+        }
+        return spawnAndWait(argv)
+    }
+
+    /// Spawns `argv` with stdin from /dev/null, reads stdout and stderr until both close
     /// (stderr is thrown away), and waits for it to exit.
-    func run() -> Result<Exit, Failure> {
+    private func spawnAndWait(_ argv: [String]) -> Result<Exit, Failure> {
         var out: [Int32] = [-1, -1], err: [Int32] = [-1, -1]
         // O_CLOEXEC: a child spawned meanwhile by another worker must not hold our pipes open.
         guard Self.pipe2(&out, O_CLOEXEC) == 0 else { return .failure(Failure(message: "pipe: \(errnoText())")) }

@@ -83,7 +83,7 @@ struct BenchCommand: AsyncParsableCommand {
         let control = try await connect()
         let name = try await canonicalLanguage(control)
         let bare = noBare ? nil : BareRunner.make(language: name, code: code, override: bareCommand, notes: &report.notes)
-        report.bareCommand = bare?.argv
+        report.bareCommand = bare?.description
         let benign = RunParams(language: name, code: code, requester: "codesand-bench", prestart: plain ? false : nil)
         let before = await Self.status(control)
 
@@ -93,7 +93,7 @@ struct BenchCommand: AsyncParsableCommand {
             switch bare.run() {
             case .success(let exit): expected = Expected(stdout: exit.stdout, exitedZero: exit.exitedZero)
             case .failure(let error):
-                printError("codesand: the bare command \(bare.argv.joined(separator: " ")) failed: \(error.message)")
+                printError("codesand: the bare command \(bare.description.joined(separator: " ")) failed: \(error.message)")
                 throw ExitCode(2)
             }
         } else {

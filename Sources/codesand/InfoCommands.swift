@@ -66,6 +66,10 @@ struct StatusCommand: AsyncParsableCommand {
                 + "\(s.slotFailures) failed"),
             ("zygotes", (s.zygotes ?? []).isEmpty ? "none" : s.zygotes!.joined(separator: ", ")),
         ]
+        for (member, counts) in (s.members ?? [:]).sorted(by: { $0.key < $1.key }) {
+            let states = counts.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            lines.append(("member", "\(member): " + (states.isEmpty ? "no slots" : states.joined(separator: ", "))))
+        }
         if let stray = s.strayProcesses { lines.append(("stray", "\(stray) processes left in ready slots' cgroups")) }
         if let error = s.poolError { lines.append(("pool error", error)) }
         for b in s.brokenSlots ?? [] {

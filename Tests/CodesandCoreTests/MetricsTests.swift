@@ -19,6 +19,9 @@ final class MetricsTests: XCTestCase {
         m.recordPrestart(language: "ruby", hit: true)
         m.recordPrestart(language: "ruby", hit: false)
         m.recordPrestart(language: "ruby", hit: true)
+        m.recordCompileCache(language: "g++", hit: true)
+        m.recordCompileCache(language: "g++", hit: false)
+        m.recordCompileCache(language: "g++", hit: true)
         let lines = render(m)
         for expected in [
             #"codesand_runs_total{language="python3",status="ok"} 2"#,
@@ -29,6 +32,8 @@ final class MetricsTests: XCTestCase {
             #"codesand_rpc_errors_total{code="-32601"} 1"#,
             #"codesand_prestart_total{language="ruby",result="hit"} 2"#,
             #"codesand_prestart_total{language="ruby",result="miss"} 1"#,
+            #"codesand_compile_cache_total{language="g++",result="hit"} 2"#,
+            #"codesand_compile_cache_total{language="g++",result="miss"} 1"#,
             #"codesand_slots{state="ready"} 2"#, #"codesand_slots{state="broken"} 0"#,
             "codesand_queue_length 3", "codesand_slot_failures_total 5", "codesand_uptime_seconds 42",
             "codesand_pool_unavailable 0",
@@ -77,6 +82,6 @@ final class MetricsTests: XCTestCase {
             }
         }
         XCTAssertEqual(declared["codesand_slot_reset_seconds"], "histogram")
-        XCTAssertEqual(declared.count, 11)
+        XCTAssertEqual(declared.count, 12)  // with codesand_compile_cache_total
     }
 }

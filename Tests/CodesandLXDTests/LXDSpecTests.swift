@@ -86,6 +86,7 @@ final class LXDSpecTests: XCTestCase {
                             ("[sandbox]\nbackend = \"lxd\"", "lxd.image"),
                             ("[lxd]\nprefix = \"a/b\"", "lxd.prefix"),
                             ("[lxd]\nsource = \"nosnapshot\"", "lxd.source"),
+                            ("[lxd]\nmembers = [\"m1\", \"\"]", "lxd.members"),
                             ("[lxd]\nbogus = 1", "lxd.bogus")] {
             XCTAssertThrowsError(try ConfigLoader.load(fileText: text), text) { error in
                 XCTAssertEqual((error as? ConfigError)?.key, key, "\(error)")

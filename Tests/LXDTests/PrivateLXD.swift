@@ -16,15 +16,17 @@ struct PrivateLXD {
     var https: String? = nil
     var fingerprint: String? = nil
 
-    /// `options`: lxd-test-env's (`--https ADDR:PORT`, `--trust CERT.pem`); `name` tells this LXD's
-    /// directory from another one started by the same test process.
-    static func start(options: [String] = [], name: String = "lxdtest") throws -> PrivateLXD {
-        if options.isEmpty, let socket = ProcessInfo.processInfo.environment["CODESAND_LXD_SOCKET"] {
+    /// `cluster`: a two-member cluster (lxd-test-env start-cluster: m1 on 127.0.0.11:8443, whose
+    /// socket this is, and m2 on 127.0.0.12:8443). `options`: lxd-test-env start's (`--https
+    /// ADDR:PORT`, `--trust CERT.pem`); `name` tells this LXD's directory from another one started
+    /// by the same test process.
+    static func start(cluster: Bool = false, options: [String] = [], name: String = "lxdtest") throws -> PrivateLXD {
+        if !cluster, options.isEmpty, let socket = ProcessInfo.processInfo.environment["CODESAND_LXD_SOCKET"] {
             return PrivateLXD(socket: socket, dir: nil, pid: nil)
         }
         guard getuid() == 0 else { throw XCTSkip("needs root (LXD)") }
-        let dir = "/tmp/codesand-\(name)-\(getpid())"
-        try script(["start", dir] + options)
+        let dir = "/tmp/codesand-\(name)-\(getpid())" + (cluster ? "-cluster" : "")
+        try script([cluster ? "start-cluster" : "start", dir] + options)
         let out = (try? String(contentsOfFile: dir + "/env", encoding: .utf8)) ?? ""
         var fields: [String: String] = [:]
         for line in out.split(separator: "\n") {
@@ -41,6 +43,10 @@ struct PrivateLXD {
         guard let dir, let pid else { return }
         try? Self.script(["stop", dir, pid])
     }
+
+    /// A cluster's member m2: `lxd shutdown` (until its daemon is gone), or started again.
+    func stopMember() throws { try Self.script(["stop-member", dir!]) }
+    func startMember() throws { try Self.script(["start-member", dir!]) }
 
     /// Runs scripts/lxd-test-env with `args` (an argv: no shell). Its output goes to the test's: a
     /// pipe would stay open as long as the LXD daemon it starts (which inherits it).

@@ -77,6 +77,8 @@ final class LiveService: Sendable {
 
     func shutdown() {
         backend.shutdown()
+        // What the compile cache kept (state_dir/compile-cache) would pile up in /run, test after test.
+        try? FileManager.default.removeItem(atPath: config.sandbox.stateDir + "/compile-cache")
     }
 }
 

@@ -39,7 +39,23 @@ struct cs_sandbox_spec {
     // Non-zero: the pre-started interpreter is the spawning process itself, forked (a zygote's
     // interpreter, already initialised; see cs_zygote_serve) instead of prestart_argv exec'd.
     int prestart_fork;
+    // The slot's kept network namespace (an nsfs fd the caller holds), entered instead of a new
+    // one while it is as fresh as a new one: its cs_netns_fingerprint equals netns_fingerprint.
+    // Else, or when netns_fd <= 0 (0 is a zeroed spec's, never a namespace), the init gets a new
+    // one and says so in its READY record (step = CS_READY_NEW_NETNS).
+    int netns_fd;
+    uint64_t netns_fingerprint;
 };
+
+/// In a READY record's `step`: the init made a new network namespace (the caller may keep it for
+/// the slot's next sandbox: /proc/PID/ns/net).
+enum { CS_READY_NEW_NETNS = 1 };
+
+/// A hash of a network namespace's own numbers — lo's counters, the MIBs (snmp, snmp6, netstat),
+/// its sockets by protocol (inuse, TIME_WAIT), unix sockets, IPv6 flow labels — read from
+/// `net_dir` ("/proc/self/net", "/proc/PID/net"). The same for every fresh namespace of a kernel;
+/// changed by anything a run does with the network. 0 when it cannot be read.
+uint64_t cs_netns_fingerprint(const char *net_dir);
 
 /// Records on the report pipe. After READY, the pipe reaches EOF when the program was exec'd.
 enum cs_report_kind { CS_REPORT_READY = 1, CS_REPORT_SETUP_FAILED = 2, CS_REPORT_EXEC_FAILED = 3 };
@@ -55,7 +71,7 @@ enum cs_step {
     CS_STEP_NONE = 0, CS_STEP_FDS, CS_STEP_CGROUP, CS_STEP_MOUNT_PRIVATE, CS_STEP_ROOT_TMPFS, CS_STEP_BIND_RO,
     CS_STEP_SYMLINK, CS_STEP_FILES, CS_STEP_PROC, CS_STEP_MASK, CS_STEP_DEV, CS_STEP_TMPFS, CS_STEP_HOSTNAME, CS_STEP_LOOPBACK,
     CS_STEP_PIVOT_ROOT, CS_STEP_ROOT_RDONLY, CS_STEP_JOB_READ, CS_STEP_JOB_INVALID, CS_STEP_CODE_FILE,
-    CS_STEP_FORK, CS_STEP_RLIMIT, CS_STEP_CAPS, CS_STEP_SETUID, CS_STEP_NO_NEW_PRIVS, CS_STEP_SECCOMP, CS_STEP_CHDIR, CS_STEP_EXEC, CS_STEP_PRESTART,
+    CS_STEP_FORK, CS_STEP_RLIMIT, CS_STEP_CAPS, CS_STEP_SETUID, CS_STEP_NO_NEW_PRIVS, CS_STEP_SECCOMP, CS_STEP_CHDIR, CS_STEP_EXEC, CS_STEP_PRESTART, CS_STEP_NETNS,
 };
 
 #define CS_JOB_MAGIC 0x31424a43u  /* "CJB1" */
