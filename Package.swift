@@ -53,7 +53,7 @@ let package = Package(
             "CSandbox", "CodesandCore", "CodesandProtocol", "CodesandSpawn",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // The LXD backend: LXD's REST API over NIO (HTTP/1.1 and exec websockets on its unix socket), a pool
+        // The LXD backend: LXD's REST API over NIO (HTTP/1.1 and exec websockets on its unix socket or TLS), a pool
         // of containers restored to a `clean` snapshot after each run.
         .target(name: "CodesandLXD", dependencies: [
             "CodesandCore", "CodesandProtocol", "CodesandLinux",  // CodesandLinux: the pre-start launchers, shared
@@ -61,6 +61,8 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOWebSocket", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Socket, framing, JSON-RPC dispatch.

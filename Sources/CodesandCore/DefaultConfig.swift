@@ -66,10 +66,10 @@ compile_cache_bytes = 268435456        # SHA-256 of code, compile argv, compiler
 
 [lxd]                                  # sandbox.backend = "lxd": a pool of containers, restored to a snapshot after each run
 socket = "/var/lib/lxd/unix.socket"    # LXD's unix socket ($LXD_DIR/unix.socket for a private LXD)
-url = ""                               # https://HOST:8443 for a remote LXD (not supported yet)
-client_cert = ""                       # with url: the client certificate and key LXD trusts,
-client_key = ""
-fingerprint = ""                       # and the server certificate's SHA-256, pinned
+url = ""                               # https://HOST:8443 for a remote LXD (or a cluster member) instead of the socket
+client_cert = ""                       # with url: the client certificate and key (PEM files) LXD trusts
+client_key = ""                        #   (on the LXD host: lxc config trust add CERT)
+fingerprint = ""                       # with url: the server certificate's SHA-256, pinned (hex, colons optional)
 image = ""                             # image alias or fingerprint the containers are created from
 source = ""                            # or an existing container's snapshot, "CONTAINER/SNAPSHOT" (one of the two)
 prefix = "codesand"                    # containers PREFIX-0..PREFIX-(pool.size-1); others with the prefix are deleted

@@ -5,11 +5,13 @@ import CodesandProtocol
 public struct LXDConfig: Hashable, Sendable {
     /// LXD's unix socket.
     public var socket = "/var/lib/lxd/unix.socket"
-    /// `https://HOST:8443` (a remote LXD or a cluster); "": the unix socket. (Not served yet.)
+    /// `https://HOST:8443` (a remote LXD or a cluster); "": the unix socket (LXDRemoteConfig.swift).
     public var url = ""
+    /// With `url`: the client certificate and its key (PEM files) that LXD trusts.
     public var clientCert = ""
     public var clientKey = ""
-    /// The server certificate's SHA-256 fingerprint, pinned.
+    /// With `url`: the server certificate's SHA-256 fingerprint, pinned (LXD's certificate is
+    /// self-signed: no CA and no host name is checked, only this).
     public var fingerprint = ""
     /// An image alias or fingerprint the containers are created from.
     public var image = ""
@@ -57,9 +59,7 @@ public struct LXDConfig: Hashable, Sendable {
               c.prefix.allSatisfy({ ($0.isLetter || $0.isNumber || $0 == "-") && $0.isASCII }) else {
             throw ConfigError(key: "lxd.prefix", problem: "must start with a letter and hold only letters, digits and -, at most 40, got \"\(c.prefix)\"")
         }
-        if !c.url.isEmpty {
-            throw ConfigError(key: "lxd.url", problem: "a remote LXD over https is not supported yet; use lxd.socket")
-        }
+        try c.checkRemoteKeys()
         if !c.source.isEmpty {
             let parts = c.source.split(separator: "/", omittingEmptySubsequences: false)
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
@@ -74,6 +74,7 @@ public struct LXDConfig: Hashable, Sendable {
         guard image.isEmpty != source.isEmpty else {
             throw ConfigError(key: "lxd.image", problem: "the LXD backend needs exactly one of lxd.image and lxd.source")
         }
+        try checkRemoteFiles()
     }
 }
 

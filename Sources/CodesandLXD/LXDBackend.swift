@@ -9,8 +9,9 @@ import Synchronization
 /// snapshot by `prepare` — off the request path, right after each run — and used for one run:
 /// the code pushed with the files API, the program exec'd as the sandbox user in its home with
 /// stdin/stdout/stderr over websockets, codesand's own wall, CPU and output caps enforced while it
-/// runs, every process of the run killed at once through the container's host cgroup. A prepare
-/// with a PrestartSpec also starts the language's launcher in the container (LXDPrestart).
+/// runs, every process of the run killed at once through the container's host cgroup — or, for a
+/// remote LXD (`lxd.url`, over TLS), through LXD's API (LXDRemoteControl). A prepare with a
+/// PrestartSpec also starts the language's launcher in the container (LXDPrestart).
 public final class LXDBackend: SandboxBackend {
     public let name = "lxd"
     public let cgroupVersion: String
@@ -18,7 +19,7 @@ public final class LXDBackend: SandboxBackend {
     let pool: LXDContainerPool
     private let sandbox: SandboxConfig
     private let logger: Logger
-    /// Per slot: its container when it is ready (restored, nothing run in it yet).
+    /// Per slot: its container's run control and waiting launcher when it is ready (restored, nothing run in it yet).
     private let ready: Mutex<[ReadySlot?]>
     private let launchers: Launchers
     private let stopped = Atomic<Bool>(false)
@@ -30,12 +31,12 @@ public final class LXDBackend: SandboxBackend {
 
     public init(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, logger: Logger) throws {
         try config.lxd.validateForBackend()
-        guard FileManager.default.fileExists(atPath: config.lxd.socket) else {
+        guard config.lxd.isRemote || FileManager.default.fileExists(atPath: config.lxd.socket) else {
             throw SandboxError("LXD's socket \(config.lxd.socket) is not there: is LXD running? (lxd.socket)")
         }
         self.sandbox = config
         self.logger = logger
-        client = LXDClient(socketPath: config.lxd.socket, project: config.lxd.project)
+        client = LXDClient(transport: try LXDTransport.forConfig(config.lxd), project: config.lxd.project)
         let spec = LXDInstanceSpec(lxd: config.lxd, home: config.home, tmpfsBytes: config.tmpfsBytes,
                                    tmpfsInodes: config.tmpfsInodes, limits: defaultLimits)
         let pool = LXDContainerPool(client: client, spec: spec, size: poolSize, logger: logger)
@@ -50,11 +51,20 @@ public final class LXDBackend: SandboxBackend {
         prober = LXDProber(pool: pool)
     }
 
+    /// The backend, once LXD has answered and trusts us: a daemon starts with a clear error (the
+    /// server's fingerprint, an untrusted client certificate, LXD unreachable), not broken slots.
+    public static func connect(config: SandboxConfig, poolSize: Int, defaultLimits: LimitSet, logger: Logger) async throws -> LXDBackend {
+        let backend = try LXDBackend(config: config, poolSize: poolSize, defaultLimits: defaultLimits, logger: logger)
+        try await backend.client.checkTrusted()
+        return backend
+    }
+
     public func prepare(slot: Int, prestart: PrestartSpec?) async throws {
         guard !stopped.load(ordering: .relaxed) else { throw CancellationError() }
         await cleanup.value
         ready.withLock { r in defer { r[slot] = nil }; return r[slot] }?.launcher?.discard()
         let cgroup = try await pool.makeReady(slot)
+        await cgroup.ready()
         let launcher = await startLauncher(prestart, slot: slot)
         guard !stopped.load(ordering: .relaxed) else {
             launcher?.discard()
@@ -82,14 +92,20 @@ public final class LXDBackend: SandboxBackend {
         let container = pool.name(slot)
         let taken = ready.withLock { r in defer { r[slot] = nil }; return r[slot] }
         pool.watch.slotTaken(slot)
-        let cgroup: LXDHostCgroup
+        let cgroup: any LXDRunControl
         var launcher = taken?.launcher
         defer { launcher?.discard() }
         let uid = sandbox.lxd.uid, gid = sandbox.lxd.gid
         // Until the code is in, nothing of the job ran: a failure here (the container's cluster
         // member gone) sends the run to another slot.
         do {
-            if let taken { cgroup = taken.cgroup } else { cgroup = try await pool.makeReady(slot) }
+            if let taken {
+                cgroup = taken.cgroup
+            } else {
+                let made = try await pool.makeReady(slot)
+                await made.ready()
+                cgroup = made
+            }
             try await pool.watch.guarding(container) { [client, sandbox] in
                 try await client.push(job.code, to: "\(sandbox.home)/\(job.fileName)", in: container, uid: uid, gid: gid)
             }
@@ -102,20 +118,23 @@ public final class LXDBackend: SandboxBackend {
         // Whether the run was pre-started is decided here, and only here: the waiting launcher must
         // be of the run's language, alive, and fit in the run's memory limit (else it is let go
         // first, and nothing of it is left for the plain exec to see).
-        if let l = launcher, job.compile != nil || job.prestart?.language != l.language || l.hasExited
-            || !cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1) {
-            l.discard()
-            await cgroup.killExec()
-            launcher = nil
+        if let l = launcher {
+            var serves = job.compile == nil && job.prestart?.language == l.language && !l.hasExited
+            if serves { serves = try await cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1) }
+            if !serves {
+                l.discard()
+                await cgroup.killExec()
+                launcher = nil
+            }
         }
         if let compile = job.compile {
-            cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
+            try await cgroup.setLimits(memoryBytes: compile.limits.memoryBytes, pids: compile.limits.pids + 1)
             let runner = stageRunner(container, cgroup, compile.argv, job.env, compile.limits, [], nil)
             let stage = try await firstStage(container) { try await runner.run() }
             outcome.compile = stage
             guard stage.succeeded, !Task.isCancelled else { return outcome }
         }
-        cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1)
+        try await cgroup.setLimits(memoryBytes: job.limits.memoryBytes, pids: job.limits.pids + 1)
         let streamer = onOutput.map { OutputStreamer(sink: $0) }
         // A waiting launcher reads its program's argv from stdin first (the language matched, so job.prestart is set).
         let handOver = try launcher.map { _ in try LXDPrestarted.handOver(job.prestart?.argv ?? job.argv) } ?? []
@@ -137,10 +156,10 @@ public final class LXDBackend: SandboxBackend {
         }
     }
 
-    private func stageRunner(_ container: String, _ cgroup: LXDHostCgroup, _ argv: [String], _ env: [String], _ limits: LimitSet,
+    private func stageRunner(_ container: String, _ cgroup: any LXDRunControl, _ argv: [String], _ env: [String], _ limits: LimitSet,
                              _ stdin: [UInt8], _ streamer: OutputStreamer?) -> LXDStageRunner {
-        LXDStageRunner(client: client, container: container, cgroup: cgroup,
-                       command: LXDExecCommand(argv: argv, env: env, uid: sandbox.lxd.uid, gid: sandbox.lxd.gid, cwd: sandbox.home),
+        let command = LXDExecCommand(argv: argv, env: env, uid: sandbox.lxd.uid, gid: sandbox.lxd.gid, cwd: sandbox.home)
+        return LXDStageRunner(client: client, container: container, cgroup: cgroup, command: cgroup.command(command),
                        limits: limits, stdin: stdin, streamer: streamer)
     }
 
@@ -175,7 +194,7 @@ public final class LXDBackend: SandboxBackend {
     /// A slot with a waiting launcher is not counted: its exec processes are the launcher's (the
     /// restore before it started ended every earlier one).
     public func strayProcesses() -> [Int32]? {
-        ready.withLock { $0.compactMap { $0 }.filter { $0.launcher == nil }.flatMap { $0.cgroup.execProcesses() } }
+        ready.withLock { $0.compactMap { $0 }.filter { $0.launcher == nil }.flatMap { $0.cgroup.strays() } }
     }
 
     /// A reload: containers are made from the new spec from now on — each slot's container is
@@ -187,7 +206,11 @@ public final class LXDBackend: SandboxBackend {
             throw SandboxError("sandbox.backend cannot change from \"lxd\" on a reload: restart the daemon")
         }
         try new.lxd.validateForBackend()
-        for (key, changed) in [("lxd.socket", new.lxd.socket != sandbox.lxd.socket), ("lxd.project", new.lxd.project != sandbox.lxd.project),
+        for (key, changed) in [("lxd.socket", new.lxd.socket != sandbox.lxd.socket), ("lxd.url", new.lxd.url != sandbox.lxd.url),
+                               ("lxd.client_cert", new.lxd.clientCert != sandbox.lxd.clientCert),
+                               ("lxd.client_key", new.lxd.clientKey != sandbox.lxd.clientKey),
+                               ("lxd.fingerprint", new.lxd.fingerprint != sandbox.lxd.fingerprint),
+                               ("lxd.project", new.lxd.project != sandbox.lxd.project),
                                ("lxd.prefix", new.lxd.prefix != sandbox.lxd.prefix),
                                ("lxd.members", new.lxd.members != sandbox.lxd.members), ("sandbox.home", new.home != sandbox.home)] where changed {
             throw SandboxError("\(key) cannot change on a reload: restart the daemon")
@@ -242,22 +265,23 @@ public final class LXDBackend: SandboxBackend {
 
 /// A ready slot: its container's host cgroups, and the interpreter waiting in it, if any.
 private struct ReadySlot: Sendable {
-    var cgroup: LXDHostCgroup
+    var cgroup: any LXDRunControl
     var launcher: LXDPrestarted?
 }
 
 /// The probe container, made ready once and used by one probe at a time.
 actor LXDProber {
     private let pool: LXDContainerPool
-    private var cgroup: LXDHostCgroup?
+    private var cgroup: (any LXDRunControl)?
     private var digest = ""
 
     init(pool: LXDContainerPool) { self.pool = pool }
 
-    func probe(_ body: @Sendable (LXDHostCgroup) async -> String?) async -> String? {
+    func probe(_ body: @Sendable (any LXDRunControl) async -> String?) async -> String? {
         let spec = pool.spec.digest
         if cgroup == nil || digest != spec {
             guard let ready = try? await pool.makeReady(pool.probeIndex) else { return nil }
+            await ready.ready()
             cgroup = ready
             digest = spec
         }

@@ -4,21 +4,27 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// LXD's REST API, spoken by codesand itself: HTTP/1.1 on LXD's unix socket, one connection per
-/// request (a unix connect costs microseconds, and no request waits behind another's `/wait`).
-/// Every request carries a `Host` header: LXD answers 400 without one.
+/// LXD's REST API, spoken by codesand itself: HTTP/1.1 on LXD's unix socket or over TLS to a
+/// remote LXD (LXDTransport), one connection per request (a unix connect costs microseconds, and
+/// no request waits behind another's `/wait`). Every request carries a `Host` header: LXD answers
+/// 400 without one.
 public final class LXDClient: Sendable {
-    /// The unix socket (`/var/lib/lxd/unix.socket`, or `$LXD_DIR/unix.socket`).
-    public let socketPath: String
+    /// The unix socket (`/var/lib/lxd/unix.socket`, or `$LXD_DIR/unix.socket`) or `https://HOST:PORT`.
+    public let transport: LXDTransport
     /// The LXD project the pool's instances live in ("default": no `project=` query).
     public let project: String
     let group: any EventLoopGroup
     /// The largest response body read (an instance list of a big cluster is well below it).
     static let maxBodyBytes = 64 << 20
 
-    public init(socketPath: String, project: String = "default",
+    public convenience init(socketPath: String, project: String = "default",
+                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.init(transport: .unix(socketPath), project: project, group: group)
+    }
+
+    public init(transport: LXDTransport, project: String = "default",
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
-        self.socketPath = socketPath
+        self.transport = transport
         self.project = project
         self.group = group
     }
@@ -105,15 +111,22 @@ public final class LXDClient: Sendable {
     }
 
     func connect() async throws -> NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart> {
-        do {
-            return try await ClientBootstrap(group: group).connect(unixDomainSocketPath: socketPath) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
-                }
+        try await transport.connect(group: group) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(wrappingChannelSynchronously: channel)
             }
-        } catch {
-            throw LXDError(what: "connect to LXD at \(socketPath)", message: "\(error)")
+        }
+    }
+
+    /// Asks LXD whether it trusts us (`GET /1.0`: `auth` is "trusted" or "untrusted"): a daemon
+    /// starting with a client certificate LXD does not know says so at once, not at its first run.
+    public func checkTrusted() async throws {
+        let meta = try await call(.GET, "/1.0", timeout: .seconds(30)).metadata.objectValue ?? [:]
+        guard meta["auth"]?.stringValue == "trusted" else {
+            throw LXDError(what: "lxd.client_cert", message: "LXD at \(transport.address) does not trust the client certificate "
+                           + "(SHA-256 \(transport.clientFingerprint); auth \"\(meta["auth"]?.stringValue ?? "?")\"): on the LXD host, "
+                           + "lxc config trust add CERT (the file lxd.client_cert names)")
         }
     }
 }

@@ -76,10 +76,11 @@ final class LXDContainerPool: Sendable {
         }
     }
 
-    /// Makes `slot`'s container clean and running; returns its host cgroups. A failure forgets the
+    /// Makes `slot`'s container clean and running; returns its run control (its host cgroups, or
+    /// LXD's API for a remote LXD: LXDRunControl). A failure forgets the
     /// container: the next attempt looks at it again and replaces it if it is broken (its snapshot
     /// deleted, its config changed by hand).
-    func makeReady(_ slot: Int) async throws -> LXDHostCgroup {
+    func makeReady(_ slot: Int) async throws -> any LXDRunControl {
         do {
             return try await restoreOrCreate(slot)
         } catch {
@@ -88,7 +89,7 @@ final class LXDContainerPool: Sendable {
         }
     }
 
-    private func restoreOrCreate(_ slot: Int) async throws -> LXDHostCgroup {
+    private func restoreOrCreate(_ slot: Int) async throws -> any LXDRunControl {
         let name = name(slot)
         if let why = watch.unreachable(name) { throw LXDError(what: "container \(name)", message: why) }
         let fresh = try await ensure(slot)
@@ -101,8 +102,13 @@ final class LXDContainerPool: Sendable {
             try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("start")]), timeout: .seconds(60))
             (status, pid) = try await state(name)
         }
-        guard status == "Running", pid > 0, let cgroup = LXDHostCgroup.of(pid: pid) else {
+        guard status == "Running", pid > 0 else {
             throw LXDError(what: "container \(name)", message: "not running after its restore (status \(status), init pid \(pid))")
+        }
+        // A remote LXD's pid and cgroups are another machine's.
+        if client.transport.isRemote { return LXDRemoteControl(client: client, container: name, spec: spec) }
+        guard let cgroup = LXDHostCgroup.of(pid: pid) else {
+            throw LXDError(what: "container \(name)", message: "its init (pid \(pid)) has no cgroups on this host")
         }
         guard cgroup.execDir != nil else {
             throw LXDError(what: "container \(name)", message: "the host has no cgroup2 hierarchy (/sys/fs/cgroup/unified or a "
@@ -119,7 +125,7 @@ final class LXDContainerPool: Sendable {
         let name = name(slot)
         let clustered = try await watch.clustered()
         if !placement.members.isEmpty && !clustered {
-            throw LXDError(what: "lxd.members", message: "LXD at \(client.socketPath) is not clustered: leave lxd.members empty")
+            throw LXDError(what: "lxd.members", message: "LXD at \(client.transport.address) is not clustered: leave lxd.members empty")
         }
         do {
             let meta = try await client.call(.GET, LXDPath.instance(name)).metadata

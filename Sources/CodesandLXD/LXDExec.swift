@@ -12,7 +12,13 @@ struct LXDExecCommand: Sendable {
     /// The body of `POST /1.0/instances/NAME/exec`: the command waits for our websockets (stdin,
     /// stdout, stderr, control), so its output goes through them and through codesand's caps, never
     /// into LXD's unbounded `record-output` files.
-    var requestBody: JSONValue {
+    var requestBody: JSONValue { body(websockets: true) }
+
+    /// The same command without websockets: stdin empty, its output dropped (for a kill that
+    /// only its exit code tells about).
+    var detachedRequestBody: JSONValue { body(websockets: false) }
+
+    private func body(websockets: Bool) -> JSONValue {
         var environment: [String: JSONValue] = [:]
         for entry in env {
             guard let eq = entry.firstIndex(of: "=") else { continue }
@@ -22,7 +28,7 @@ struct LXDExecCommand: Sendable {
             "command": .array(argv.map { .string($0) }),
             "environment": .object(environment),
             "user": .int(uid), "group": .int(gid), "cwd": .string(cwd),
-            "wait-for-websocket": .bool(true), "interactive": .bool(false), "record-output": .bool(false),
+            "wait-for-websocket": .bool(websockets), "interactive": .bool(false), "record-output": .bool(false),
         ])
     }
 }

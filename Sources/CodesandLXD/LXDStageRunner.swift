@@ -8,11 +8,12 @@ import Glibc
 
 /// Runs one exec (a compile stage or the program) in a ready container and supervises it with an
 /// LXDStageMachine: stdin goes out, stdout and stderr come in over the exec websockets while the
-/// caps hold; the operation's `/wait` gives the exit; the host cgroup gives the CPU time and kills.
+/// caps hold; the operation's `/wait` gives the exit; the run control (the host cgroup, or LXD's
+/// API for a remote LXD) gives the CPU time and kills.
 struct LXDStageRunner: Sendable {
     let client: LXDClient
     let container: String
-    let cgroup: LXDHostCgroup
+    let cgroup: any LXDRunControl
     let command: LXDExecCommand
     let limits: LimitSet
     let stdin: [UInt8]
@@ -22,8 +23,7 @@ struct LXDStageRunner: Sendable {
     var started: LXDPrestarted? = nil
 
     func run() async throws -> StageOutcome {
-        cgroup.resetPeak()
-        let cpuBefore = cgroup.cpuNs(), oomBefore = cgroup.oomKills()
+        let before = await cgroup.beginStage()
         let session: LXDExecSession
         if let started { session = started.session } else {
             session = try await LXDExecSession.start(client, instance: container, command: command)
@@ -74,8 +74,9 @@ struct LXDStageRunner: Sendable {
             group.cancelAll()
         }
         streamer?.finish()
-        return machine.outcome(cpuNs: cgroup.cpuNs() &- cpuBefore, oomKilled: cgroup.oomKills() > oomBefore,
-                               memoryPeakBytes: cgroup.memoryPeak(), now: monotonicNs())
+        let after = await cgroup.endStage()
+        return machine.outcome(cpuNs: after.cpuNs &- before.cpuNs, oomKilled: after.oomKills > before.oomKills,
+                               memoryPeakBytes: after.memoryPeakBytes, now: monotonicNs())
     }
 
     /// Does what the machine answered; true when the stage is over.
@@ -86,10 +87,13 @@ struct LXDStageRunner: Sendable {
             case .forward(let stream, let bytes):
                 bytes.withUnsafeBytes { streamer?.feed($0, from: stream) }
             case .sampleCPU:
-                sink.yield(.cpuSample(usedNs: cgroup.cpuNs()))
-                if cgroup.execMainHasExited() { sink.yield(.mainExited) }
-            case .kill, .killLeftovers:
+                let sample = await cgroup.sample()
+                sink.yield(.cpuSample(usedNs: sample.cpuNs))
+                if sample.mainExited { sink.yield(.mainExited) }
+            case .kill:
                 await cgroup.killExec()
+            case .killLeftovers:
+                await cgroup.killLeftovers()
             case .finish:
                 over = true
             }

@@ -4,7 +4,7 @@ import NIOPosix
 import NIOWebSocket
 
 /// One of an exec operation's websockets (stdin, stdout, stderr or control): a plain HTTP/1.1
-/// Upgrade on a connection of its own. LXD sends output in binary frames of up to 128 KiB (a
+/// Upgrade on a connection of its own (over the client's transport: unix socket or TLS). LXD sends output in binary frames of up to 128 KiB (a
 /// smaller frame limit silently loses output) and an empty text frame at the end; frames we send
 /// must be masked.
 final class LXDWebSocket: Sendable {
@@ -27,28 +27,23 @@ final class LXDWebSocket: Sendable {
     /// Opens `GET <operation>/websocket?secret=…`.
     static func connect(_ client: LXDClient, operation: String, secret: String) async throws -> LXDWebSocket {
         let uri = LXDPath.withProject(LXDPath.sub(operation, "websocket", query: "secret=\(LXDPath.queryValue(secret))"), client.project)
-        let upgraded: EventLoopFuture<Upgrade>
-        do {
-            upgraded = try await ClientBootstrap(group: client.group).connect(unixDomainSocketPath: client.socketPath) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: maxFrameSize) { channel, _ in
-                        channel.eventLoop.makeCompletedFuture {
-                            .websocket(try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel))
-                        }
+        let upgraded: EventLoopFuture<Upgrade> = try await client.transport.connect(group: client.group) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: maxFrameSize) { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        .websocket(try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel))
                     }
-                    var headers = HTTPHeaders()
-                    headers.add(name: "Host", value: "lxd")
-                    headers.add(name: "Content-Length", value: "0")
-                    let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: headers)
-                    let config = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
-                        upgradeRequestHead: head, upgraders: [upgrader],
-                        notUpgradingCompletionHandler: { channel in channel.eventLoop.makeSucceededFuture(.refused(nil)) })
-                    return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                        configuration: .init(upgradeConfiguration: config))
                 }
+                var headers = HTTPHeaders()
+                headers.add(name: "Host", value: "lxd")
+                headers.add(name: "Content-Length", value: "0")
+                let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: headers)
+                let config = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
+                    upgradeRequestHead: head, upgraders: [upgrader],
+                    notUpgradingCompletionHandler: { channel in channel.eventLoop.makeSucceededFuture(.refused(nil)) })
+                return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                    configuration: .init(upgradeConfiguration: config))
             }
-        } catch {
-            throw LXDError(what: "connect to LXD at \(client.socketPath)", message: "\(error)")
         }
         switch try await upgraded.get() {
         case .websocket(let channel):

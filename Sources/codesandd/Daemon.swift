@@ -58,7 +58,7 @@ struct Daemon: AsyncParsableCommand {
         let startupStops = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         let backend: any SandboxBackend
         do {
-            backend = try BackendFactory.make(cfg, logger: logger)
+            backend = try await BackendFactory.make(cfg, logger: logger)
         } catch {
             logger.critical("cannot set up the sandbox backend: \(error)")
             notify.send("STATUS=failed: \(error)")

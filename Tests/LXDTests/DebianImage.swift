@@ -19,18 +19,15 @@ enum DebianImage {
     /// The rootfs of this test process (shared with the native image test).
     static var rootfs: String { "/var/tmp/codesand-test-image-\(getpid())" }
 
-    /// One import at a time per LXD and alias (test classes may ask in turn; the build is long).
+    /// One import at a time (test classes may ask in turn; the build is long). Whether the image is
+    /// there is asked of LXD each time: test classes each start a private LXD, at the same path.
     actor Builds {
         static let shared = Builds()
-        private var done: Set<String> = []
 
         func ensure(lxdSocket: String, alias: String) async throws {
-            let key = lxdSocket + "\u{0}" + alias
-            if done.contains(key) { return }
             let client = LXDClient(socketPath: lxdSocket)
             if let fingerprint = try await client.imageAlias(alias),
                try await client.imageProperties(fingerprint)["codesand.languages"]?.split(separator: ",").contains("python3") == true {
-                done.insert(key)
                 return
             }
             let dir = DebianImage.rootfs
@@ -40,7 +37,6 @@ enum DebianImage {
             // Builds the rootfs unless the native image test built it already, then imports it.
             try await runCodesand(["image", "build", "--lxd", alias, dir, "--languages", "python3", "--lxd-socket", lxdSocket],
                             log: "/tmp/codesand-debian-image-\(getpid()).log", timeout: 1800)
-            done.insert(key)
         }
     }
 

@@ -12,16 +12,21 @@ struct PrivateLXD {
     let socket: String
     let dir: String?
     let pid: String?
+    /// With `start(options:)` `--https ADDR:PORT`: where it listens, and its server certificate's SHA-256.
+    var https: String? = nil
+    var fingerprint: String? = nil
 
     /// `cluster`: a two-member cluster (lxd-test-env start-cluster: m1 on 127.0.0.11:8443, whose
-    /// socket this is, and m2 on 127.0.0.12:8443).
-    static func start(cluster: Bool = false) throws -> PrivateLXD {
-        if !cluster, let socket = ProcessInfo.processInfo.environment["CODESAND_LXD_SOCKET"] {
+    /// socket this is, and m2 on 127.0.0.12:8443). `options`: lxd-test-env start's (`--https
+    /// ADDR:PORT`, `--trust CERT.pem`); `name` tells this LXD's directory from another one started
+    /// by the same test process.
+    static func start(cluster: Bool = false, options: [String] = [], name: String = "lxdtest") throws -> PrivateLXD {
+        if !cluster, options.isEmpty, let socket = ProcessInfo.processInfo.environment["CODESAND_LXD_SOCKET"] {
             return PrivateLXD(socket: socket, dir: nil, pid: nil)
         }
         guard getuid() == 0 else { throw XCTSkip("needs root (LXD)") }
-        let dir = "/tmp/codesand-lxdtest-\(getpid())" + (cluster ? "-cluster" : "")
-        try script([cluster ? "start-cluster" : "start", dir])
+        let dir = "/tmp/codesand-\(name)-\(getpid())" + (cluster ? "-cluster" : "")
+        try script([cluster ? "start-cluster" : "start", dir] + options)
         let out = (try? String(contentsOfFile: dir + "/env", encoding: .utf8)) ?? ""
         var fields: [String: String] = [:]
         for line in out.split(separator: "\n") {
@@ -31,7 +36,7 @@ struct PrivateLXD {
         guard let socket = fields["socket"], let pid = fields["pid"] else {
             throw LXDTestError("lxd-test-env start said: \(out)")
         }
-        return PrivateLXD(socket: socket, dir: dir, pid: pid)
+        return PrivateLXD(socket: socket, dir: dir, pid: pid, https: fields["https"], fingerprint: fields["fingerprint"])
     }
 
     func stop() {
