@@ -153,7 +153,7 @@ let package = Package(
         ]),
         // The LXD backend against a private LXD (scripts/lxd-test-env), as root.
         .testTarget(name: "LXDTests", dependencies: [
-            "CodesandLXD", "CodesandCore", "CodesandProtocol", "CodesandClient", "CodesandTestSupport",
+            "CodesandLXD", "CodesandLinux", "CodesandCore", "CodesandProtocol", "CodesandClient", "CodesandTestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The IRC bot's logic without servers: messages and framing, the session, output shaping,
