@@ -93,10 +93,7 @@ final class LXDContainerPool: Sendable {
         let name = name(slot)
         if let why = watch.unreachable(name) { throw LXDError(what: "container \(name)", message: why) }
         let fresh = try await ensure(slot)
-        if !fresh {
-            try await client.run(.PUT, LXDPath.instance(name), json: .object(["restore": .string(LXDInstanceSpec.snapshot)]),
-                                 timeout: .seconds(120))
-        }
+        if !fresh { try await restore(name) }
         var (status, pid) = try await state(name)
         if status != "Running" {
             try await client.run(.PUT, LXDPath.state(name), json: .object(["action": .string("start")]), timeout: .seconds(60))
@@ -115,6 +112,21 @@ final class LXDContainerPool: Sendable {
                            + "v2 /sys/fs/cgroup), through which codesand kills a run's processes: the LXD backend needs one")
         }
         return cgroup
+    }
+
+    /// Back to the `clean` snapshot. LXD refuses while another operation on the container runs (a
+    /// forced stop of the run before, still finishing): asked again for up to 10 s.
+    private func restore(_ name: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            do {
+                try await client.run(.PUT, LXDPath.instance(name), json: .object(["restore": .string(LXDInstanceSpec.snapshot)]),
+                                     timeout: .seconds(120))
+                return
+            } catch let e as LXDError where e.message.contains("is busy running") && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
     }
 
     /// The container exists and matches the spec: adopted, or (re)created. True when it was just

@@ -96,6 +96,9 @@ final class LXDRemoteControl: LXDRunControl {
            r == 0 || r == 1 {
             return true
         }
+        // What the container used, before the stop wipes it: a program that filled the memory
+        // limit (and so left no room for the kill's exec) shows its OOM only here.
+        await refresh()
         do {
             try await client.run(.PUT, LXDPath.state(container), json: .object(["action": .string("stop"), "force": .bool(true)]),
                                  timeout: .seconds(30))

@@ -162,7 +162,10 @@ final class LXDRemoteTests: XCTestCase {
     /// the restore puts the pool's limit back.
     func test_a_runs_memory_limit_is_set_through_lxd_and_its_oom_kill_seen() async throws {
         let backend = try await readyBackend("r-oom")
-        var job = try LXDFixture.job("head -c 50331648 /dev/zero > /dev/shm/fill; echo rc=$?")
+        // dd's own 48 MiB buffer: the OOM killer's choice is dd, never the container's init (a
+        // file in a tmpfs holds memory no process owns, and the killer may take init then: the
+        // container stops, and its counters with it).
+        var job = try LXDFixture.job("dd if=/dev/zero of=/dev/null bs=50331648 count=1 2>/dev/null; echo rc=$?")
         job.limits.memoryBytes = 32 << 20
         let run = try await stage(backend, job)
         XCTAssertTrue(run.oomKilled, "stdout \(run.stdout) stderr \(run.stderr) peak \(run.memoryPeakBytes)")
