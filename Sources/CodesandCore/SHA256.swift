@@ -1,5 +1,5 @@
-/// SHA-256 (FIPS 180-4), for content-addressed names (the compile cache's keys). Small inputs, no
-/// dependency: the daemon links no crypto library.
+/// SHA-256 (FIPS 180-4), for content-addressed names (the compile cache's keys) and certificate
+/// fingerprints (LXD's, pinned). Small inputs, no dependency: the daemon links no crypto library.
 public struct SHA256 {
     private var state: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
     private var pending: [UInt8] = []
@@ -18,20 +18,28 @@ public struct SHA256 {
         }
     }
 
-    /// The digest as 64 lowercase hex digits. The hash is used up.
-    public mutating func finishHex() -> String {
+    /// The digest's 32 bytes. The hash is used up.
+    public mutating func finish() -> [UInt8] {
         let bits = length &* 8
         update([0x80])
         while pending.count != 56 { update([0]) }
         for shift in stride(from: 56, through: 0, by: -8) { pending.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
         compress(pending)
         pending = []
+        return state.flatMap { word in stride(from: 24, through: 0, by: -8).map { UInt8(truncatingIfNeeded: word >> UInt32($0)) } }
+    }
+
+    /// The digest as 64 lowercase hex digits. The hash is used up.
+    public mutating func finishHex() -> String {
         let hex = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for word in state {
-            for shift in stride(from: 28, through: 0, by: -4) { out.append(hex[Int((word >> UInt32(shift)) & 0xf)]) }
-        }
-        return String(decoding: out, as: UTF8.self)
+        return String(decoding: finish().flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] }, as: UTF8.self)
+    }
+
+    /// The digest of `bytes`.
+    public static func hash<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+        var h = SHA256()
+        h.update(bytes)
+        return h.finish()
     }
 
     public static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
