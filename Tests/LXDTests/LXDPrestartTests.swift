@@ -227,11 +227,13 @@ final class LXDPrestartTests: XCTestCase {
 
     /// BENCHMARKS.md (LXD, pre-started): a python3 `print(1)` on the LXD backend, handed to a waiting
     /// interpreter vs exec'd the plain way, alternately in one run (the machine is shared: compare
-    /// within one invocation). Set CODESAND_LXD_BENCH=1 (~2 min).
+    /// within one invocation). In the suite, 3 rounds: the alternation itself is tested (each run's
+    /// output, and which way it went); CODESAND_LXD_BENCH=1 makes it the benchmark, 25 rounds (or
+    /// CODESAND_LXD_BENCH_RUNS), ~2 min.
     func test_bench_prestarted_vs_plain_python3() async throws {
-        try XCTSkipUnless(ProcessInfo.processInfo.environment["CODESAND_LXD_BENCH"] == "1", "set CODESAND_LXD_BENCH=1")
+        let env = ProcessInfo.processInfo.environment
         let (backend, cfg) = try await backend("t-pre-bench", size: 2)
-        let rounds = Int(ProcessInfo.processInfo.environment["CODESAND_LXD_BENCH_RUNS"] ?? "") ?? 25
+        let rounds = env["CODESAND_LXD_BENCH"] == "1" ? Int(env["CODESAND_LXD_BENCH_RUNS"] ?? "") ?? 25 : 3
         var pre: [Double] = [], plain: [Double] = [], push: [Double] = []
         let j = try job(cfg, "print(1)")
         for i in 0..<rounds {
