@@ -85,8 +85,16 @@ final class LXDContainerPool: Sendable {
             return try await restoreOrCreate(slot)
         } catch {
             state.withLock { $0.known[slot] = false }
-            throw error
+            throw onMember(slot, error)
         }
+    }
+
+    /// On a cluster, `error` naming the member of `slot`'s container: LXD's own errors for a member
+    /// that is coming back ("Missing event connection ...") do not say which one it is.
+    private func onMember(_ slot: Int, _ error: any Error) -> any Error {
+        guard !(error is CancellationError), let member = slotMembers()?[slot] ?? nil,
+              !"\(error)".contains("member \(member)") else { return error }
+        return LXDError(what: "cluster member \(member)", message: "\(error)")
     }
 
     private func restoreOrCreate(_ slot: Int) async throws -> any LXDRunControl {
