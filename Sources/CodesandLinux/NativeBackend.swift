@@ -59,7 +59,7 @@ public final class NativeBackend: SandboxBackend {
         let fresh: ReadySandbox
         let layout = self.layout
         do {
-            fresh = try await onThread("codesand-prepare-\(slot)") { [slots] in
+            fresh = try await onThread("cs-prepare-\(slot)") { [slots] in
                 slots.clear(slot)  // what the last run left is torn down: the slot's cgroup is empty and at zero
                 return ReadySandbox(try slots.spawn(slot, layout: layout, prestart: prestart), layout: layout)
             }
@@ -82,7 +82,7 @@ public final class NativeBackend: SandboxBackend {
                              streamer: onOutput.map { OutputStreamer(sink: $0) }, compileCache: compileCache)
         return try await withTaskCancellationHandler {
             // A thread of its own: the supervisor blocks in poll(), which must not starve Swift's pool.
-            try await onThread("codesand-run-\(slot)") { try run.execute() }
+            try await onThread("cs-run-\(slot)") { try run.execute() }
         } onCancel: {
             var one: UInt64 = 1
             _ = write(cancelFD, &one, 8)
@@ -119,7 +119,7 @@ public final class NativeBackend: SandboxBackend {
     public func probe(_ argv: [String], env: [String]) async -> String? {
         let layout = self.layout
         if layout.config.rootfs == "host" { return HostCommand.output(argv) }
-        return try? await onThread("codesand-probe") { [self] () -> String? in
+        return try? await onThread("cs-probe") { [self] () -> String? in
             probeLock.withLock { _ in
                 defer { slots.clear(poolSize) }
                 let limits = LimitSet(wallMs: 10_000, cpuMs: 10_000, memoryBytes: 1 << 30, pids: 256, outputBytes: 65536, outputLines: 100)
@@ -223,14 +223,5 @@ public final class NativeBackend: SandboxBackend {
         rmdir(config.stateDir + "/root")
         unlink("\(config.stateDir)/\(config.cgroupName).lock")
         close(lockFD)  // another daemon (or test) may take these cgroups now
-    }
-}
-
-/// Runs blocking work on a new thread and awaits its result.
-func onThread<T: Sendable>(_ name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
-        let thread = Thread { c.resume(with: Result { try body() }) }
-        thread.name = name
-        thread.start()
     }
 }

@@ -16,8 +16,9 @@ import Glibc
 //     anything of the snippet runs), reclaim what the compiler left, the program's
 //     limits on the cgroup (EBUSY: the binary alone exceeds them, so the run is oom), what is still
 //     charged counted out of its peak, the word 'r' → supervise → account
-//   → end, whatever happened, in one place: the init is killed and the sandbox handed back to its
-//     slot, which tears it down before its next sandbox, after the reply.
+//   → end, whatever happened, in one place: the sandbox handed back to its slot, which tears it
+//     down before its next sandbox, after the reply; its init killed at once unless the run ended
+//     cleanly (the program and its output ended: then the init waits for that teardown).
 
 /// One run in one slot, from its sandbox to its outcome. Used by one thread.
 final class SandboxRun: @unchecked Sendable {
@@ -32,6 +33,8 @@ final class SandboxRun: @unchecked Sendable {
     private var held: SandboxInstance?
     /// Compiled programs by code, flags, compiler and system (nil: none are kept).
     private let compileCache: CompileCache?
+    /// The run ended cleanly with its init waiting: the slot's teardown kills it, after the reply.
+    private var initLeftAlive = false
 
     /// `cancelFD` becomes readable when the request is cancelled (-1: never); `streamer` gets the
     /// program's output as it comes, for `stream` requests.
@@ -95,6 +98,7 @@ final class SandboxRun: @unchecked Sendable {
         }
         sandbox.closeControl()
         let (stage, machine) = supervise(.run, limits: job.limits, open: open, memoryBefore: memoryBefore, with: &supervisor)
+        initLeftAlive = machine.initLeftAlive
         outcome.run = stage
         streamer?.finish()
         if let e = machine.startError {
@@ -184,10 +188,11 @@ final class SandboxRun: @unchecked Sendable {
         return (outcome, machine)
     }
 
-    /// The run's one end: its sandbox goes back to the slot, its init killed (its namespace's
-    /// processes die with it), to be torn down before the slot's next sandbox.
+    /// The run's one end: its sandbox goes back to the slot, to be torn down before the slot's next
+    /// sandbox; its init is killed now (its namespace's processes die with it), unless the run
+    /// ended cleanly: then its death, the namespaces' teardown, waits until after the reply.
     private func end() {
-        if let held { slots.giveBack(slot, held) }
+        if let held { slots.giveBack(slot, held, killingInit: !initLeftAlive) }
         held = nil
     }
 }

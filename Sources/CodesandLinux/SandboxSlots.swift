@@ -55,10 +55,10 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
         return kept
     }
 
-    /// A run's end: its sandbox, its init killed, stays in the slot until the slot is cleared
-    /// (after shutdown, nobody would: it is torn down now).
-    func giveBack(_ slot: Int, _ sandbox: SandboxInstance) {
-        sandbox.killInit()
+    /// A run's end: its sandbox, its init killed (or, `killingInit` false, left to the teardown),
+    /// stays in the slot until the slot is cleared (after shutdown, nobody would: it is torn down now).
+    func giveBack(_ slot: Int, _ sandbox: SandboxInstance, killingInit: Bool = true) {
+        if killingInit { sandbox.killInit() }
         let later = state.withLock { s -> Bool in
             guard !s.stopped else { return false }
             s.used[slot].append(sandbox)

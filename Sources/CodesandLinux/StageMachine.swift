@@ -83,6 +83,9 @@ struct StageMachine {
     private var stopWaitingAt: UInt64?
     private(set) var startError: Int32?
     private(set) var finishedAt: UInt64?
+    /// The run ended with its output and its program, the init not killed: the slot's teardown,
+    /// after the reply, kills it (with whatever the program left that holds no output).
+    private(set) var initLeftAlive = false
 
     /// `socketLimitBytes`: TCP bytes the sandbox may queue (SocketQueues), at most its memory limit.
     init(stage: Stage, limits: LimitSet, socketLimitBytes: Int64, open: Set<Pipe>, streams: Bool = false,
@@ -132,6 +135,13 @@ struct StageMachine {
             case .run:
                 guard killedFor == nil else { return finishIfOver(now) }
                 stopWaitingAt = now + Self.killGraceNs
+                // Nothing holds the output any more: the run is over, and its init (waiting for
+                // the teardown) is killed after the reply. Else its death ends what the program
+                // left behind, and with them the output.
+                if outputEnded {
+                    initLeftAlive = true
+                    return finish(now)
+                }
                 return [.killInit] + finishIfOver(now)
             }
         case .startFailed(let errno):
@@ -193,8 +203,9 @@ struct StageMachine {
 
     /// Over when the output has ended and the stage's process has (its status came, or the init
     /// that would send it is gone).
+    private var outputEnded: Bool { !open.contains(.stdout) && !open.contains(.stderr) }
+
     private mutating func finishIfOver(_ now: UInt64) -> [Action] {
-        let outputEnded = !open.contains(.stdout) && !open.contains(.stderr)
         guard outputEnded, waitStatus != nil || !open.contains(.status) else { return [] }
         return finish(now)
     }

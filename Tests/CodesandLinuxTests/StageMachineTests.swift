@@ -165,17 +165,19 @@ final class StageMachineTests: XCTestCase {
 
     // MARK: EOF and status, in either order
 
-    func test_output_ending_before_the_status_waits_for_the_status() {
+    func test_output_ending_before_the_status_waits_for_the_status_and_leaves_the_init_to_the_teardown() {
         var m = machine()
         XCTAssertEqual(endOutput(&m), [])
         XCTAssertFalse(m.isFinished)
         XCTAssertEqual(m.waitPlan().pipes, [.report, .status, .stdin, .cancel])
-        XCTAssertEqual(m.handle(.status(waitStatus: Self.exitedZero)), [.killInit, .finish])
+        XCTAssertEqual(m.handle(.status(waitStatus: Self.exitedZero)), [.finish], "no kill on the reply's path")
+        XCTAssertTrue(m.initLeftAlive)
     }
 
     func test_a_status_before_the_output_ends_kills_the_init_and_waits_for_the_output() {
         var m = machine()
         XCTAssertEqual(m.handle(.status(waitStatus: Self.exitedZero)), [.killInit])
+        XCTAssertFalse(m.initLeftAlive)
         XCTAssertEqual(m.handle(.output(.stdout, Array("late\n".utf8))), [], "what a leftover wrote before it died")
         XCTAssertEqual(m.handle(.ended(.stdout)), [])
         clock.advance(ms: 100)
