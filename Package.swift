@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "codesandd", targets: ["codesandd"]),
         .executable(name: "codesand", targets: ["codesand"]),
+        .executable(name: "codesand-spawner", targets: ["codesand-spawner"]),
         .library(name: "CodesandClient", targets: ["CodesandClient"]),
         .library(name: "CodesandProtocol", targets: ["CodesandProtocol"]),
         .executable(name: "codesand-ircbot", targets: ["codesand-ircbot"]),
@@ -48,6 +49,9 @@ let package = Package(
         // to the build's products, as scripts/install copies them next to the installed library.
         .target(name: "CodesandZygote", resources: [.copy("launchers")], cSettings: [.headerSearchPath("../CSandbox/include")],
                 linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib"])]),
+        // The zygote of plain sandboxes (no pre-started interpreter): C alone, no Swift runtime.
+        .executableTarget(name: "codesand-spawner", dependencies: ["CSandbox"],
+                          linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
         // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.
         .target(name: "CodesandLinux", dependencies: [
             "CSandbox", "CodesandCore", "CodesandProtocol", "CodesandSpawn",

@@ -218,7 +218,13 @@ const int cs_zygote_child = CS_ZYGOTE_CHILD;
 const int cs_zygote_served = CS_ZYGOTE_SERVED;
 const int cs_zygote_gone = CS_ZYGOTE_GONE;
 
-int cs_zygote_serve_one(int sock) {
+static int serve_one(int sock, int plain_only);
+
+int cs_zygote_serve_one(int sock) { return serve_one(sock, 0); }
+
+int cs_zygote_serve_one_plain(int sock) { return serve_one(sock, 1); }
+
+static int serve_one(int sock, int plain_only) {
     union { char buf[CMSG_SPACE(sizeof(int) * ZY_MAX_FDS)]; struct cmsghdr align; } control;
     struct iovec iov = {.iov_base = message, .iov_len = sizeof message};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
@@ -245,7 +251,7 @@ int cs_zygote_serve_one(int sock) {
         memcpy(&req, message, sizeof req);
         if (req.magic != ZY_MAGIC || req.n_cgroup_fds > CS_MAX_CGROUP_FDS ||
             nfds != ZY_FIXED_FDS + (int)req.n_cgroup_fds || req.strings_len != (size_t)n - sizeof req ||
-            decode(&req, message + sizeof req, req.strings_len, &spec) != 0) {
+            decode(&req, message + sizeof req, req.strings_len, &spec) != 0 || (plain_only && spec.prestart_fork)) {
             err = EINVAL;
         }
     }

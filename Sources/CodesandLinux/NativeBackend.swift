@@ -108,6 +108,8 @@ public final class NativeBackend: SandboxBackend {
     /// The zygotes running for the newest layout: language and pid.
     public var zygotes: [(language: String, pid: pid_t)] { layout.zygotes.running }
     public var zygoteLanguages: [String] { zygotes.map(\.language).sorted() }
+    /// The plain spawner's pid while it runs (the zygote of sandboxes with no pre-started interpreter).
+    var plainSpawnerPID: pid_t? { layout.zygotes.plainSpawnerPID }
 
     public func addGeneration(_ config: CodesandConfig) async throws -> Int { try addLayout(config.sandbox) }
 

@@ -26,12 +26,11 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
 
     /// Builds a sandbox in `slot`'s cgroup from `layout`; with `prestart`, its interpreter started
     /// and waiting (a fork of the language's zygote, if it has one; none if its launcher cannot
-    /// be used). A plain sandbox's init is cloned by any zygote that runs (a small process: its
-    /// clone, and the init's fork of the program, cost less than a clone of the daemon), else by
-    /// the daemon.
+    /// be used). A plain sandbox's init is cloned by the plain spawner, or any zygote that runs (a
+    /// small process: its clone costs less than a clone of the daemon), else by the daemon.
     func spawn(_ slot: Int, layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
         let prestart = prestart.flatMap(layout.launchers.resolve)
-        let zygote = prestart.map { layout.zygotes.zygote(for: $0) } ?? layout.zygotes.anyRunning
+        let zygote = prestart.map { layout.zygotes.zygote(for: $0) } ?? layout.zygotes.plainSpawner
         return try SandboxInstance.spawn(layout: layout, slot: slot, uid: uidBase + UInt32(slot), cgroup: cgroups[slot],
                                   limits: defaultLimits, prestart: prestart, zygote: zygote, logger: logger)
     }

@@ -38,10 +38,10 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
         self.stderr = stderr
     }
 
-    /// Starts `spec`'s launcher as a zygote: argv + [library, "3"], the socket on fd 3, and waits
-    /// until it announces that it serves (an interpreter that fails to start is an error here,
-    /// not a lost spawn request later).
-    static func start(_ spec: PrestartSpec, library: String) throws -> Zygote {
+    /// Starts `spec`'s launcher as a zygote: argv + `arguments` (a language's: the zygote library)
+    /// + ["3"], the socket on fd 3, and waits until it announces that it serves (an interpreter
+    /// that fails to start is an error here, not a lost spawn request later).
+    static func start(_ spec: PrestartSpec, arguments: [String]) throws -> Zygote {
         var pair: [Int32] = [0, 0], err: [Int32] = [0, 0]
         try sys("socketpair") { socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) }
         guard cs_pipe_cloexec(&err) == 0 else {
@@ -53,7 +53,7 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
             do {
                 // Only the zygote may hold its ends: its death must be an EOF here at once.
                 defer { close(pair[1]); close(err[1]) }
-                pid = try launch(argv: spec.argv + [library, "3"], env: spec.env, socket: pair[1], stderr: err[1])
+                pid = try launch(argv: spec.argv + arguments + ["3"], env: spec.env, socket: pair[1], stderr: err[1])
             }
             _ = fcntl(err[0], F_SETFL, O_NONBLOCK)
             let zygote = Zygote(spec: spec, pid: pid, socket: pair[0], stderr: err[0])

@@ -18,9 +18,13 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
                                failures: [PrestartSpec: Int], stopped: Bool)>(([:], [:], [:], false))
     static let retryDelayNs: UInt64 = 5_000_000_000
 
+    /// codesand-spawner, the zygote of plain sandboxes.
+    private let spawner: PlainSpawner
+
     init(config: SandboxConfig, systemRoot: String, logger: Logger) {
         self.logger = logger
         home = config.home
+        spawner = PlainSpawner(config: config, logger: logger)
         // A zygote runs the host's interpreter: an image's sandboxes must get the image's.
         library = systemRoot.isEmpty ? Self.findLibrary(config: config, logger: logger) : nil
     }
@@ -49,7 +53,7 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
             do {
                 // Checked at every start: a zygote is root running the host's interpreter.
                 try Self.checkTrusted(library: library, home: Self.home(of: prestart) ?? home)
-                let z = try Zygote.start(prestart, library: library)
+                let z = try Zygote.start(prestart, arguments: [library])
                 // A zygote of this language with another launcher or environment (a reload
                 // changed them) serves no one any more.
                 for (old, other) in s.zygotes where old.language == prestart.language {
@@ -69,10 +73,15 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
         }
     }
 
-    /// A zygote that runs now, to clone a plain sandbox's init (none is started for that).
-    var anyRunning: Zygote? {
-        state.withLock { s in s.zygotes.values.first(where: \.isAlive) }
+    /// What clones a plain sandbox's init: the plain spawner (started on first use), else a
+    /// language's zygote that runs now; nil: the daemon clones it.
+    var plainSpawner: Zygote? {
+        if let spawner = spawner.running() { return spawner }
+        return state.withLock { s in s.stopped ? nil : s.zygotes.values.first(where: \.isAlive) }
     }
+
+    /// The plain spawner's pid while it runs.
+    var plainSpawnerPID: pid_t? { spawner.pid }
 
     /// The running zygotes: language and pid.
     var running: [(language: String, pid: pid_t)] {
@@ -85,6 +94,7 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
             return Array(s.zygotes.values)
         }
         for z in all { z.stop() }
+        spawner.stop()
     }
 
     static func home(of prestart: PrestartSpec) -> String? {

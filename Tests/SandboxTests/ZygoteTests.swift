@@ -36,22 +36,19 @@ final class ZygoteTests: XCTestCase {
         XCTAssertEqual(live.service.status().zygotes, ["python3"], "status reports it")
     }
 
-    /// A plain sandbox's init (bash here: nothing pre-started) is cloned by the running zygote, a
-    /// small process, not by the daemon: its /proc/PID/exe is the zygote's interpreter. The program
-    /// still starts from an exec, with nothing of the zygote's: default signals, its own argv.
-    func test_a_plain_sandbox_is_cloned_by_a_running_zygote() async throws {
+    /// A plain sandbox's init (bash here: nothing pre-started) is cloned by the plain spawner
+    /// (codesand-spawner, a small C process), not by the daemon or python3's zygote: its
+    /// /proc/PID/exe is the spawner. The program still starts from an exec, with nothing
+    /// of the spawner's: default signals, its own argv. With the spawner killed, plain runs go on
+    /// (cloned another way).
+    func test_a_plain_sandbox_is_cloned_by_the_plain_spawner() async throws {
         try requireRoot()
         let live = try await LiveService(pool: 2)
         defer { live.shutdown() }
         await live.waitUntilReady()
-        _ = try await Self.warmRun(live, "print(1)")  // the zygote runs
-        XCTAssertEqual(live.backend.zygotes.map(\.language), ["python3"])
-        // Only bash asked for now: the slots are prepared plain (a slot prepared for python3 is
-        // the zygote's clone anyway, and runs bash after killing its interpreter).
-        for _ in 0..<PrestartPlanner.window { _ = try await live.run("bash", "true") }
-        await live.waitUntilReady()
         for _ in 0..<2 { _ = try await live.run("bash", "true") }
         await live.waitUntilReady()
+        let spawner = try XCTUnwrap(live.backend.plainSpawnerPID, "the plain spawner runs")
         let marker = "4\(UInt32.random(in: 100_000...999_999))"
         async let slow = live.run("bash", "sleep 2.\(marker); grep -E '^Sig(Ign|Blk)' /proc/self/status; cat /proc/self/cmdline | tr '\\0' ' '")
         var initExe: String?
@@ -68,9 +65,16 @@ final class ZygoteTests: XCTestCase {
             initExe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(initPID)/exe")
         }
         let r = try await slow
-        XCTAssertTrue(initExe?.contains("python3") == true, "the bash run's init was cloned from \(initExe ?? "?")")
+        XCTAssertTrue(initExe?.hasSuffix("/codesand-spawner") == true, "the bash run's init was cloned from \(initExe ?? "?")")
         XCTAssertTrue(r.stdout.contains("SigIgn:\t0000000000000000") && r.stdout.contains("SigBlk:\t0000000000000000"), r.stdout)
         XCTAssertTrue(r.stdout.hasSuffix("/bin/cat /proc/self/cmdline ") || r.stdout.hasSuffix("cat /proc/self/cmdline "), r.stdout)
+
+        // The spawner killed: plain runs are answered all the same.
+        kill(spawner, SIGKILL)
+        for i in 0..<4 {
+            let again = try await live.run("bash", "echo \(i)")
+            XCTAssertEqual(again.stdout, "\(i)\n", again.stderr)
+        }
     }
 
     func test_each_fork_has_its_own_random_state() async throws {

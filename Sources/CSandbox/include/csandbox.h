@@ -110,6 +110,9 @@ pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_
 /// CS_ZYGOTE_CHILD in a forked interpreter (inside its sandbox: fd 3 brings its job),
 /// CS_ZYGOTE_SERVED in the zygote after a request, CS_ZYGOTE_GONE when the daemon is gone.
 int cs_zygote_serve_one(int sock);
+/// cs_zygote_serve_one for a spawner of plain sandboxes (codesand-spawner): a request for a
+/// pre-started interpreter (which would be this process, forked) is refused with EINVAL.
+int cs_zygote_serve_one_plain(int sock);
 enum { CS_ZYGOTE_CHILD = 0, CS_ZYGOTE_SERVED = 1, CS_ZYGOTE_GONE = 2 };
 /// The same three, as symbols of the library for a launcher's FFI to read by name.
 extern const int cs_zygote_child, cs_zygote_served, cs_zygote_gone;
