@@ -64,6 +64,9 @@ final class SandboxRun: @unchecked Sendable {
             try compileCache?.place(cached, into: sandbox, home: layout.config.home, output: output,
                                     uid: layout.config.uidBase + UInt32(slot))
         }
+        // What the slot's cgroup holds before the stage (the init, what earlier sandboxes left:
+        // page cache, per-CPU charge batches; see reclaimedEnough) is not the stage's peak.
+        let chargedBefore = sandbox.cgroup.memoryUsage()
         // Whether the run was pre-started is decided here, and only here.
         let usesPrestart = job.prestart != nil && job.prestart?.language == sandbox.prestarted
         try JobHandOver.write(job, to: sandbox, usesPrestart: usesPrestart,
@@ -74,9 +77,10 @@ final class SandboxRun: @unchecked Sendable {
         outcome.compileCached = cached != nil
         outcome.prestarted = usesPrestart
         var open = supervisor.pipes.initiallyOpen
-        var memoryBefore: Int64 = 0
+        var memoryBefore = chargedBefore
         if let compile = job.compile {
-            let (stage, machine) = supervise(.compile, limits: compile.limits, open: open, with: &supervisor)
+            let (stage, machine) = supervise(.compile, limits: compile.limits, open: open, memoryBefore: chargedBefore,
+                                             with: &supervisor)
             outcome.compile = stage
             if let e = machine.startError { throw SandboxError("cannot start \(compile.argv.first ?? "the compiler")", errno: e) }
             guard stage.succeeded else { return outcome }  // the init ends the sandbox after a failed compile
@@ -177,7 +181,7 @@ final class SandboxRun: @unchecked Sendable {
 
     /// One stage, from its counters to its outcome. `open`: the pipes not at their end yet.
     private func supervise(_ stage: StageMachine.Stage, limits: LimitSet, open: Set<StageMachine.Pipe>,
-                           memoryBefore: Int64 = 0, with supervisor: inout StageSupervisor) -> (StageOutcome, StageMachine) {
+                           memoryBefore: Int64, with supervisor: inout StageSupervisor) -> (StageOutcome, StageMachine) {
         let cgroup = supervisor.sandbox.cgroup
         let cpuBefore = cgroup.cpuNs(), oomBefore = cgroup.oomKills()  // the init's setup (or the compile) is not this stage's
         var machine = StageMachine(stage: stage, limits: limits, socketLimitBytes: layout.config.socketMemoryBytes,
