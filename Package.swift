@@ -49,7 +49,7 @@ let package = Package(
         // to the build's products, as scripts/install copies them next to the installed library.
         .target(name: "CodesandZygote", resources: [.copy("launchers")], cSettings: [.headerSearchPath("../CSandbox/include")],
                 linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib"])]),
-        // The zygote of plain sandboxes (no pre-started interpreter): C alone, no Swift runtime.
+        // The zygote of plain sandboxes (no pre-started interpreter): C code, no threads.
         .executableTarget(name: "codesand-spawner", dependencies: ["CSandbox"],
                           linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
         // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.

@@ -402,8 +402,10 @@ static int init_main(const struct cs_sandbox_spec *s) {
     }
     if (s->prestart_fork) prctl(PR_GET_NAME, zygote_name, 0, 0, 0);
     prctl(PR_SET_NAME, "codesand-init", 0, 0, 0);  // not the daemon thread's name, in ps inside and out
-    set_cmdline("codesand-init");
     setup_fds(s);
+    // After the daemon's fds are closed: until then a clone of the daemon shows the daemon's
+    // command line, which is how killStrays tells it from a zygote's unanswered clone.
+    set_cmdline("codesand-init");
     join_cgroups(s->n_cgroup_fds);
     // Its own cgroup namespace, rooted at the slot's cgroup (made after joining it, so the host's
     // cgroup paths do not show in /proc/self/cgroup).

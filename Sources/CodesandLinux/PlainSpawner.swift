@@ -15,9 +15,27 @@ final class PlainSpawner: Sendable {
     private let logger: Logger
     private let state = Mutex<(zygote: Zygote?, retryAfterNs: UInt64, failures: Int, stopped: Bool)>((nil, 0, 0, false))
 
+    /// The executable's file when this daemon first found it (device, inode, size, change time):
+    /// a layout built by a reload after an upgrade must not pair this daemon with another build's
+    /// spawner.
+    private let identity: [Int]?
+    private static let firstSeen = Mutex<[String: [Int]]>([:])
+
     init(config: SandboxConfig, logger: Logger) {
         self.logger = logger
         executable = Self.find(config: config)
+        identity = executable.flatMap { path in
+            Self.firstSeen.withLock { seen in
+                if seen[path] == nil { seen[path] = Self.identity(of: path) }
+                return seen[path]
+            }
+        }
+    }
+
+    static func identity(of path: String) -> [Int]? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return [Int(st.st_dev), Int(st.st_ino), Int(st.st_size), Int(st.st_ctim.tv_sec), Int(st.st_ctim.tv_nsec)]
     }
 
     /// The running spawner, started if need be; nil to clone plain inits another way.
@@ -25,14 +43,27 @@ final class PlainSpawner: Sendable {
         guard let executable else { return nil }
         return state.withLock { s -> Zygote? in
             if let z = s.zygote, z.isAlive { return z }
-            if s.stopped || monotonicNs() < s.retryAfterNs { return nil }
-            if let gone = s.zygote {
-                s.zygote = nil
-                logger.warning("plain spawner gone; plain sandboxes are cloned another way for now", metadata: ["pid": "\(gone.pid)"])
+            if s.stopped { return nil }
+            func failed() -> UInt64 {
+                s.failures += 1
+                let delay = ZygoteSet.retryDelayNs << UInt64(min(s.failures - 1, 6))
+                s.retryAfterNs = monotonicNs() + delay
+                return delay / 1_000_000
             }
+            if let gone = s.zygote {  // a death counts as a failure: one that dies at each request is not restarted at once
+                s.zygote = nil
+                logger.warning("plain spawner gone; plain sandboxes are cloned another way for now",
+                               metadata: ["pid": "\(gone.pid)", "retry_ms": "\(failed())"])
+            }
+            if monotonicNs() < s.retryAfterNs { return nil }
             do {
-                guard ZygoteSet.onlyRootCanChange(executable) else {
-                    throw SandboxError("\(executable), or a directory above it, is not root's alone to change")
+                guard ZygoteSet.loadableAsRoot(executable) else {
+                    throw SandboxError("\(executable), its directory or one above is not root's alone to change")
+                }
+                // The inits it clones run its copy of the sandbox code: it must be the build this
+                // daemon found at its start (an upgrade installed meanwhile waits for a restart).
+                guard Self.identity(of: executable) == identity else {
+                    throw SandboxError("\(executable) changed since codesandd started; restart codesandd to use it")
                 }
                 let spec = PrestartSpec(language: "plain", argv: [executable], env: [], zygote: true)
                 let z = try Zygote.start(spec, arguments: [])
@@ -40,10 +71,7 @@ final class PlainSpawner: Sendable {
                 logger.info("plain spawner ready", metadata: ["pid": "\(z.pid)"])
                 return z
             } catch {
-                s.failures += 1
-                let delay = ZygoteSet.retryDelayNs << UInt64(min(s.failures - 1, 6))
-                s.retryAfterNs = monotonicNs() + delay
-                logger.warning("plain spawner not started", metadata: ["error": "\(error)", "retry_ms": "\(delay / 1_000_000)"])
+                logger.warning("plain spawner not started", metadata: ["error": "\(error)", "retry_ms": "\(failed())"])
                 return nil
             }
         }

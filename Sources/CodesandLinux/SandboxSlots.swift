@@ -4,8 +4,8 @@ import Logging
 import Synchronization
 
 /// The pool's slots on this host: each has its cgroup, at most one ready sandbox (built, waiting
-/// for a run) and the used ones (their run is over and their init killed, but they are not torn
-/// down yet, so the reply does not wait for that). A sandbox is torn down (its init reaped, its
+/// for a run) and the used ones (their run is over and their init killed or waiting to be, but
+/// they are not torn down yet, so the reply does not wait for that). A sandbox is torn down (its init reaped, its
 /// cgroup emptied, its pipes closed) here only, in `tearDown`: before the slot's next sandbox,
 /// when a run needs the slot's cgroup emptied at once, and at shutdown.
 final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `state`'s lock; one user each at a time

@@ -12,7 +12,9 @@ import CodesandProtocol
 ///   exit is already in the pipe when its deadline passes exited in time.
 /// - The compile stage ends at the compiler's status, with all it wrote (its pipes stay open: the
 ///   program's stage reads them next). The run stage ends at the program's status once its output
-///   has ended; the status kills the init, whose death takes whatever the program left behind.
+///   has ended; if the output has not ended then, the status kills the init, whose death takes
+///   whatever the program left behind (and their hold on the output); else the slot's teardown
+///   kills it, after the reply.
 /// - Either stage ends when the init is gone (its status pipe ended) and the output has ended, and
 ///   3 s after a kill at the latest (nothing left can still write).
 /// - Until the program's status: its wall deadline; every 50 ms the cgroup's CPU time, then (if

@@ -105,7 +105,7 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
     /// (the interpreter starts as root with that HOME: a user site-packages there would be code
     /// run as root).
     static func checkTrusted(library: String, home: String) throws {
-        guard onlyRootCanChange(library) else {
+        guard loadableAsRoot(library) else {
             throw SandboxError("the zygote library \(library), or a directory above it, is not root's alone to change; "
                                + "chown root and chmod go-w it and them, or set sandbox.zygote_library to a copy that is")
         }
@@ -117,6 +117,16 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
             throw SandboxError("someone but root could create the sandbox home \(home) on the host; "
                                + "make its parent directories root's and not writable by others, or change sandbox.home")
         }
+    }
+
+    /// True when `path` (a program or library root runs) is root's alone to change, and so is the
+    /// directory it is in: the loader looks there first for the libraries it needs ($ORIGIN in
+    /// its RUNPATH), so others must not be able to add files next to it, sticky directory or not.
+    static func loadableAsRoot(_ path: String) -> Bool {
+        guard onlyRootCanChange(path), let slash = path.lastIndex(of: "/") else { return false }
+        var st = stat()
+        let dir = slash == path.startIndex ? "/" : String(path[..<slash])
+        return lstat(dir, &st) == 0 && st.st_mode & 0o022 == 0
     }
 
     /// True when nobody but root can change `path` (absolute, no symlinks) or make it exist: it and

@@ -3,7 +3,8 @@
 // clones the init of every sandbox that has no pre-started interpreter (zygote.c; the init is the
 // daemon's child through CLONE_PARENT). A clone of this small process costs a fraction of a clone
 // of the daemon (whose page tables an init would copy, only to discard them at its program's
-// exec), and its init's exit tears down next to nothing. C alone: no runtime, no threads.
+// exec), and its init's exit tears down next to nothing. C, with no threads (SwiftPM links the
+// Swift runtime in statically, but no Swift code runs).
 #include "csandbox.h"
 
 #include <stdlib.h>

@@ -69,12 +69,15 @@ final class ZygoteTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("SigIgn:\t0000000000000000") && r.stdout.contains("SigBlk:\t0000000000000000"), r.stdout)
         XCTAssertTrue(r.stdout.hasSuffix("/bin/cat /proc/self/cmdline ") || r.stdout.hasSuffix("cat /proc/self/cmdline "), r.stdout)
 
-        // The spawner killed: plain runs are answered all the same.
+        // The spawner killed: plain runs are answered all the same, and it is not started again at
+        // once (one that died at each request would cost each a failed prepare).
         kill(spawner, SIGKILL)
         for i in 0..<4 {
             let again = try await live.run("bash", "echo \(i)")
             XCTAssertEqual(again.stdout, "\(i)\n", again.stderr)
         }
+        await live.waitUntilReady()
+        XCTAssertNil(live.backend.plainSpawnerPID, "restarted at once")
     }
 
     func test_each_fork_has_its_own_random_state() async throws {
@@ -276,6 +279,10 @@ final class ZygoteTests: XCTestCase {
         XCTAssertTrue(ZygoteSet.onlyRootCanChange(sticky + "/lib.so"))
         chmod(sticky, 0o1777)
         XCTAssertTrue(ZygoteSet.onlyRootCanChange(sticky + "/lib.so"), "sticky: root's file stays root's")
+        XCTAssertFalse(ZygoteSet.loadableAsRoot(sticky + "/lib.so"), "others can add libraries next to it, which the loader finds first")
+        chmod(sticky, 0o755)
+        XCTAssertTrue(ZygoteSet.loadableAsRoot(sticky + "/lib.so"))
+        chmod(sticky, 0o1777)
         chmod(sticky, 0o777)
         XCTAssertFalse(ZygoteSet.onlyRootCanChange(sticky + "/lib.so"), "anyone may replace it")
         XCTAssertFalse(ZygoteSet.onlyRootCanChange("/tmp/codesand-absent-\(getpid())"), "anyone could create it")
