@@ -25,6 +25,7 @@ final class PHPZygoteTests: XCTestCase {
         Case(code: "echo implode('', preg_grep('/^Sig(Ign|Cgt|Blk)/', file('/proc/self/status')));"),
         Case(code: "pcntl_async_signals(true);\npcntl_signal(SIGUSR1, function () { echo \"got\\n\"; });\nposix_kill(posix_getpid(), SIGUSR1);\nvar_dump(shell_exec('echo hi'), pcntl_signal_get_handler(SIGTERM));"),
         Case(code: "$p = pcntl_fork(); if ($p === 0) { echo \"child\\n\"; exit(0); } pcntl_waitpid($p, $st); var_dump(pcntl_wexitstatus($st));"),
+        Case(code: "foreach (scandir('/proc/self/fd') as $f) { echo $f, ' ', preg_replace('/[0-9]+/', 'N', (string)@readlink(\"/proc/self/fd/$f\")), \"\\n\"; }"),
         Case(code: "<?php\necho 1 +;"),
     ]
 

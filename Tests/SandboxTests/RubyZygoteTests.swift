@@ -20,7 +20,7 @@ final class RubyZygoteTests: XCTestCase {
         Case(code: "print 'no newline'\n$stderr.print 'err'\nexit 3"),
         Case(code: "p Encoding.default_external, Encoding.default_internal, __ENCODING__, Time.now.zone, $stdout.sync, $stdout.tty?"),
         Case(code: "p Thread.list.size, Thread.main == Thread.current, Process.getpgrp == Process.pid, Process.getrlimit(:NOFILE)"),
-        Case(code: "p %w[INT PIPE TERM CHLD HUP USR1 VTALRM].map { |s| [s, trap(s, 'DEFAULT')] }"),
+        Case(code: "p %w[INT PIPE TERM CHLD HUP USR1 ALRM].map { |s| [s, trap(s, 'DEFAULT')] }"),
         Case(code: "puts File.readlines('/proc/self/status').grep(/^Sig(Ign|Cgt|Blk)/)"),
         // Ruby's timer (wake-ups, signals, child processes, threads): restarted in the fork.
         Case(code: """
@@ -37,6 +37,8 @@ final class RubyZygoteTests: XCTestCase {
         Case(code: "p defined?(Gem), defined?(DidYouMean), defined?(ErrorHighlight), defined?(JSON), defined?(SecureRandom)"),
         Case(code: "p $LOADED_FEATURES.reject { |f| f.include?('fiddle') }.size, $LOAD_PATH"),
         Case(code: "p ObjectSpace.count_objects.keys.size, GC.count.class, Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID) < 1"),
+        // Open fds: stdio, Ruby's own wake-up fds (the fork's, made anew), nothing of the zygote's.
+        Case(code: "p Dir.children('/proc/self/fd').sort_by(&:to_i).map { |f| [f, (File.readlink(\"/proc/self/fd/#{f}\") rescue 'gone').sub(/[0-9]+/, 'N')] }"),
         Case(code: "exit!(4)"),
     ]
 
