@@ -2,6 +2,8 @@ import CodesandCore
 import Foundation
 import XCTest
 
+@testable import CodesandLinux
+
 /// ruby's pre-started interpreters are forks of a zygote (launchers/ruby.rb): a fork must behave
 /// as the interpreter exec'd for its sandbox would, see ZygoteFidelity.
 final class RubyZygoteTests: XCTestCase {
@@ -71,6 +73,25 @@ final class RubyZygoteTests: XCTestCase {
             """, runs: 4)
         // The sample of three is the one that may repeat by chance.
         XCTAssertEqual(seen.prefix(6).map(\.count), [4, 4, 4, 4, 4, 4], "rand, Random.rand, Random.new, shuffle, SecureRandom, Random.bytes: \(seen)")
+    }
+
+    /// Forking from C copies only the calling thread: with another thread alive (which could hold
+    /// a lock), the zygote refuses to serve, and says why; the same launcher alone serves.
+    func test_the_zygote_refuses_to_serve_with_another_thread_alive() throws {
+        try requireRoot()
+        let config = try testConfig(pool: 1, name: "-rbthreads")
+        let ruby = try XCTUnwrap(config.languages.first { $0.name == "ruby" })
+        let library = try XCTUnwrap(ZygoteSet.findLibrary(config: config.sandbox, logger: testLogger))
+        let spec = try XCTUnwrap(Launchers(config: config.sandbox, logger: testLogger)
+            .resolve(PrestartSpec(language: "ruby", argv: ruby.prestart, env: ["PATH=/usr/bin:/bin"], zygote: true, launcher: ruby.launcher)))
+        let alone = try Zygote.start(spec, arguments: [library])
+        alone.stop()
+        var threaded = spec
+        threaded.argv = spec.argv.map { $0.hasPrefix("# codesand's pre-start launcher") ? "Thread.new { sleep }\n" + $0 : $0 }
+        XCTAssertNotEqual(threaded.argv, spec.argv)
+        XCTAssertThrowsError(try Zygote.start(threaded, arguments: [library])) { error in
+            XCTAssertTrue("\(error)".contains("[2, 2] Ruby and native threads, not serving"), "\(error)")
+        }
     }
 
     func test_a_run_leaves_nothing_to_the_next_and_a_killed_zygote_costs_no_run() async throws {

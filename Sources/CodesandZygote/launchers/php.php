@@ -10,6 +10,8 @@ if ($argc === 3) {
     (static function (string $library, int $sock): void {
         $zygote = FFI::cdef("int cs_zygote_announce(int sock); int cs_zygote_serve_one(int sock);
                              extern const int cs_zygote_child; extern const int cs_zygote_served;", $library);
+        // A fork copies only the thread that forks: php-cli has no other (checked, as for ruby.rb).
+        if (count(scandir("/proc/self/task")) !== 3) exit(1);
         gc_collect_cycles();  // what every fork shares, collected once here rather than in each fork
         if ($zygote->cs_zygote_announce($sock) !== 0) exit(0);
         // Each request forks. PHP's own fork (ext/pcntl's pcntl_fork, 8.2) is a bare fork(); what

@@ -15,8 +15,10 @@ if ARGV.size == 2
     # What cs_zygote_serve_one returns (csandbox.h), read from the library rather than repeated here.
     child, served = %w[cs_zygote_child cs_zygote_served].map { |name| Fiddle::Pointer.new(lib[name])[0, 4].unpack1("l") }
     # Ruby's fork protocol reaches its threads only from Process.fork: with another thread alive
-    # (none is, at start), a fork could hold a lock that thread held. Not served: plain starts.
-    abort "codesand zygote: #{Thread.list.size} threads, not serving" unless Thread.list.size == 1
+    # (none is, at start: Ruby 3.1 has no timer thread), a fork could hold a lock that thread held.
+    # Not served then: sandboxes start ruby the exec way.
+    threads = [Thread.list.size, Dir.children("/proc/self/task").size]
+    abort "codesand zygote: #{threads} Ruby and native threads, not serving" unless threads == [1, 1]
     # Ruby's timer wake-up fds (eventfds, made at start). The sandbox's init closes every fd but
     # the job's; the fork's Ruby closes these numbers and makes its own (below), and aborts if
     # nothing is open there.
