@@ -22,6 +22,15 @@ if ($argc === 3) {
             $got = $zygote->cs_zygote_serve_one($sock);
             if ($got !== $zygote->cs_zygote_child && $got !== $zygote->cs_zygote_served) exit(0);  // the daemon is gone
         } while ($got !== $zygote->cs_zygote_child);
+        // The fork, in its sandbox. At exit PHP frees its persistent data (malloc's heap, shared
+        // with the zygote): each page it writes would be copied then, on the run's clock (~1 ms).
+        // Copied now instead, before the run, by writing each page's first byte back.
+        foreach (file("/proc/self/maps") as $line) {
+            if (!str_ends_with(rtrim($line), "[heap]")) continue;
+            [$from, $to] = array_map("hexdec", explode("-", explode(" ", $line, 2)[0]));
+            $page = $zygote->cast("unsigned char *", $from);
+            for ($at = 0; $at < $to - $from; $at += 4096) $page[$at] = $page[$at];
+        }
     })($argv[1], (int)$argv[2]);
 }
 $__codesand = explode("\0", stream_get_contents(fopen("php://fd/3", "r")));
