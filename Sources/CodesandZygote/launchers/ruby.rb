@@ -40,15 +40,18 @@ if ARGV.size == 2
       break if got == child
       exit!(0) if got != served  # the daemon is gone
     end
-    # The fork, in its sandbox. Fresh eventfds where Ruby's were, for it to close: never the zygote's.
+    # The fork, in its sandbox. Fresh eventfds where Ruby's were, for it to close: never the zygote's
+    # (the init closed them; were one still open, it would be replaced, never written to).
     wakeup_fds.each do |fd|
+      held = File.readlink("/proc/self/fd/#{fd}") rescue nil
+      raise "codesand: fd #{fd} is #{held}, not Ruby's eventfd" unless held.nil? || held == "anon_inode:[eventfd]"
       made = eventfd.(0, 0o2000000)  # EFD_CLOEXEC
       raise "eventfd: #{Fiddle.last_error}" if made < 0 || (made != fd && (dup3.(made, fd, 0o2000000) < 0 || close.(made) < 0))
     end
     # What Ruby's fork did to its timer before forking (ubf_timer_destroy), which the kernel did
     # for this fork (no timer is inherited): marked dead, for the restart below to make its own.
     ubf_timer[0, 4] = [3].pack("l")  # RTIMER_DEAD
-    atfork.()  # the thread list, the GVL, fibers, pending interrupts; a new random seed (CVE-2003-0900)
+    atfork.()  # the thread list, the GVL, fibers; a new random seed (CVE-2003-0900)
     # Ruby's fork also restarts its timer (wake-up fds, the POSIX timer: a fork has none), which
     # libruby does not export; a failed exec ends the same way (process.c: rb_f_exec's after_exec).
     begin
