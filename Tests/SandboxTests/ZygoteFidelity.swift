@@ -32,7 +32,7 @@ enum ZygoteFidelity {
 
     /// A service whose `language` starts each interpreter the exec way, without its zygote.
     static func withoutZygote(_ language: String) async throws -> LiveService {
-        try await LiveService(pool: 2, name: "exec") { c in
+        try await LiveService(pool: 2, name: "cold-exec") { c in  // "cold": uids of its own (testConfig)
             for i in c.languages.indices where c.languages[i].name == language { c.languages[i].zygote = false }
         }
     }
