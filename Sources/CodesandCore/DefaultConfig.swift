@@ -114,6 +114,7 @@ file = "main.php"
 run = ["/usr/bin/php", "-d", "display_errors=stderr", "{file}", "{args}"]
 template = { unless = "<?", wrap = "<?php\n{code}" }
 version = ["/usr/bin/php", "--version"]
+zygote = true                          # launchers/php.php forks each interpreter from a zygote (FFI), as python3's
 launcher = "php.php"
 prestart = ["/usr/bin/php", "-d", "display_errors=stderr", "-r", "?>{launcher}"]   # -r code is PHP: ?> lets the file's <?php open it
 
@@ -152,6 +153,7 @@ aliases = ["rb"]
 file = "main.rb"
 run = ["/usr/bin/ruby", "{file}", "{args}"]
 version = ["/usr/bin/ruby", "--version"]
+zygote = true                          # launchers/ruby.rb forks each interpreter from a zygote (Fiddle), as python3's
 launcher = "ruby.rb"
 prestart = ["/usr/bin/ruby", "-e", "{launcher}"]
 

@@ -163,7 +163,7 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
             defer { free(real) }
             return String(cString: real)
         }
-        logger.warning("zygotes off (python3 runs start their interpreter each time): no zygote library; install it with scripts/install or set sandbox.zygote_library", metadata: ["looked at": "\(candidates.joined(separator: ", "))"])
+        logger.warning("zygotes off (python3, php and ruby runs start their interpreter each time): no zygote library; install it with scripts/install or set sandbox.zygote_library", metadata: ["looked at": "\(candidates.joined(separator: ", "))"])
         return nil
     }
 }

@@ -241,7 +241,7 @@ final class ZygoteTests: XCTestCase {
                   let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
             let comm = stat[stat.index(after: open)..<close]
             let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-            guard comm == "codesand-init" || comm == "python3" else { return nil }
+            guard ["codesand-init", "python3", "ruby", "php"].contains(comm) else { return nil }
             return fields.count > 1 && fields[0] == "Z" && pid_t(fields[1]) == me ? pid : nil
         })
     }
