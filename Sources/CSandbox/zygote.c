@@ -154,6 +154,9 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
 // ---- the zygote's side (single-threaded: static buffers) ----
 
 static char message[ZY_MAX_MESSAGE];
+// The most of `message` any request has filled: a fork clears that much, so no earlier, longer
+// request's host paths stay in its memory either.
+static size_t message_used;
 static const char *pointers[ZY_MAX_STRINGS + 8];
 
 // The next NUL-ended string at *p before end, or NULL when there is none.
@@ -231,6 +234,7 @@ static int serve_one(int sock, int plain_only) {
     ssize_t n;
     do { n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
     if (n <= 0) return CS_ZYGOTE_GONE;  // the daemon closed its end, or the socket failed
+    if ((size_t)n > message_used) message_used = (size_t)n;
     int fds[ZY_MAX_FDS], nfds = 0;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
@@ -263,7 +267,7 @@ static int serve_one(int sock, int plain_only) {
         for (int i = 0; i < spec.n_cgroup_fds; i++) spec.cgroup_fds[i] = fds[ZY_FIXED_FDS + i];
         pid = cs_sandbox_spawn_flags(&spec, CLONE_PARENT);
         if (pid == 0) {
-            memset(message, 0, (size_t)n);  // the host paths of the request are none of the snippet's business
+            memset(message, 0, message_used);  // the host paths of requests are none of the snippet's business
             return CS_ZYGOTE_CHILD;
         }
         if (pid < 0) err = errno;
