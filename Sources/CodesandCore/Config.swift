@@ -84,7 +84,10 @@ public struct CodesandConfig: Sendable {
     public var maxConnectionsPerUID: Int
     public var defaultLimits: LimitSet
     public var maxLimits: LimitSet
+    /// Slots, the sandboxes the backend keeps prepared (pool.size + pool.spare), and how many of
+    /// them run at once (pool.size).
     public var poolSize: Int
+    public var maxRunning: Int
     public var queueMax: Int
     public var queueMaxWaitMs: Int64
     public var sandbox: SandboxConfig

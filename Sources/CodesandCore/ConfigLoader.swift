@@ -74,8 +74,11 @@ public enum ConfigLoader {
         guard let mode = UInt32(modeText, radix: 8), mode <= 0o777 else {
             throw ConfigError(key: "socket.mode", problem: "must be octal permission bits like \"0660\", got \"\(modeText)\"")
         }
-        var poolSize = Int(try pool.int("size", min: 0, max: 1024))
-        if poolSize == 0 { poolSize = 2 * ProcessInfo.processInfo.activeProcessorCount }
+        var maxRunning = Int(try pool.int("size", min: 0, max: 1024))
+        if maxRunning == 0 { maxRunning = 2 * ProcessInfo.processInfo.activeProcessorCount }
+        // Spares are prepared sandboxes; on LXD each would be a container of its own: none there.
+        let spare = try sb.string("backend") == "lxd" ? 0 : Int(try pool.int("spare", min: 0, max: 1024))
+        let poolSize = maxRunning + spare
         let level = try log.string("level")
         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
         guard levels.contains(level) else {
@@ -98,7 +101,7 @@ public enum ConfigLoader {
             maxMessageBytes: Int(try rpc.int("max_message_bytes", min: 256, max: 1 << 30)),
             maxConnections: Int(try rpc.int("max_connections", min: 1, max: 1 << 20)),
             maxConnectionsPerUID: Int(try rpc.int("max_connections_per_uid", min: 1, max: 1 << 20)),
-            defaultLimits: defaults, maxLimits: maxima, poolSize: poolSize,
+            defaultLimits: defaults, maxLimits: maxima, poolSize: poolSize, maxRunning: maxRunning,
             queueMax: Int(try queue.int("max", min: 0, max: 1_000_000)),
             queueMaxWaitMs: try queue.int("max_wait_ms", min: 0, max: 3_600_000),
             sandbox: try sandbox(sb), logLevel: level, logCode: try log.bool("log_code"), languages: languages)

@@ -34,6 +34,10 @@ max_connections_per_uid = 64           # client connections at once from one uid
 \#(limitSections)
 [pool]
 size = 4                               # sandboxes running at once (0 = twice the CPU count)
+spare = 4                              # sandboxes kept prepared beyond those: a run's turn goes to a spare
+                                       # while the slot that ran last is reset (several ms of wall time, little
+                                       # CPU); each costs its prepared sandbox's memory (0.6-10 MiB, see
+                                       # BENCHMARKS.md). The LXD backend has none (each would be a container).
 
 [queue]
 max = 64                               # requests waiting for a sandbox; more get -32002 busy

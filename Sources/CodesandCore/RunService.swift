@@ -19,8 +19,8 @@ public final class RunService: Sendable {
         self.backend = backend
         self.version = version
         self.logger = logger
-        self.pool = SlotPool(size: config.poolSize, maxQueue: config.queueMax, maxWaitMs: config.queueMaxWaitMs,
-                             backend: backend, metrics: metrics, logger: logger)
+        self.pool = SlotPool(size: config.poolSize, maxRunning: config.maxRunning, maxQueue: config.queueMax,
+                             maxWaitMs: config.queueMaxWaitMs, backend: backend, metrics: metrics, logger: logger)
         pool.planner.update(specs: Self.prestartSpecs(config, languages))
     }
 
@@ -43,7 +43,8 @@ public final class RunService: Sendable {
             let old = s.config
             var kept: [String] = []
             var next = new
-            if new.poolSize != old.poolSize { kept.append("pool.size"); next.poolSize = old.poolSize }
+            if new.maxRunning != old.maxRunning { kept.append("pool.size") } else if new.poolSize != old.poolSize { kept.append("pool.spare") }
+            (next.poolSize, next.maxRunning) = (old.poolSize, old.maxRunning)
             if new.queueMax != old.queueMax || new.queueMaxWaitMs != old.queueMaxWaitMs { kept.append("queue") }
             // The slots' identity stays; what sandboxes are built from may change (see switchLayout).
             for (key, changed) in [("sandbox.uid_base", new.sandbox.uidBase != old.sandbox.uidBase),
@@ -184,6 +185,7 @@ public final class RunService: Sendable {
                                   slots: slots, resetMsP50: p50, resetMsP99: p99, slotFailures: pool.board.failures.count,
                                   zygotes: backend.zygoteLanguages)
         status.pid = ProcessInfo.processInfo.processIdentifier
+        status.maxRunning = pool.scheduler.maxRunning
         status.poolError = pool.scheduler.unavailable.map { "no sandbox can be prepared, \($0)" }
         let now = ContinuousClock.now
         status.brokenSlots = pool.board.brokenSlots.map { b in

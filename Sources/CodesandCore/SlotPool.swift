@@ -32,10 +32,12 @@ public final class SlotPool: SlotEvents {
         var retryNow = false
     }
 
-    public init(size: Int, maxQueue: Int, maxWaitMs: Int64, backend: any SandboxBackend, metrics: Metrics, logger: Logger,
-                sleep: @escaping Sleeper = realSleep) {
+    /// `size` slots, of which at most `maxRunning` (nil: all) run at once: the others are spares.
+    public init(size: Int, maxRunning: Int? = nil, maxQueue: Int, maxWaitMs: Int64, backend: any SandboxBackend,
+                metrics: Metrics, logger: Logger, sleep: @escaping Sleeper = realSleep) {
         self.sleep = sleep
-        self.scheduler = SlotScheduler(size: size, maxQueue: maxQueue, maxWaitMs: maxWaitMs, startFree: false, sleep: sleep)
+        self.scheduler = SlotScheduler(size: size, maxRunning: maxRunning, maxQueue: maxQueue, maxWaitMs: maxWaitMs,
+                                       startFree: false, sleep: sleep)
         self.board = SlotBoard(size: size)
         self.planner = PrestartPlanner(size: size)
         self.backend = backend
@@ -83,8 +85,10 @@ public final class SlotPool: SlotEvents {
         return slot
     }
 
-    /// A run ended (however it ended): the slot is reset and prepared before its next use.
+    /// A run ended (however it ended): its turn goes to a waiting request (on a prepared spare),
+    /// and the slot is reset and prepared before its next use.
     public func finished(_ slot: Int) {
+        scheduler.runEnded()
         refill(slot, resetting: true)
     }
 
@@ -102,6 +106,7 @@ public final class SlotPool: SlotEvents {
                 let pending = { (slot: Int) in outdated[slot] ?? !done.contains(slot) }
                 guard (0..<size).contains(where: pending) else { return }
                 guard let slot = try? await scheduler.acquire(key: "\u{0}reload", retryHintMs: 0, prefer: pending) else { return }
+                scheduler.runEnded()  // taken to be prepared again, not to run
                 guard pending(slot) else {
                     scheduler.release(slot)  // the pending ones are busy: their runs' end prepares them anyway
                     try? await Task.sleep(for: .milliseconds(50))

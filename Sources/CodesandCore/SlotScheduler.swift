@@ -5,8 +5,10 @@ import Synchronization
 public typealias Sleeper = @Sendable (Duration) async throws -> Void
 public let realSleep: Sleeper = { try await Task.sleep(for: $0) }
 
-/// Hands out sandbox slots 0..<size, one run per slot. When all are busy, requests wait in a
-/// bounded queue that is fair between clients: waiters are grouped by a key (peer uid and
+/// Hands out sandbox slots 0..<size, one run per slot, at most `maxRunning` runs at once: the
+/// other slots are spares, prepared while the running ones run, so that a run ending hands its
+/// turn to a slot already prepared instead of one still being reset. When none can be handed
+/// out, requests wait in a bounded queue that is fair between clients: waiters are grouped by a key (peer uid and
 /// requester) and served round-robin across keys, so one flooding client cannot starve others.
 /// When every slot is broken (the pool gave up waiting for it, see SlotPool.failuresBeforeGivingUp),
 /// nothing will free up: waiters and new requests fail at once with the cause instead of waiting
@@ -37,6 +39,8 @@ public final class SlotScheduler: Sendable {
 
     private struct State {
         var free: [Int]
+        /// Slots handed out whose run has not ended (runEnded).
+        var running = 0
         var queues: [String: [Waiter]] = [:]
         var keyOrder: [String] = []      // round-robin order of keys with waiters
         var waiting = 0
@@ -48,6 +52,21 @@ public final class SlotScheduler: Sendable {
         var allBroken: Bool { !broken.isEmpty && broken.count == slots }
         let slots: Int
 
+        let maxRunning: Int
+
+        /// The next waiter in round-robin order and the slot it gets, when a slot is free and fewer
+        /// than maxRunning run (the waiter is resumed outside the lock).
+        mutating func handOut() -> (Waiter, Int)? {
+            guard !keyOrder.isEmpty, !free.isEmpty, running < maxRunning else { return nil }
+            let key = keyOrder.removeFirst()
+            var q = queues[key]!
+            let w = q.removeFirst()
+            if q.isEmpty { queues[key] = nil } else { queues[key] = q; keyOrder.append(key) }
+            waiting -= 1
+            running += 1
+            return (w, free.removeLast())
+        }
+
         /// Empties the queue, returning its waiters in round-robin order (resumed outside the lock).
         mutating func takeAllWaiters() -> [Waiter] {
             defer { queues = [:]; keyOrder = []; waiting = 0 }
@@ -56,6 +75,8 @@ public final class SlotScheduler: Sendable {
     }
 
     public let size: Int
+    /// Runs at once, at most (≤ size).
+    public let maxRunning: Int
     public let maxQueue: Int
     public let maxWaitMs: Int64
     private let state: Mutex<State>
@@ -63,12 +84,14 @@ public final class SlotScheduler: Sendable {
 
     /// With `startFree` false no slot is available until it is released (after its first prepare).
     /// `sleep` times the longest wait (tests pass one that does not really sleep).
-    public init(size: Int, maxQueue: Int, maxWaitMs: Int64, startFree: Bool = true, sleep: @escaping Sleeper = realSleep) {
+    public init(size: Int, maxRunning: Int? = nil, maxQueue: Int, maxWaitMs: Int64, startFree: Bool = true,
+                sleep: @escaping Sleeper = realSleep) {
         self.size = size
+        self.maxRunning = min(size, max(1, maxRunning ?? size))
         self.maxQueue = maxQueue
         self.maxWaitMs = maxWaitMs
         self.sleep = sleep
-        self.state = Mutex(State(free: startFree ? Array((0..<size).reversed()) : [], slots: size))
+        self.state = Mutex(State(free: startFree ? Array((0..<size).reversed()) : [], slots: size, maxRunning: self.maxRunning))
     }
 
     public var queued: Int { state.withLock { $0.waiting } }
@@ -94,15 +117,16 @@ public final class SlotScheduler: Sendable {
                 let immediate: Result<Int, any Error>? = state.withLock { s in
                     if Task.isCancelled { return .failure(CancellationError()) }
                     if s.stopped { return .failure(Stopped()) }
-                    if s.waiting == 0, !s.free.isEmpty {
+                    if s.waiting == 0, !s.free.isEmpty, s.running < maxRunning {
                         let i = s.free.lastIndex(where: prefer) ?? s.free.count - 1
+                        s.running += 1
                         return .success(s.free.remove(at: i))
                     }
                     if s.allBroken {
                         return .failure(Unavailable(brokenSlots: s.broken.count, cause: s.latestCause))
                     }
                     if s.waiting >= maxQueue {
-                        return .failure(Busy(retryAfterMs: retryHintMs, reason: "all \(size) sandboxes are busy and \(s.waiting) requests wait"))
+                        return .failure(Busy(retryAfterMs: retryHintMs, reason: "\(maxRunning) runs at once and \(s.waiting) requests wait"))
                     }
                     if s.queues[key] == nil { s.keyOrder.append(key) }
                     s.queues[key, default: []].append(Waiter(id: id, key: key, continuation: c))
@@ -125,22 +149,25 @@ public final class SlotScheduler: Sendable {
         }
     }
 
-    /// Returns a slot (ready again, so no longer broken); the next waiter in round-robin order gets it.
+    /// Returns a slot (ready again, so no longer broken); the next waiter in round-robin order gets
+    /// it if fewer than maxRunning runs run.
     public func release(_ slot: Int) {
-        let next: Waiter? = state.withLock { s in
+        let next: (Waiter, Int)? = state.withLock { s in
             s.broken[slot] = nil
-            guard !s.keyOrder.isEmpty else {
-                s.free.append(slot)
-                return nil
-            }
-            let key = s.keyOrder.removeFirst()
-            var q = s.queues[key]!
-            let w = q.removeFirst()
-            if q.isEmpty { s.queues[key] = nil } else { s.queues[key] = q; s.keyOrder.append(key) }
-            s.waiting -= 1
-            return w
+            s.free.append(slot)
+            return s.handOut()
         }
-        next?.continuation.resume(returning: slot)
+        if let (waiter, slot) = next { waiter.continuation.resume(returning: slot) }
+    }
+
+    /// A run handed a slot has ended (its slot is being reset, and released once prepared): if a
+    /// request waits and a slot is free, it runs now.
+    public func runEnded() {
+        let next: (Waiter, Int)? = state.withLock { s in
+            s.running = max(0, s.running - 1)
+            return s.handOut()
+        }
+        if let (waiter, slot) = next { waiter.continuation.resume(returning: slot) }
     }
 
     /// Takes `slot` out of the free slots (its sandbox vanished): true if it was free, false if it

@@ -36,7 +36,9 @@ public struct StatusResult: Codable, Hashable, Sendable {
     /// Runs executing now, and requests waiting for a sandbox.
     public var running: Int
     public var queued: Int
+    /// Slots (sandboxes kept prepared), and how many run at once (absent from older daemons: all).
     public var poolSize: Int
+    public var maxRunning: Int?
     /// Slots per state: preparing, ready, busy, resetting, broken.
     public var slots: [String: Int]
     /// Recent durations of a slot's reset (kill, teardown, prepare again), in ms.
@@ -85,6 +87,7 @@ public struct StatusResult: Codable, Hashable, Sendable {
     enum CodingKeys: String, CodingKey {
         case version, backend, cgroup, running, queued
         case runsTotal = "runs_total", uptimeS = "uptime_s", runsByStatus = "runs_by_status", poolSize = "pool_size"
+        case maxRunning = "max_running"
         case slots, resetMsP50 = "reset_ms_p50", resetMsP99 = "reset_ms_p99", slotFailures = "slot_failures", zygotes
         case pid, poolError = "pool_error", brokenSlots = "broken_slots", strayProcesses = "stray_processes"
         case sandboxCgroups = "sandbox_cgroups", members

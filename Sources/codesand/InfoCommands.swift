@@ -60,7 +60,7 @@ struct StatusCommand: AsyncParsableCommand {
             ("runs", byStatus.isEmpty ? "\(s.runsTotal)" : "\(s.runsTotal) (\(byStatus.joined(separator: ", ")))"),
             ("running", "\(s.running)"),
             ("queued", "\(s.queued)"),
-            ("pool size", "\(s.poolSize)"),
+            ("pool size", "\(s.poolSize)" + (s.maxRunning.map { $0 < s.poolSize ? " (\($0) run at once)" : "" } ?? "")),
             ("slots", s.slots.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")),
             ("resets", "p50 \((s.resetMsP50 * 10).rounded() / 10) ms, p99 \((s.resetMsP99 * 10).rounded() / 10) ms, "
                 + "\(s.slotFailures) failed"),

@@ -188,6 +188,7 @@ final class BrokenPoolTests: XCTestCase {
     func test_status_and_metrics_say_why_no_run_can_be_served() async throws {
         var config = try CodesandConfig.defaults()
         config.poolSize = 2
+        config.maxRunning = 2  // all of the pool at once
         let python = try XCTUnwrap(config.languages.first { $0.name == "python3" })
         let backend = FakeBackend()
         backend.failing.withLock { $0 = Int.max }

@@ -22,9 +22,21 @@ final class ConfigTests: XCTestCase {
 
     func test_a_file_overrides_only_what_it_names() throws {
         let c = try ConfigLoader.load(fileText: "[pool]\nsize = 7\n[limits.default]\nwall_ms = 900\n")
-        XCTAssertEqual(c.poolSize, 7)
+        XCTAssertEqual(c.maxRunning, 7)
+        XCTAssertEqual(c.poolSize, 7 + 4, "with the shipped spares")
         XCTAssertEqual(c.defaultLimits.wallMs, 900)
         XCTAssertEqual(c.defaultLimits.cpuMs, 5000)
+    }
+
+    /// pool.size runs at once, out of pool.size + pool.spare prepared slots; LXD has no spares.
+    func test_the_pool_keeps_spares_beyond_what_runs_at_once() throws {
+        let shipped = try ConfigLoader.load(fileText: "")
+        XCTAssertEqual(shipped.maxRunning, 4)
+        XCTAssertEqual(shipped.poolSize, 8)
+        let three = try ConfigLoader.load(fileText: "[pool]\nsize = 3\nspare = 1\n")
+        XCTAssertEqual([three.maxRunning, three.poolSize], [3, 4])
+        let lxd = try ConfigLoader.load(fileText: "[sandbox]\nbackend = \"lxd\"\n[lxd]\nimage = \"x\"\n[pool]\nsize = 3\n")
+        XCTAssertEqual([lxd.maxRunning, lxd.poolSize], [3, 3])
     }
 
     func test_a_wrong_type_names_the_key() {

@@ -53,6 +53,7 @@ final class MemberStatusTests: XCTestCase {
     func service(_ backend: MemberBackend, size: Int) throws -> RunService {
         var config = try CodesandConfig.defaults()
         config.poolSize = size
+        config.maxRunning = size  // all of the pool at once
         let sh = try XCTUnwrap(config.languages.first { $0.name == "bash" })
         return RunService(config: config, languages: LanguageTable(entries: [.init(spec: sh, version: "5")]),
                           backend: backend, version: "test", logger: logger)
@@ -73,6 +74,7 @@ final class MemberStatusTests: XCTestCase {
         XCTAssertEqual(native.status().members, [:])
         var config = try CodesandConfig.defaults()
         config.poolSize = 1
+        config.maxRunning = 1  // all of the pool at once
         let plain = RunService(config: config, languages: LanguageTable(entries: []), backend: FakeBackend(), version: "t", logger: logger)
         XCTAssertNil(plain.status().members, "a backend on one machine: no members in status")
         XCTAssertFalse(String(decoding: try JSONEncoder().encode(plain.status()), as: UTF8.self).contains("members"))

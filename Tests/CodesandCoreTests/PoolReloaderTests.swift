@@ -11,6 +11,7 @@ final class PoolReloaderTests: XCTestCase {
     func makeService(_ backend: FakeBackend) async throws -> (RunService, CodesandConfig) {
         var config = try CodesandConfig.defaults()
         config.poolSize = 1
+        config.maxRunning = 1  // all of the pool at once
         let languages = await LanguageDetector.detect(config.languages, backend: backend, config: config.sandbox, logger: logger)
         let service = RunService(config: config, languages: languages, backend: backend, version: "test", logger: logger)
         service.start()
@@ -35,7 +36,7 @@ final class PoolReloaderTests: XCTestCase {
         let (service, old) = try await makeService(backend)
         defer { service.stop() }
         var next = old
-        next.poolSize = old.poolSize + 3
+        (next.poolSize, next.maxRunning) = (old.poolSize + 3, old.maxRunning + 3)  // pool.size
         next.socketPath = "/run/elsewhere.sock"
         next.sandbox.hostname = "sandbox2"
         let python = try XCTUnwrap(next.languages.first { $0.name == "python3" })

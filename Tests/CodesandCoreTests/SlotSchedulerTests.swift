@@ -28,11 +28,12 @@ final class SlotSchedulerTests: XCTestCase {
         let order = OrderLog()
         var tasks: [Task<Void, Error>] = []
         for i in 0..<3 {
-            tasks.append(Task { let slot = try await s.acquire(key: "flood", retryHintMs: 1); await order.add("flood\(i)"); s.release(slot) })
+            tasks.append(Task { let slot = try await s.acquire(key: "flood", retryHintMs: 1); await order.add("flood\(i)"); s.runEnded(); s.release(slot) })
             while s.queued < i + 1 { await Task.yield() }
         }
-        tasks.append(Task { let slot = try await s.acquire(key: "quiet", retryHintMs: 1); await order.add("quiet"); s.release(slot) })
+        tasks.append(Task { let slot = try await s.acquire(key: "quiet", retryHintMs: 1); await order.add("quiet"); s.runEnded(); s.release(slot) })
         while s.queued < 4 { await Task.yield() }
+        s.runEnded()
         s.release(first)
         for t in tasks { try await t.value }
         let seen = await order.items
@@ -84,6 +85,38 @@ final class SlotSchedulerTests: XCTestCase {
         s.release(0)
         let slot = try await waiter.value
         XCTAssertEqual(slot, 0)
+    }
+}
+
+final class SpareSlotTests: XCTestCase {
+    /// Three slots, one run at once: while it runs, the spares wait prepared and a request waits
+    /// for its turn; when the run ends, the request gets a spare at once, not the slot that ran
+    /// (still being reset); that slot, once released, is free for the next.
+    func test_a_run_ending_hands_its_turn_to_a_prepared_spare() async throws {
+        let s = SlotScheduler(size: 3, maxRunning: 1, maxQueue: 5, maxWaitMs: 60_000)
+        let first = try await s.acquire(key: "a", retryHintMs: 1)
+        XCTAssertEqual(s.available, 2, "two spares prepared")
+        let waiter = Task { try await s.acquire(key: "b", retryHintMs: 1) }
+        for _ in 0..<10_000 where s.queued < 1 { await Task.yield() }
+        XCTAssertEqual(s.queued, 1, "waits: one run at once")
+        s.runEnded()
+        let second = try await waiter.value
+        XCTAssertNotEqual(second, first, "the spare, not the slot being reset")
+        XCTAssertEqual(s.available, 1)
+        // The first slot comes back from its reset while the second runs: free, not handed out.
+        s.release(first)
+        XCTAssertEqual(s.available, 2)
+        let third = Task { try await s.acquire(key: "c", retryHintMs: 1) }
+        for _ in 0..<10_000 where s.queued < 1 { await Task.yield() }
+        XCTAssertEqual(s.queued, 1, "one run at once")
+        s.runEnded()
+        _ = try await third.value
+        XCTAssertEqual(s.queued, 0)
+    }
+
+    func test_running_is_at_most_the_slots() {
+        XCTAssertEqual(SlotScheduler(size: 2, maxRunning: 5, maxQueue: 1, maxWaitMs: 1).maxRunning, 2)
+        XCTAssertEqual(SlotScheduler(size: 4, maxQueue: 1, maxWaitMs: 1).maxRunning, 4)
     }
 }
 

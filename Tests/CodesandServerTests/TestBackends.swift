@@ -48,6 +48,7 @@ final class HoldingBackend: TestBackend {
 func testService(_ backend: some SandboxBackend, configure: (inout CodesandConfig) -> Void = { _ in }) async throws -> RunService {
     var config = try CodesandConfig.defaults()
     config.poolSize = 2
+    config.maxRunning = 2  // all of the pool at once
     configure(&config)
     let languages = LanguageTable(entries: config.languages.map { .init(spec: $0, version: "1.0") })
     let service = RunService(config: config, languages: languages, backend: backend, version: "test", logger: quietLogger)

@@ -41,6 +41,7 @@ public final class LiveDaemon: @unchecked Sendable {
         let name = "codesand-live-test-\(getpid())-\(Self.instances.add(1, ordering: .relaxed).newValue)"
         var c = try CodesandConfig.defaults()
         c.poolSize = pool
+        c.maxRunning = pool  // all of the pool at once
         c.sandbox.cgroupName = name
         c.sandbox.stateDir = "/run/\(name)"
         // Above the band SandboxTests use (2_147_000_000 + pid % 10_000 * 64 + 0…63).

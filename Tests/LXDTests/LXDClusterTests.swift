@@ -26,6 +26,7 @@ final class LXDClusterTests: XCTestCase {
     func service(_ prefix: String, members: [String], pool: Int) async throws -> (RunService, LXDBackend) {
         var cfg = try LXDFixture.config(socket: try cluster().socket, prefix: prefix)
         cfg.poolSize = pool
+        cfg.maxRunning = pool  // all of the pool at once
         cfg.queueMaxWaitMs = 20_000
         cfg.sandbox.lxd.members = members
         let logger = Logger(label: "lxdtest")

@@ -81,6 +81,7 @@ final class LXDDaemonTests: XCTestCase {
     func test_a_pool_of_8_answers_chat_paced_runs_without_waiting_for_a_restore() async throws {
         var cfg = try LXDFixture.config(socket: try socket(), prefix: "t-pace")
         cfg.poolSize = 8
+        cfg.maxRunning = 8
         let logger = Logger(label: "lxdtest")
         let backend = try LXDBackend(config: cfg.sandbox, poolSize: 8, defaultLimits: cfg.defaultLimits, logger: logger)
         let languages = await LanguageDetector.detect(cfg.languages, backend: backend, config: cfg.sandbox, logger: logger)

@@ -35,6 +35,7 @@ final class LXDNativeParityTests: XCTestCase {
         let lxdBackend = try LXDBackend(config: lxdCfg.sandbox, poolSize: 2, defaultLimits: lxdCfg.defaultLimits, logger: logger)
         var nativeCfg = try CodesandConfig.defaults()
         nativeCfg.poolSize = 2
+        nativeCfg.maxRunning = 2  // all of the pool at once
         nativeCfg.sandbox.cgroupName = "codesand-parity-\(getpid())"
         nativeCfg.sandbox.stateDir = "/run/codesand-parity-\(getpid())"
         nativeCfg.sandbox.uidBase = 2_145_000_000
@@ -43,6 +44,7 @@ final class LXDNativeParityTests: XCTestCase {
         for (cfg, backend) in [(lxdCfg, lxdBackend as any SandboxBackend), (nativeCfg, nativeBackend as any SandboxBackend)] {
             var cfg = cfg
             cfg.poolSize = 2
+            cfg.maxRunning = 2  // all of the pool at once
             cfg.languages = cfg.languages.filter { $0.name == "sh" }
             let languages = await LanguageDetector.detect(cfg.languages, backend: backend, config: cfg.sandbox, logger: logger)
             let service = RunService(config: cfg, languages: languages, backend: backend, version: "test", logger: logger)

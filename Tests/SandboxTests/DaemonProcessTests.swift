@@ -21,6 +21,7 @@ final class DaemonProcessTests: XCTestCase {
         try """
         [pool]
         size = 2
+        spare = 0
         [sandbox]
         cgroup_name = "\(cgName)"
         state_dir = "\(dir)/state"
@@ -94,7 +95,7 @@ final class DaemonProcessTests: XCTestCase {
     }
 
     func test_sigterm_answers_the_running_run_and_refuses_the_queued_one() throws {
-        try "[pool]\nsize = 1\n[sandbox]\ncgroup_name = \"\(cgName)\"\nstate_dir = \"\(dir)/state\"\nuid_base = 2145000000\n[limits.default]\nwall_ms = 1000\n[limits.max]\nwall_ms = 1000\n"
+        try "[pool]\nsize = 1\nspare = 0\n[sandbox]\ncgroup_name = \"\(cgName)\"\nstate_dir = \"\(dir)/state\"\nuid_base = 2145000000\n[limits.default]\nwall_ms = 1000\n[limits.max]\nwall_ms = 1000\n"
             .write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
         let (p, sock) = try startDaemon()
         let c = try RawClient(path: sock, timeoutSeconds: 30)

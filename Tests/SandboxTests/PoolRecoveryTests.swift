@@ -27,6 +27,7 @@ final class PoolRecoveryTests: XCTestCase {
         try """
         [pool]
         size = 2
+        spare = 0
         [sandbox]
         cgroup_name = "\(name)"
         state_dir = "\(dir)/state"

@@ -119,7 +119,7 @@ final class PoolTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let name = "codesand-k9-\(getpid())"
-        try "[pool]\nsize = 3\n[sandbox]\ncgroup_name = \"\(name)\"\nstate_dir = \"\(dir)/state\"\nuid_base = 2144000000\n"
+        try "[pool]\nsize = 3\nspare = 0\n[sandbox]\ncgroup_name = \"\(name)\"\nstate_dir = \"\(dir)/state\"\nuid_base = 2144000000\n"
             .write(toFile: "\(dir)/config.toml", atomically: true, encoding: .utf8)
         let daemon = productsDirectory() + "/codesandd"
         let sock = "\(dir)/s.sock"

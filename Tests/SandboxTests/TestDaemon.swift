@@ -23,6 +23,7 @@ final class TestDaemon {
         try """
         [pool]
         size = \(pool)
+        spare = 0
         [sandbox]
         cgroup_name = "\(name)"
         state_dir = "\(dir)/state"

@@ -21,6 +21,7 @@ func requireRoot() throws {
 func testConfig(pool: Int = 2, name: String = "") throws -> CodesandConfig {
     var c = try CodesandConfig.defaults()
     c.poolSize = pool
+    c.maxRunning = pool  // all of the pool at once
     c.sandbox.cgroupName = "codesand-test-\(getpid())\(name)"
     c.sandbox.stateDir = "/run/codesand-test-\(getpid())\(name)"
     // No two test processes (or two services in one test) share uids.
