@@ -16,6 +16,10 @@ protocol SlotCgroup: Sendable {
     /// files they read, dentries, inodes. After a sandbox is gone, the next one starts with at most
     /// reclaimedEnough charged: a small memory limit is always accepted. Returns the bytes still charged.
     @discardableResult func reclaim() -> Int64
+    /// reclaim, but at once whatever is charged (between a compile and its run: the kernel's
+    /// per-CPU batches of charges made for the compiler go back, so the run's own charges show
+    /// in its peak, which counts from what the cgroup holds when it starts).
+    @discardableResult func reclaimAll() -> Int64
     /// The OOM-kill count so far (compare before and after a run).
     func oomKills() -> Int64
     func cpuNs() -> UInt64

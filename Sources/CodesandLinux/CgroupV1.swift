@@ -116,13 +116,17 @@ struct SlotCgroupV1: SlotCgroup {
     /// not the pages of live tmpfs files or, without swap, of live processes). In an emptied
     /// cgroup, a sandbox's own tmpfs pages are freed when its mount namespace goes, a moment after
     /// its last process: retry briefly while they are still charged.
-    @discardableResult func reclaim() -> Int64 {
+    @discardableResult func reclaim() -> Int64 { reclaim(downTo: reclaimedEnough) }
+
+    @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0) }
+
+    private func reclaim(downTo enough: Int64) -> Int64 {
         let usage = { (try? FileIO.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
-            if usage() <= reclaimedEnough { break }
+            if usage() <= enough { break }
             try? FileIO.write("\(memory)/memory.force_empty", "0")
-            if usage() <= reclaimedEnough || !empty { break }
+            if usage() <= enough || !empty { break }
             usleep(1000)
         }
         return usage()

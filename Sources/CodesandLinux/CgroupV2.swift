@@ -87,15 +87,19 @@ struct SlotCgroupV2: SlotCgroup {
 
     /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (live
     /// tmpfs files, live processes' memory without swap) stays charged.
-    @discardableResult func reclaim() -> Int64 {
+    @discardableResult func reclaim() -> Int64 { reclaim(downTo: reclaimedEnough) }
+
+    @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0) }
+
+    private func reclaim(downTo enough: Int64) -> Int64 {
         let usage = { (try? FileIO.readInt("\(dir)/memory.current")) ?? 0 }
         guard FileIO.exists("\(dir)/memory.reclaim") else { return usage() }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             let left = usage()
-            if left <= reclaimedEnough { break }
+            if left <= enough { break }
             try? FileIO.write("\(dir)/memory.reclaim", "\(left)")
-            if usage() <= reclaimedEnough || !empty { break }
+            if usage() <= enough || !empty { break }
             usleep(1000)
         }
         return usage()

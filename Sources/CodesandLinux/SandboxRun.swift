@@ -164,7 +164,7 @@ final class SandboxRun: @unchecked Sendable {
     /// files) is not the program's. Reclaimed, then the program's limits, then the rest measured
     /// before the word that starts the program.
     private func beginRunAfterCompile(_ sandbox: SandboxInstance) throws -> RunStart {
-        sandbox.cgroup.reclaim()
+        sandbox.cgroup.reclaimAll()
         do {
             try sandbox.beginStage(limits: job.limits)
         } catch let e as SystemCallError where e.errno == EBUSY {
