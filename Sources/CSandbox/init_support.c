@@ -14,6 +14,7 @@ static const char *const step_names[] = {
     "none", "fds", "cgroup attach", "private mounts", "root tmpfs", "read-only bind mount", "symlink", "synthetic files", "mount /proc",
     "mask /proc entries", "/dev", "tmpfs", "hostname", "loopback", "pivot_root", "read-only root", "read job",
     "invalid job", "write code file", "fork", "rlimits", "drop capabilities", "setuid", "no_new_privs", "seccomp", "chdir", "execve", "pre-started interpreter",
+    "join network namespace", "base mount namespace",
 };
 
 const char *cs_step_name(int step) {

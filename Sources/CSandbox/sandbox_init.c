@@ -6,9 +6,11 @@
 // pipe instead of printing them.
 //
 // The recipe (cs_sandbox_spawn → init_main):
-//   fds → cgroups → private mounts → root tmpfs → read-only host dirs → /proc → /dev → tmpfs home,
-//   /tmp, /dev/shm → hostname → loopback → pivot_root → READY; then wait for the job → write the
-//   code file → fork the program (rlimits → caps → uid → no_new_privs → exec) → reap → status.
+//   fds → cgroups → network namespace (the slot's kept one, or new) → the slot's base root (kept, or
+//   built: private mounts → root tmpfs → read-only host dirs → /dev → pivot_root) → a copy of it →
+//   /proc → tmpfs home, /tmp, /dev/shm → hostname → loopback → socket watch → READY; then wait for
+//   the job → write the code file → start the program (rlimits → caps → uid → no_new_privs → exec)
+//   → reap → status.
 #define _GNU_SOURCE
 #include "sandbox_internal.h"
 
@@ -18,6 +20,7 @@
 #include <linux/mount.h>
 #include <net/if.h>
 #include <sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -34,16 +37,24 @@
 
 // ---- the recipe ----
 
+// The namespaces to join, if the spec names them: their fds follow the cgroup fds.
+static int joins_netns(const struct cs_sandbox_spec *s) { return s->join_netns_fd > 2; }
+static int joins_mntns(const struct cs_sandbox_spec *s) { return s->join_mntns_fd > 2; }
+static int netns_fd(const struct cs_sandbox_spec *s) { return FD_CGROUP0 + s->n_cgroup_fds; }
+static int mntns_fd(const struct cs_sandbox_spec *s) { return netns_fd(s) + joins_netns(s); }
+
 // Moves the caller's fds to fixed numbers and closes everything else the daemon had open.
 static void setup_fds(const struct cs_sandbox_spec *s) {
-    int src[6 + CS_MAX_CGROUP_FDS] = {s->control_fd, s->report_fd, s->status_fd, s->stdin_fd, s->stdout_fd, s->stderr_fd};
+    int src[8 + CS_MAX_CGROUP_FDS] = {s->control_fd, s->report_fd, s->status_fd, s->stdin_fd, s->stdout_fd, s->stderr_fd};
     int n = 6 + s->n_cgroup_fds;
     int top = 0;
     for (int i = 0; i < s->n_cgroup_fds; i++) src[6 + i] = s->cgroup_fds[i];
+    if (joins_netns(s)) src[n++] = s->join_netns_fd;
+    if (joins_mntns(s)) src[n++] = s->join_mntns_fd;
     for (int i = 0; i < n; i++) if (src[i] > top) top = src[i];
     if (top < FD_CGROUP0 + n) top = FD_CGROUP0 + n;
     // First above every source and target, then down to the fixed numbers: no dup2 clobbers a source.
-    int high[6 + CS_MAX_CGROUP_FDS];
+    int high[8 + CS_MAX_CGROUP_FDS];
     for (int i = 0; i < n; i++) {
         high[i] = fcntl(src[i], F_DUPFD_CLOEXEC, top + 1);
         if (high[i] < 0) _exit(126);  // cannot report: the report fd may be what failed
@@ -53,9 +64,30 @@ static void setup_fds(const struct cs_sandbox_spec *s) {
     }
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     for (int fd = 0; fd < 3; fd++) dup2(devnull, fd);  // the init's own stdio goes nowhere
-    if (syscall(SYS_close_range, FD_CGROUP0 + s->n_cgroup_fds, ~0U, 0) < 0) {
-        for (int fd = FD_CGROUP0 + s->n_cgroup_fds; fd < 65536; fd++) close(fd);
+    if (syscall(SYS_close_range, FD_CONTROL + n, ~0U, 0) < 0) {
+        for (int fd = FD_CONTROL + n; fd < 65536; fd++) close(fd);
     }
+}
+
+// The network namespace: the slot's kept one (the daemon keeps it while no run has made a socket
+// in it but unix ones: see cs_install_socket_watch), or a new one. Joined only if no socket lives
+// in it any more — a unix socket can outlive its processes for a moment, in flight inside another
+// (its garbage collection is asynchronous) — else the init makes a new one after all. Returns 1
+// when the namespace is new (its loopback is still down and its settings the kernel's).
+static int join_network(const struct cs_sandbox_spec *s) {
+    if (!joins_netns(s)) return 1;
+    int fd = netns_fd(s);
+    if (setns(fd, CLONE_NEWNET) < 0) cs_fail(CS_STEP_NETNS);
+    close(fd);
+    // "sockets: used" counts the sockets of every family that exist in this namespace now.
+    char buf[64];
+    ssize_t n = -1;
+    int stat = open("/proc/self/net/sockstat", O_RDONLY | O_CLOEXEC);
+    if (stat >= 0) { n = read(stat, buf, sizeof buf - 1); close(stat); }
+    static const char empty[] = "sockets: used 0\n";
+    if (n >= (ssize_t)sizeof empty - 1 && memcmp(buf, empty, sizeof empty - 1) == 0) return 0;
+    if (unshare(CLONE_NEWNET) < 0) cs_fail(CS_STEP_NETNS);
+    return 1;
 }
 
 static void join_cgroups(int count) {
@@ -64,6 +96,26 @@ static void join_cgroups(int count) {
         if (write(FD_CGROUP0 + i, "0", 1) != 1) cs_fail(CS_STEP_CGROUP);
         close(FD_CGROUP0 + i);
     }
+}
+
+// The root: a copy of the slot's base mount namespace (built by an earlier sandbox of the slot,
+// kept by the daemon), or of one built now — which this init keeps open for the daemon to take,
+// the slot's base from now on. Either way the run's own mounts go into a copy of the base, so
+// nothing of them reaches the base: the program cannot mount anything (no capabilities; seccomp
+// denies it), and the base's mounts are private and read-only.
+static void build_root(const struct cs_sandbox_spec *s, int fresh_network) {
+    if (joins_mntns(s)) {
+        if (setns(mntns_fd(s), CLONE_NEWNS) < 0) cs_fail(CS_STEP_MNTNS);  // also moves root and cwd to its root
+        close(mntns_fd(s));
+    } else {
+        // Before the pivot: the host's /proc is still there to name the namespace by.
+        int base = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+        if (base < 0 || dup3(base, CS_FD_BASE_MNTNS, O_CLOEXEC) < 0) cs_fail(CS_STEP_MNTNS);
+        close(base);
+        cs_build_base(s);
+    }
+    if (unshare(CLONE_NEWNS) < 0 || chdir("/") < 0) cs_fail(CS_STEP_MNTNS);
+    cs_mount_run_parts(s, fresh_network);
 }
 
 // ---- the job ----
@@ -167,6 +219,11 @@ static void set_default_disposition(int sig) {
 // The zygote's own name, which the init's fork gets back (the init renames itself).
 static char zygote_name[16];
 
+// The socket watch's listener (cs_install_socket_watch), -1 without one; and whether a socket
+// other than a unix one has been let through in this sandbox (or could have been: no watch).
+static int socket_watch = -1;
+static int network_touched;
+
 // Set by become_ready: from then on the init holds what every program it starts must have (the
 // seccomp filter, no bounding set, default signal dispositions), and its children inherit it.
 static int init_is_ready;
@@ -215,6 +272,10 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
     int in = stage == 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : FD_STDIN;
     if (in < 0 || dup2(in, 0) < 0 || dup2(FD_STDOUT, 1) < 0 || dup2(FD_STDERR, 2) < 0) cs_fail(CS_STEP_FDS);
     close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_STATUS);
+    // Never the program's: it could answer its own sockets' announcements (a forked interpreter
+    // is not exec'd, which would close it). Read only: the start of a program shares the init's memory.
+    if (socket_watch >= 0) close(socket_watch);
+    close(CS_FD_BASE_MNTNS);
     if (go_fd >= 0) {
         if (dup2(go_fd, 3) < 0) cs_fail(CS_STEP_FDS);  // not close-on-exec: the interpreter reads its job there
         close(go_fd);
@@ -224,6 +285,7 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
     // init that is ready has reset its own already (become_ready): only its SIGALRM is left.
     if (init_is_ready) {
         set_default_disposition(SIGALRM);
+        set_default_disposition(SIGCHLD);
     } else {
         for (int sig = forked ? 32 : 1; sig < 65; sig++) {
             if (sig != SIGKILL && sig != SIGSTOP) set_default_disposition(sig);
@@ -335,6 +397,40 @@ static void drop_privileges_of_init(void) {
 // init waits until the exec (or the child's exit) before it goes on.
 static char program_stack[128 << 10] __attribute__((aligned(64)));
 
+static void on_child(int sig) { (void)sig; }
+
+// Waits until a child exits (SIGCHLD, blocked but while waiting, interrupts the wait) or a socket
+// is announced on the watch: the namespace is marked before the call goes on. Calls announced
+// once the stage's status is written are never answered: they wait, and die with the sandbox.
+static void await_child_or_socket(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    struct pollfd pfd = {.fd = socket_watch, .events = POLLIN};
+    if (ppoll(&pfd, 1, NULL, &none) <= 0) return;
+    if (pfd.revents & POLLIN) {
+        network_touched = 1;
+        cs_answer_socket_watch(socket_watch);
+    } else if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) {
+        network_touched = 1;  // no watch any more: wait the plain way
+        close(socket_watch);
+        socket_watch = -1;
+    }
+}
+
+// SIGCHLD gets a handler (an ignored signal would not interrupt ppoll) and is blocked outside the
+// wait; the program's start unblocks it, and its execve resets the handler.
+static void watch_children(void) {
+    if (socket_watch < 0) return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_child;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+}
+
 struct program_start {
     const struct cs_sandbox_spec *s;
     char *const *argv, *const *envp;
@@ -359,10 +455,13 @@ static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job,
     struct cs_stage_status record = {.stage = stage, .wait_status = 0};
     for (;;) {
         int status = 0;
-        pid_t pid = (pid_t)syscall(SYS_wait4, -1, &status, 0, NULL);
+        pid_t pid = (pid_t)syscall(SYS_wait4, -1, &status, socket_watch >= 0 ? WNOHANG : 0, NULL);
         if (pid == child) { record.wait_status = status; break; }
         if (pid < 0 && errno == ECHILD) break;
+        if (pid != 0) continue;  // an orphan reaped, or EINTR: look again
+        await_child_or_socket();
     }
+    record.network_touched = network_touched;
     cs_write_all(FD_STATUS, &record, sizeof record);
     return record.wait_status;
 }
@@ -407,13 +506,18 @@ static int init_main(const struct cs_sandbox_spec *s) {
     // command line, which is how killStrays tells it from a zygote's unanswered clone.
     set_cmdline("codesand-init");
     join_cgroups(s->n_cgroup_fds);
+    int fresh_network = join_network(s);
     // Its own cgroup namespace, rooted at the slot's cgroup (made after joining it, so the host's
     // cgroup paths do not show in /proc/self/cgroup).
     if (unshare(CLONE_NEWCGROUP) < 0) cs_fail(CS_STEP_CGROUP);
     // The OOM killer must pick the program, never the init that reports its status.
     int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (adj >= 0) { (void)!write(adj, "-1000", 5); close(adj); }
-    cs_build_root(s);
+    build_root(s, fresh_network);
+    // From here on every socket but a unix one waits for this init's word (run_stage gives it);
+    // whatever this sandbox starts inherits the watch. Without it, the namespace is never kept.
+    socket_watch = cs_install_socket_watch();
+    if (socket_watch < 0) network_touched = 1;
     int go_fd = -1;
     pid_t prestarted = start_prestart(s, &go_fd);
     if (prestarted == 0) return 0;  // the forked interpreter: back to its runtime, which reads fd 3
@@ -422,6 +526,7 @@ static int init_main(const struct cs_sandbox_spec *s) {
 
     struct job job;
     read_job(&job);
+    close(CS_FD_BASE_MNTNS);  // the daemon took its own before it sent the job
     write_code_file(s, &job);
     if (chdir("/") < 0) cs_fail(CS_STEP_CHDIR);
     struct sigaction sa;
@@ -429,6 +534,7 @@ static int init_main(const struct cs_sandbox_spec *s) {
     sa.sa_handler = on_backup_alarm;
     sigaction(SIGALRM, &sa, NULL);
     if (job.h.backup_wall_s) alarm(job.h.backup_wall_s);
+    watch_children();
 
     if (prestarted > 0 && (job.h.flags & CS_JOB_USE_PRESTART)) {
         // Hand the waiting interpreter its argv; it runs the file just written.
@@ -457,7 +563,10 @@ static int init_main(const struct cs_sandbox_spec *s) {
 pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_clone_flags) {
     if (spec->n_cgroup_fds < 0 || spec->n_cgroup_fds > CS_MAX_CGROUP_FDS) { errno = EINVAL; return -1; }
     // Raw clone with no new stack behaves like fork() but without glibc's atfork handlers and locks.
-    long pid = syscall(SYS_clone, (unsigned long)(cs_clone_flags_sandbox() | extra_clone_flags | SIGCHLD), 0, 0, 0, 0);
+    uint64_t flags = cs_clone_flags_sandbox() | extra_clone_flags;
+    if (joins_netns(spec)) flags &= ~(uint64_t)CLONE_NEWNET;  // the init joins that one (join_network)
+    if (joins_mntns(spec)) flags &= ~(uint64_t)CLONE_NEWNS;   // and works in a copy of that one (build_root)
+    long pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
     if (pid < 0) return -1;
     if (pid == 0) {
         if (init_main(spec) == 0) return 0;  // only a forked interpreter gets here

@@ -22,7 +22,11 @@ CS_HIDDEN int cs_read_all(int fd, void *buf, size_t len);
 CS_HIDDEN size_t cs_str_len(const char *s);
 /// Joins a and b into out (size PATH_MAX-ish); returns out or NULL if too long.
 CS_HIDDEN char *cs_path_join(char *out, size_t cap, const char *a, const char *b);
-/// Builds the sandbox's root in the init's new mount namespace and pivots into it.
-CS_HIDDEN void cs_build_root(const struct cs_sandbox_spec *s);
+/// Builds the slot's base (the read-only root every sandbox of the slot shows) in the init's new
+/// mount namespace and pivots into it.
+CS_HIDDEN void cs_build_base(const struct cs_sandbox_spec *s);
+/// Mounts the run's own parts in the init's copy of the base (/proc, the writable tmpfs), sets the
+/// hostname; with `fresh_network`, sets up the new network namespace (loopback up, receive buffers).
+CS_HIDDEN void cs_mount_run_parts(const struct cs_sandbox_spec *s, int fresh_network);
 
 #endif

@@ -130,9 +130,9 @@ static void build_dev(const char *root) {
     }
 }
 
-static void build_proc(const char *root, const char *const *masked) {
+static void build_proc(const char *root, const char *const *masked, int fresh_network) {
     char path[4096];
-    if (!cs_path_join(path, sizeof path, root, "/proc") || mkdir(path, 0555) < 0) cs_fail(CS_STEP_PROC);
+    if (!cs_path_join(path, sizeof path, root, "/proc")) cs_fail(CS_STEP_PROC);  // the base made it
     // A procfs of the new pid namespace: only the sandbox's own processes are visible.
     if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) cs_fail(CS_STEP_PROC);
     // The network namespace's default TCP receive buffer: 16 KiB to start (autotuning still grows
@@ -141,7 +141,7 @@ static void build_proc(const char *root, const char *const *masked) {
     // (programs cannot raise it: seccomp ignores SO_RCVBUF). Before /proc/sys becomes read-only.
     char rmem[4096];
     if (!cs_path_join(rmem, sizeof rmem, path, "/sys/net/ipv4/tcp_rmem")) cs_fail(CS_STEP_PROC);
-    int fd = open(rmem, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = fresh_network ? open(rmem, O_WRONLY | O_CLOEXEC | O_NOFOLLOW) : -1;  // a kept namespace has it
     if (fd >= 0) {  // absent without IPv4
         const char value[] = "4096 16384 6291456";
         if (cs_write_all(fd, value, sizeof value - 1) < 0) cs_fail(CS_STEP_PROC);
@@ -190,7 +190,10 @@ static void bring_up_loopback(void) {
     close(sock);
 }
 
-void cs_build_root(const struct cs_sandbox_spec *s) {
+// The slot's base: what every sandbox of the slot shows read-only, built in the init's new mount
+// namespace, which it pivots into. Mount points for the run's own mounts (cs_mount_run_parts) are
+// made here, before the root becomes read-only.
+void cs_build_base(const struct cs_sandbox_spec *s) {
     const char *root = s->root_dir;
     char path[4096];
     // Nothing mounted from here on may propagate back to the host.
@@ -212,21 +215,14 @@ void cs_build_root(const struct cs_sandbox_spec *s) {
         if (!cs_path_join(path, sizeof path, root, name) || symlink(s->links[i + 1], path) < 0) cs_fail(CS_STEP_SYMLINK);
     }
     lay_files(root, s->files);
-    build_proc(root, s->masked_paths);
     build_dev(root);
-    // Writable places: each its own size- and inode-capped tmpfs, so "disk full" stays inside.
-    if (!cs_path_join(path, sizeof path, root, "/dev/shm") || mkdir(path, 01777) < 0) cs_fail(CS_STEP_TMPFS);
-    if (mount_tmpfs(path, "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) cs_fail(CS_STEP_TMPFS);
-    if (!cs_path_join(path, sizeof path, root, "/tmp") || mkdir(path, 01777) < 0) cs_fail(CS_STEP_TMPFS);
-    if (mount_tmpfs(path, "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) cs_fail(CS_STEP_TMPFS);
-    if (!cs_path_join(path, sizeof path, root, "/var") || mkdir(path, 0755) < 0) cs_fail(CS_STEP_TMPFS);
-    if (!cs_path_join(path, sizeof path, root, "/var/tmp") || mkdir(path, 01777) < 0) cs_fail(CS_STEP_TMPFS);
-    if (mount_tmpfs(path, "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) cs_fail(CS_STEP_TMPFS);
+    // The mount points of the run's own mounts.
+    static const char *const points[] = {"/proc", "/dev/shm", "/tmp", "/var", "/var/tmp", NULL};
+    static const mode_t modes[] = {0555, 01777, 01777, 0755, 01777};
+    for (int i = 0; points[i]; i++) {
+        if (!cs_path_join(path, sizeof path, root, points[i]) || mkdir(path, modes[i]) < 0) cs_fail(CS_STEP_TMPFS);
+    }
     if (!cs_path_join(path, sizeof path, root, s->home) || mkdir_p(path, 0755) < 0) cs_fail(CS_STEP_TMPFS);
-    if (mount_tmpfs(path, "0700", s->tmpfs_bytes, s->tmpfs_inodes, s->uid, s->gid) < 0) cs_fail(CS_STEP_TMPFS);
-
-    if (sethostname(s->hostname, cs_str_len(s->hostname)) < 0) cs_fail(CS_STEP_HOSTNAME);
-    bring_up_loopback();
 
     // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves only ours.
     if (chdir(root) < 0) cs_fail(CS_STEP_PIVOT_ROOT);
@@ -234,4 +230,19 @@ void cs_build_root(const struct cs_sandbox_spec *s) {
     if (umount2(".", MNT_DETACH) < 0) cs_fail(CS_STEP_PIVOT_ROOT);
     if (chdir("/") < 0) cs_fail(CS_STEP_PIVOT_ROOT);
     if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) cs_fail(CS_STEP_ROOT_RDONLY);
+}
+
+// What is the run's own, in its copy of the base (the init is in it, at its root): a procfs of its
+// pid namespace with the masks, the capped tmpfs for the writable places, the hostname, and for a
+// new network namespace its loopback.
+void cs_mount_run_parts(const struct cs_sandbox_spec *s, int fresh_network) {
+    build_proc("", s->masked_paths, fresh_network);
+    // Writable places: each its own size- and inode-capped tmpfs, so "disk full" stays inside.
+    static const char *const scratch[] = {"/dev/shm", "/tmp", "/var/tmp", NULL};
+    for (int i = 0; scratch[i]; i++) {
+        if (mount_tmpfs(scratch[i], "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) cs_fail(CS_STEP_TMPFS);
+    }
+    if (mount_tmpfs(s->home, "0700", s->tmpfs_bytes, s->tmpfs_inodes, s->uid, s->gid) < 0) cs_fail(CS_STEP_TMPFS);
+    if (sethostname(s->hostname, cs_str_len(s->hostname)) < 0) cs_fail(CS_STEP_HOSTNAME);
+    if (fresh_network) bring_up_loopback();  // a kept namespace's is up
 }

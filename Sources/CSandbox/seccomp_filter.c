@@ -23,12 +23,14 @@
 #include <errno.h>
 #include <sched.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__aarch64__)
@@ -278,6 +280,79 @@ static const struct sock_filter filter[] = {
     RET(SECCOMP_RET_ALLOW),
 };
 
+// The socket watch: a second, tiny filter whose listener the init holds. Every socket() or
+// socketpair() of a family other than AF_UNIX that the main filter lets through waits for the init's
+// answer, which marks the network namespace as touched before it lets the call go on. (Filters
+// stack and the strictest answer wins: the main filter's EAFNOSUPPORT or EPROTONOSUPPORT beats
+// SECCOMP_RET_USER_NOTIF, so only sockets that will really be made are announced.) Sockets are the
+// only way a program without capabilities changes its network namespace (/proc/sys/net is
+// read-only in the sandbox): a namespace whose runs made none, and which holds no socket when the
+// next sandbox joins it, is as it was made.
+static const struct sock_filter socket_watch_filter[] = {
+    LOAD(offsetof(struct seccomp_data, arch)),
+    IF_EQ(ARCH_NATIVE, 1, 0),
+    RET(SECCOMP_RET_ALLOW),  // the main filter kills a foreign ABI
+    LOAD_NR,
+    IF_EQ(__NR_socket, 1, 0),
+    IF_EQ(__NR_socketpair, 0, 3),
+    LOAD(ARG_LO(0)),
+    IF_EQ(AF_UNIX, 1, 0),
+    RET(SECCOMP_RET_USER_NOTIF),
+    RET(SECCOMP_RET_ALLOW),
+};
+
+// Whether the running kernel lets a notified call go on as made (SECCOMP_USER_NOTIF_FLAG_CONTINUE,
+// Linux 5.5): listeners came in 5.0, and before 5.5 a call could only be answered, not continued.
+static int kernel_continues_calls(void) {
+    struct utsname u;
+    if (uname(&u) < 0) return 0;
+    unsigned major = 0, minor = 0;
+    const char *p = u.release;
+    while (*p >= '0' && *p <= '9') major = major * 10 + (unsigned)(*p++ - '0');
+    if (*p++ != '.') return 0;
+    while (*p >= '0' && *p <= '9') minor = minor * 10 + (unsigned)(*p++ - '0');
+    return major > 5 || (major == 5 && minor >= 5);
+}
+
+int cs_install_socket_watch(void) {
+#if defined(SYS_seccomp) && defined(SECCOMP_FILTER_FLAG_NEW_LISTENER)
+    if (!kernel_continues_calls()) { errno = ENOSYS; return -1; }
+    struct sock_fprog prog = {
+        .len = (unsigned short)(sizeof socket_watch_filter / sizeof socket_watch_filter[0]),
+        .filter = (struct sock_filter *)socket_watch_filter,
+    };
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int cs_answer_socket_watch(int listener) {
+#if defined(SECCOMP_IOCTL_NOTIF_RECV) && defined(SECCOMP_USER_NOTIF_FLAG_CONTINUE)
+    // Sized for this kernel's structures, which may be larger than the headers' (never smaller).
+    union { struct seccomp_notif n; char room[512]; } req;
+    union { struct seccomp_notif_resp r; char room[512]; } resp;
+    memset(&req, 0, sizeof req);
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) return -1;  // ENOENT: the caller died meanwhile
+    memset(&resp, 0, sizeof resp);
+    resp.r.id = req.n.id;
+    resp.r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;  // the kernel goes on with the call as it was made
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp) == 0 || errno == ENOENT) return 0;
+    // Never leave the caller waiting: if the call cannot go on, it fails as without the family.
+    int err = errno;
+    resp.r.flags = 0;
+    resp.r.error = -EAFNOSUPPORT;
+    ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    errno = err;
+    return -1;
+#else
+    (void)listener;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 int cs_install_seccomp(void) {
     struct sock_fprog prog = {
         .len = (unsigned short)(sizeof filter / sizeof filter[0]),
@@ -295,6 +370,17 @@ int cs_install_seccomp(void) {
 
 // No filter is written for this architecture: report it instead of failing the build.
 int cs_install_seccomp(void) {
+    errno = ENOSYS;
+    return -1;
+}
+
+int cs_install_socket_watch(void) {
+    errno = ENOSYS;
+    return -1;
+}
+
+int cs_answer_socket_watch(int listener) {
+    (void)listener;
     errno = ENOSYS;
     return -1;
 }

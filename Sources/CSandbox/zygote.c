@@ -23,7 +23,7 @@
 
 #define ZY_MAGIC 0x315a5943u  /* "CYZ1" */
 #define ZY_FIXED_FDS 6        // control, report, status, stdin, stdout, stderr; then the cgroup fds
-#define ZY_MAX_FDS (ZY_FIXED_FDS + CS_MAX_CGROUP_FDS)
+#define ZY_MAX_FDS (ZY_FIXED_FDS + CS_MAX_CGROUP_FDS + 2)
 #define ZY_MAX_MESSAGE (1u << 20)
 #define ZY_MAX_STRINGS 16384u
 
@@ -35,12 +35,17 @@ struct zy_request {
     uint64_t rlimit_cpu_s, rlimit_fsize, rlimit_nofile;
     uint32_t counts[4];    // strings in ro_paths, links, masked_paths, files
     uint32_t strings_len;  // root_dir, hostname, home, then the four lists, each string NUL-ended
-    uint32_t flags;        // ZY_PLAIN: no pre-started interpreter; the init runs the job's program
+    uint32_t flags;        // ZY_PLAIN, ZY_JOIN_NETNS, ZY_JOIN_MNTNS
 };
 
 // The sandbox starts nothing in advance (spec.prestart_argv was NULL): the zygote only clones its
 // init, a clone of a small process instead of the daemon, and goes on serving.
 #define ZY_PLAIN 1u
+// The last fd attached is a network namespace for the init to join (spec.join_netns_fd).
+#define ZY_JOIN_NETNS 2u
+// Then (last) a base mount namespace for it to work in a copy of (spec.join_mntns_fd).
+#define ZY_JOIN_MNTNS 4u
+#define ZY_FLAGS (ZY_PLAIN | ZY_JOIN_NETNS | ZY_JOIN_MNTNS)
 
 struct zy_reply {
     int32_t pid;  // the init's pid, or -1
@@ -90,7 +95,8 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
         .tmpfs_bytes = spec->tmpfs_bytes, .tmpfs_inodes = spec->tmpfs_inodes,
         .rlimit_cpu_s = spec->prestart_rlimit_cpu_s, .rlimit_fsize = spec->prestart_rlimit_fsize,
         .rlimit_nofile = spec->prestart_rlimit_nofile,
-        .flags = (spec->prestart_argv && spec->prestart_argv[0]) ? 0u : ZY_PLAIN,
+        .flags = ((spec->prestart_argv && spec->prestart_argv[0]) ? 0u : ZY_PLAIN) | (spec->join_netns_fd > 2 ? ZY_JOIN_NETNS : 0u) |
+                 (spec->join_mntns_fd > 2 ? ZY_JOIN_MNTNS : 0u),
     };
     size_t len = 0;
     for (int i = 0; i < 3; i++) len += strlen(singles[i]) + 1;
@@ -112,6 +118,8 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
     int fds[ZY_MAX_FDS] = {spec->control_fd, spec->report_fd, spec->status_fd, spec->stdin_fd, spec->stdout_fd, spec->stderr_fd};
     int nfds = ZY_FIXED_FDS + spec->n_cgroup_fds;
     for (int i = 0; i < spec->n_cgroup_fds; i++) fds[ZY_FIXED_FDS + i] = spec->cgroup_fds[i];
+    if (req.flags & ZY_JOIN_NETNS) fds[nfds++] = spec->join_netns_fd;
+    if (req.flags & ZY_JOIN_MNTNS) fds[nfds++] = spec->join_mntns_fd;
     union { char buf[CMSG_SPACE(sizeof(int) * ZY_MAX_FDS)]; struct cmsghdr align; } control;
     memset(&control, 0, sizeof control);
     struct iovec iov = {.iov_base = msg, .iov_len = sizeof req + len};
@@ -188,7 +196,7 @@ static int decode(const struct zy_request *req, const char *strings, size_t len,
     }
     if (p != end || items[0][0] != '/' || items[2][0] != '/') return -1;
     // The sandbox user is never root; the masks are under /proc (build_proc skips that prefix).
-    if (req->uid == 0 || req->gid == 0 || (req->flags & ~ZY_PLAIN)) return -1;
+    if (req->uid == 0 || req->gid == 0 || (req->flags & ~ZY_FLAGS)) return -1;
     for (const char *const *m = starts[2]; *m; m++) {
         if (strncmp(*m, "/proc/", 6) != 0) return -1;
     }
@@ -254,7 +262,8 @@ static int serve_one(int sock, int plain_only) {
     } else {
         memcpy(&req, message, sizeof req);
         if (req.magic != ZY_MAGIC || req.n_cgroup_fds > CS_MAX_CGROUP_FDS ||
-            nfds != ZY_FIXED_FDS + (int)req.n_cgroup_fds || req.strings_len != (size_t)n - sizeof req ||
+            nfds != ZY_FIXED_FDS + (int)req.n_cgroup_fds + !!(req.flags & ZY_JOIN_NETNS) + !!(req.flags & ZY_JOIN_MNTNS) ||
+            req.strings_len != (size_t)n - sizeof req ||
             decode(&req, message + sizeof req, req.strings_len, &spec) != 0 || (plain_only && spec.prestart_fork)) {
             err = EINVAL;
         }
@@ -265,6 +274,9 @@ static int serve_one(int sock, int plain_only) {
         spec.stdin_fd = fds[3]; spec.stdout_fd = fds[4]; spec.stderr_fd = fds[5];
         spec.n_cgroup_fds = (int)req.n_cgroup_fds;
         for (int i = 0; i < spec.n_cgroup_fds; i++) spec.cgroup_fds[i] = fds[ZY_FIXED_FDS + i];
+        int at = ZY_FIXED_FDS + spec.n_cgroup_fds;
+        if (req.flags & ZY_JOIN_NETNS) spec.join_netns_fd = fds[at++];
+        if (req.flags & ZY_JOIN_MNTNS) spec.join_mntns_fd = fds[at];
         pid = cs_sandbox_spawn_flags(&spec, CLONE_PARENT);
         if (pid == 0) {
             memset(message, 0, message_used);  // the host paths of requests are none of the snippet's business

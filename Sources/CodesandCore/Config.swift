@@ -68,6 +68,9 @@ public struct SandboxConfig: Hashable, Sendable {
     /// many entries and bytes; 0 in either disables it.
     public var compileCacheEntries = 512
     public var compileCacheBytes: Int64 = 256 << 20
+    /// Native backend: a slot's network namespace serves its next sandbox while its runs make no
+    /// socket but unix ones (README, "Sandboxes"). Off: a new one for every sandbox.
+    public var keepNetworkNamespace = true
     /// "native" or "lxd" (sandbox.backend), and the `[lxd]` section (LXDConfig.swift).
     public var backend = "native"
     public var lxd = LXDConfig()

@@ -135,7 +135,8 @@ public enum ConfigLoader {
             socketMemoryBytes: try t.int("socket_memory_bytes", min: 1 << 20, max: 1 << 40), env: try t.stringMap("env"),
             zygoteLibrary: try absoluteOrEmpty(t, "zygote_library"), launcherDir: try absoluteOrEmpty(t, "launcher_dir"),
             compileCacheEntries: Int(try t.int("compile_cache_entries", min: 0, max: 1 << 20)),
-            compileCacheBytes: try t.int("compile_cache_bytes", min: 0, max: 1 << 40))
+            compileCacheBytes: try t.int("compile_cache_bytes", min: 0, max: 1 << 40),
+            keepNetworkNamespace: try t.bool("keep_network_namespace"))
     }
 
     static func absoluteOrEmpty(_ t: ConfigNode, _ key: String) throws -> String {

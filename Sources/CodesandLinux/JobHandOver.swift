@@ -34,6 +34,7 @@ enum JobHandOver {
         header.rlimit_fsize = UInt64(rlimits.fileSize)
         header.rlimit_nofile = UInt64(rlimits.openFiles)
         header.backup_wall_s = UInt32((job.limits.wallMs + (job.compile?.limits.wallMs ?? 0)) / 1000 + 10)
+        sandbox.stageStarted()
         do {
             try withUnsafeBytes(of: &header) { try writeAll(sandbox.control, $0) }
             try strings.withUnsafeBytes { try writeAll(sandbox.control, $0) }
@@ -46,6 +47,7 @@ enum JobHandOver {
     /// The word that starts the run stage after a compile (the init waits for it).
     static func startRun(_ sandbox: SandboxInstance) throws {
         var go = UInt8(CS_GO_RUN)
+        sandbox.stageStarted()
         _ = try sys("write", "control pipe") { Glibc.write(sandbox.control, &go, 1) }
     }
 

@@ -15,6 +15,13 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
     var stdout: Int32    // read
     var stderr: Int32    // read
     private var reaped = false
+    /// The sandbox's network namespace (an fd of it; -1 once handed on or closed). Its slot keeps
+    /// it for the slot's next sandbox if no socket but unix ones was made in it (`networkUntouched`):
+    /// a new namespace and its teardown are ~1 ms of CPU per run.
+    private(set) var netns: Int32 = -1
+    private var stagesStarted = 0, stagesReported = 0, networkTouched = false
+    /// The base mount namespace its init built (an fd), for the slot to keep; nil if it joined one.
+    private(set) var builtBase: Int32?
     /// The limits the cgroup holds now (writing them again costs a syscall each on the request path).
     private(set) var limits: LimitSet
 
@@ -29,9 +36,11 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
     /// The interpreter started in it in advance, if any (see PrestartSpec).
     private(set) var prestarted: String?
 
+    /// `joinNetns`: the slot's kept network namespace, or nil for a new one; `joinBase`: the slot's
+    /// base mount namespace, or nil to build one (fds, left open: the caller's).
     static func spawn(layout: SandboxLayout, slot: Int, uid: UInt32, cgroup: SlotCgroup, limits: LimitSet,
                       prestart: PrestartSpec? = nil, zygote: Zygote? = nil, logger: Logger? = nil,
-                      maxCPUMs: Int64 = 60_000) throws -> SandboxInstance {
+                      maxCPUMs: Int64 = 60_000, joinNetns: Int32? = nil, joinBase: Int32? = nil) throws -> SandboxInstance {
         try cgroup.apply(limits: limits)
         var cgroupFDs: [Int32] = []
         var ours: [Int32] = [], theirs: [Int32] = []
@@ -65,6 +74,8 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         spec.gid = uid
         spec.tmpfs_bytes = UInt64(layout.config.tmpfsBytes)
         spec.tmpfs_inodes = UInt64(layout.config.tmpfsInodes)
+        spec.join_netns_fd = joinNetns ?? 0
+        spec.join_mntns_fd = joinBase ?? 0
         withUnsafeMutableBytes(of: &spec.cgroup_fds) { raw in
             let fds = raw.bindMemory(to: Int32.self)
             for (i, fd) in cgroupFDs.enumerated() { fds[i] = fd }
@@ -111,11 +122,30 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         instance.prestarted = prestart?.language
         do {
             try instance.awaitReady()
+            instance.netns = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)  // our child, not reaped: the pid is its
+            if joinBase == nil { instance.builtBase = openBase(of: pid) }
         } catch {
             instance.destroy()
             throw error
         }
         return instance
+    }
+
+    /// The base mount namespace an init built, from the fd it holds until its job (CS_FD_BASE_MNTNS):
+    /// nothing of the sandbox has run yet but trusted code, and it must be a mount namespace.
+    private static func openBase(of pid: pid_t) -> Int32? {
+        let fd = open("/proc/\(pid)/fd/\(CS_FD_BASE_MNTNS)", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        let nsGetType: UInt = 0xb703  // NS_GET_NSTYPE
+        if ioctl(fd, nsGetType) == 0x0002_0000 { return fd }  // CLONE_NEWNS
+        close(fd)
+        return nil
+    }
+
+    /// Hands the base mount namespace its init built on to the caller (the slot).
+    func takeBuiltBase() -> Int32? {
+        defer { builtBase = nil }
+        return builtBase
     }
 
     /// Clones the init from the parent thread (see ParentThread: the init dies with the daemon).
@@ -202,7 +232,9 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
             reaped = true
         }
         cgroup.killAll(timeoutMs: 5000)
-        for fd in [control, report, status, stdin, stdout, stderr] where fd >= 0 { close(fd) }
+        for fd in [control, report, status, stdin, stdout, stderr, netns, builtBase ?? -1] where fd >= 0 { close(fd) }
+        netns = -1
+        builtBase = nil
         (control, report, status, stdin, stdout, stderr) = (-1, -1, -1, -1, -1, -1)
     }
 
@@ -213,6 +245,26 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
             limits = wanted
         }
         try cgroup.resetCounters()
+    }
+
+    /// A stage is told to start (the job's first, or the run after a compile).
+    func stageStarted() { stagesStarted += 1 }
+
+    /// A stage's status came: the init says whether a socket other than a unix one was let through
+    /// in the sandbox so far (its watch of them: cs_install_socket_watch).
+    func stageReported(_ record: cs_stage_status) {
+        stagesReported += 1
+        if record.network_touched != 0 { networkTouched = true }
+    }
+
+    /// Every stage started in the sandbox reported, none touched the network namespace: the
+    /// namespace holds nothing of the runs (the next init checks that no socket outlived them).
+    var networkUntouched: Bool { stagesStarted == stagesReported && !networkTouched }
+
+    /// Hands the network namespace's fd on to the caller (the slot, for its next sandbox).
+    func takeNetns() -> Int32? {
+        defer { netns = -1 }
+        return netns >= 0 ? netns : nil
     }
 
     func closeControl() {

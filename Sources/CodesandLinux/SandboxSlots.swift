@@ -15,6 +15,21 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
     private let defaultLimits: LimitSet
     private let logger: Logger
     private let state: Mutex<(ready: [ReadySandbox?], used: [[SandboxInstance]], stopped: Bool)>
+    /// Each slot's network namespace, kept from its last sandbox for its next (an fd; see
+    /// SandboxInstance.networkUntouched), or nil: the next sandbox gets a new one.
+    private let keptNetns: Mutex<[Int32?]>
+    /// Each slot's base mount namespace (its read-only root, built by one of its sandboxes), with
+    /// the layout it was built from and when: a base serves the slot's sandboxes of that layout for
+    /// `baseLifetime`, then one is built anew (an overlay long mounted may miss what the host
+    /// installs meanwhile under its lower directories).
+    private let bases: Mutex<[KeptBase?]>
+    static let baseLifetime: Duration = .seconds(30)
+
+    private struct KeptBase {
+        let fd: Int32
+        let layout: SandboxLayout
+        let born: ContinuousClock.Instant
+    }
 
     init(cgroups: [SlotCgroup], uidBase: UInt32, defaultLimits: LimitSet, logger: Logger) {
         self.cgroups = cgroups
@@ -22,6 +37,8 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
         self.defaultLimits = defaultLimits
         self.logger = logger
         state = Mutex((Array(repeating: nil, count: cgroups.count), Array(repeating: [], count: cgroups.count), false))
+        keptNetns = Mutex(Array(repeating: nil, count: cgroups.count))
+        bases = Mutex(Array(repeating: nil, count: cgroups.count))
     }
 
     /// Builds a sandbox in `slot`'s cgroup from `layout`; with `prestart`, its interpreter started
@@ -31,8 +48,53 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
     func spawn(_ slot: Int, layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
         let prestart = prestart.flatMap(layout.launchers.resolve)
         let zygote = prestart.map { layout.zygotes.zygote(for: $0) } ?? layout.zygotes.plainSpawner
-        return try SandboxInstance.spawn(layout: layout, slot: slot, uid: uidBase + UInt32(slot), cgroup: cgroups[slot],
-                                  limits: defaultLimits, prestart: prestart, zygote: zygote, logger: logger)
+        // The new init has its own copy (or a new namespace): ours goes, whatever happens.
+        let netns = keptNetns.withLock { kept -> Int32? in
+            defer { kept[slot] = nil }
+            guard let fd = kept[slot] else { return nil }
+            if layout.config.keepNetworkNamespace { return fd }
+            close(fd)  // sandbox.keep_network_namespace = false: a new one each time
+            return nil
+        }
+        defer { if let netns { close(netns) } }
+        let base = currentBase(slot, layout: layout)
+        defer { if let base { close(base) } }
+        do {
+            let instance = try SandboxInstance.spawn(layout: layout, slot: slot, uid: uidBase + UInt32(slot),
+                                                     cgroup: cgroups[slot], limits: defaultLimits, prestart: prestart,
+                                                     zygote: zygote, logger: logger, joinNetns: netns, joinBase: base)
+            if let built = instance.takeBuiltBase() {
+                keepBase(slot, KeptBase(fd: built, layout: layout, born: .now))
+            }
+            return instance
+        } catch {
+            if base != nil { keepBase(slot, nil) }  // it may be what failed: the next one builds its own
+            throw error
+        }
+    }
+
+    /// A copy of the slot's base for a sandbox of `layout`, if it has one of that layout young enough.
+    private func currentBase(_ slot: Int, layout: SandboxLayout) -> Int32? {
+        bases.withLock { b -> Int32? in
+            guard let kept = b[slot] else { return nil }
+            // Not once its sources are gone (an image moved away): the base's mounts would still
+            // show them, but the layout's sandboxes must fail with the cause, as a new build does.
+            if kept.layout === layout && kept.born.duration(to: .now) < Self.baseLifetime && layout.missingSource() == nil {
+                let copy = fcntl(kept.fd, F_DUPFD_CLOEXEC, 3)
+                return copy >= 0 ? copy : nil
+            }
+            close(kept.fd)
+            b[slot] = nil
+            return nil
+        }
+    }
+
+    private func keepBase(_ slot: Int, _ base: KeptBase?) {
+        bases.withLock { b in
+            if let old = b[slot] { close(old.fd) }
+            b[slot] = state.withLock({ $0.stopped }) ? nil : base
+            if b[slot] == nil, let base { close(base.fd) }
+        }
     }
 
     /// Takes the slot's ready sandbox for a run, if it has one.
@@ -72,7 +134,7 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
         tearDown(state.withLock { s in
             defer { (s.ready[slot], s.used[slot]) = (nil, []) }
             return [s.ready[slot]?.instance].compactMap { $0 } + s.used[slot]
-        })
+        }, slot: slot)
         cgroups[slot].reclaim()
     }
 
@@ -92,11 +154,28 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
             defer { s = (s.ready.map { _ in nil }, s.used.map { _ in [] }, true) }
             return s.ready.compactMap { $0?.instance } + s.used.flatMap { $0 }
         })
+        keptNetns.withLock { kept in
+            for case let fd? in kept { close(fd) }
+            kept = kept.map { _ in nil }
+        }
+        for slot in bases.withLock({ $0.indices }) { keepBase(slot, nil) }
     }
 
-    /// The teardown, the one place a sandbox is destroyed (bar a spawn that failed).
-    private func tearDown(_ sandboxes: [SandboxInstance]) {
-        for sandbox in sandboxes { sandbox.destroy() }
+    /// The teardown, the one place a sandbox is destroyed (bar a spawn that failed). With `slot`,
+    /// a network namespace no run touched is kept for the slot's next sandbox, once every process
+    /// of this one is gone.
+    private func tearDown(_ sandboxes: [SandboxInstance], slot: Int? = nil) {
+        for sandbox in sandboxes {
+            let netns = slot != nil && sandbox.networkUntouched ? sandbox.takeNetns() : nil
+            sandbox.destroy()
+            guard let slot, let netns else { continue }
+            let kept = keptNetns.withLock { kept -> Bool in
+                guard kept[slot] == nil, !state.withLock({ $0.stopped }) else { return false }
+                kept[slot] = netns
+                return true
+            }
+            if !kept { close(netns) }
+        }
     }
 }
 

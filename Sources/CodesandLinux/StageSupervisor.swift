@@ -39,7 +39,9 @@ struct StageSupervisor {
         case .read(.stderr): return readOutput(.stderr)
         case .read(.status):
             switch pipes.readStatus() {
-            case .value(let record): return [.status(waitStatus: record.wait_status)]
+            case .value(let record):
+                sandbox.stageReported(record)
+                return [.status(waitStatus: record.wait_status)]
             case .wouldBlock: return []
             case .end: return [.ended(.status)]
             }

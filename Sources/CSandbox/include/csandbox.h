@@ -39,7 +39,18 @@ struct cs_sandbox_spec {
     // Non-zero: the pre-started interpreter is the spawning process itself, forked (a zygote's
     // interpreter, already initialised; see cs_zygote_serve) instead of prestart_argv exec'd.
     int prestart_fork;
+    // > 2: the network namespace to join (the slot's, kept from its last sandbox) instead of a new
+    // one; if sockets still live in it, the init makes a new one after all. 0: a new one.
+    int join_netns_fd;
+    // > 2: the slot's base mount namespace (its read-only root, built by an earlier sandbox of the
+    // slot): the init works in a copy of it instead of building the root. 0: the init builds the
+    // base and keeps an fd of it open at CS_FD_BASE_MNTNS until its job arrives, for the daemon.
+    int join_mntns_fd;
 };
+
+/// In an init that built its slot's base mount namespace: an fd of that namespace, open until the
+/// init has read its job (the daemon opens /proc/PID/fd/19 after READY).
+#define CS_FD_BASE_MNTNS 19
 
 /// Records on the report pipe. After READY, the pipe reaches EOF when the program was exec'd.
 enum cs_report_kind { CS_REPORT_READY = 1, CS_REPORT_SETUP_FAILED = 2, CS_REPORT_EXEC_FAILED = 3 };
@@ -56,6 +67,7 @@ enum cs_step {
     CS_STEP_SYMLINK, CS_STEP_FILES, CS_STEP_PROC, CS_STEP_MASK, CS_STEP_DEV, CS_STEP_TMPFS, CS_STEP_HOSTNAME, CS_STEP_LOOPBACK,
     CS_STEP_PIVOT_ROOT, CS_STEP_ROOT_RDONLY, CS_STEP_JOB_READ, CS_STEP_JOB_INVALID, CS_STEP_CODE_FILE,
     CS_STEP_FORK, CS_STEP_RLIMIT, CS_STEP_CAPS, CS_STEP_SETUID, CS_STEP_NO_NEW_PRIVS, CS_STEP_SECCOMP, CS_STEP_CHDIR, CS_STEP_EXEC, CS_STEP_PRESTART,
+    CS_STEP_NETNS, CS_STEP_MNTNS,
 };
 
 #define CS_JOB_MAGIC 0x31424a43u  /* "CJB1" */
@@ -87,6 +99,10 @@ enum { CS_JOB_USE_PRESTART = 1 };
 struct cs_stage_status {
     int32_t stage;               // 0 compile, 1 run
     int32_t wait_status;
+    int32_t network_touched;     // non-zero: since the sandbox was made, a socket other than a unix one was
+                                 // made in it (or the init could not watch for them): its network
+                                 // namespace must not serve another sandbox
+    int32_t reserved;
 };
 
 enum { CS_GO_RUN = 'r' };  // the byte that starts the run stage after a compile
