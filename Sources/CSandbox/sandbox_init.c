@@ -185,9 +185,37 @@ static void write_code_file(const struct cs_sandbox_spec *s, const struct job *j
     close(fd);
 }
 
+// The capabilities still in the bounding set, from /proc/self/status ("CapBnd:\t" and 16 hex
+// digits); all 64 when it cannot be read.
+static uint64_t bounding_set(void) {
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ~0ULL;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return ~0ULL;
+    buf[n] = 0;
+    static const char key[] = "\nCapBnd:\t";
+    for (char *p = buf; *p; p++) {
+        if (memcmp(p, key, sizeof key - 1) != 0) continue;
+        uint64_t set = 0;
+        int digits = 0;
+        for (p += sizeof key - 1; digits < 16; p++, digits++) {
+            int v = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+            if (v < 0) break;
+            set = set << 4 | (uint64_t)v;
+        }
+        return digits == 16 ? set : ~0ULL;
+    }
+    return ~0ULL;
+}
+
+// Only what is still there: each PR_CAPBSET_DROP is a trip through the LSM hooks, and an init
+// cloned by the plain spawner has none left (it dropped its own at start).
 static int drop_bounding_set(void) {
-    for (int cap = 0; cap <= 63; cap++) {
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+    uint64_t set = bounding_set();
+    for (int cap = 0; cap <= 63 && set; cap++, set >>= 1) {
+        if ((set & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -1;
     }
     return 0;
 }
@@ -384,7 +412,7 @@ __attribute__((noreturn)) static void await_teardown(void) {
 
 static void drop_privileges_of_init(void) {
     close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_REPORT);
-    drop_bounding_set();
+    if (!init_is_ready) drop_bounding_set();  // become_ready did
     clear_capabilities();
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
@@ -579,3 +607,5 @@ pid_t cs_sandbox_spawn(const struct cs_sandbox_spec *spec) {
     if (spec->prestart_fork) { errno = EINVAL; return -1; }  // the daemon's copy must never run a program
     return cs_sandbox_spawn_flags(spec, 0);
 }
+
+int cs_drop_bounding_set(void) { return drop_bounding_set(); }

@@ -13,6 +13,8 @@
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     int sock = atoi(argv[argc - 1]);
+    // Its inits inherit the empty set: nothing to drop in each (become_ready, sandbox_init.c).
+    if (cs_drop_bounding_set() != 0) return 1;
     if (cs_zygote_announce(sock) != 0) return 1;
     // Only plain requests are served: nothing here may go on running in a sandbox.
     while (cs_zygote_serve_one_plain(sock) == CS_ZYGOTE_SERVED) {}

@@ -152,6 +152,10 @@ enum cs_zygote_failure {
 /// Returns the init's pid, or -1 with errno and *failure set.
 pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_ms, int *failure);
 
+/// Empties the caller's capability bounding set (its effective capabilities stay). The plain
+/// spawner does it once at start, so that the inits it clones have nothing left to drop.
+int cs_drop_bounding_set(void);
+
 /// Names of the steps, for error messages.
 const char *cs_step_name(int step);
 
