@@ -70,6 +70,7 @@ struct SlotCgroupV1: SlotCgroup {
     let memory, pids, cpu, cpuacct, freezer: String
     var socketMemoryBytes: Int64 = 16 << 20
     private let applied = AppliedLimits()
+    private let files = HeldFiles()
 
     init(memory: String, pids: String, cpu: String, cpuacct: String, freezer: String) {
         (self.memory, self.pids, self.cpu, self.cpuacct, self.freezer) = (memory, pids, cpu, cpuacct, freezer)
@@ -100,7 +101,7 @@ struct SlotCgroupV1: SlotCgroup {
 
     /// CPU usage is read before and after a run; only the memory peak needs a reset.
     func resetCounters() throws {
-        try FileIO.write("\(memory)/memory.max_usage_in_bytes", "0")
+        try files.write("\(memory)/memory.max_usage_in_bytes", "0")
     }
 
     /// memory.memsw (memory+swap) must stay ≥ memory at every moment: lowering, memory goes
@@ -121,11 +122,11 @@ struct SlotCgroupV1: SlotCgroup {
     @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0) }
 
     private func reclaim(downTo enough: Int64) -> Int64 {
-        let usage = { (try? FileIO.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
+        let usage = { memoryUsage() }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             if usage() <= enough { break }
-            try? FileIO.write("\(memory)/memory.force_empty", "0")
+            try? files.write("\(memory)/memory.force_empty", "0")
             if usage() <= enough || !empty { break }
             usleep(1000)
         }
@@ -133,15 +134,16 @@ struct SlotCgroupV1: SlotCgroup {
     }
 
     func oomKills() -> Int64 {
-        FileIO.keyed((try? FileIO.read("\(memory)/memory.oom_control")) ?? "", "oom_kill") ?? 0
+        FileIO.keyed((try? files.read("\(memory)/memory.oom_control")) ?? "", "oom_kill") ?? 0
     }
 
-    func cpuNs() -> UInt64 { UInt64(max(0, (try? FileIO.readInt("\(cpuacct)/cpuacct.usage")) ?? 0)) }
+    func cpuNs() -> UInt64 { UInt64(max(0, (try? files.readInt("\(cpuacct)/cpuacct.usage")) ?? 0)) }
 
-    func memoryPeak() -> Int64 { (try? FileIO.readInt("\(memory)/memory.max_usage_in_bytes")) ?? 0 }
+    func memoryPeak() -> Int64 { (try? files.readInt("\(memory)/memory.max_usage_in_bytes")) ?? 0 }
 
-    func memoryUsage() -> Int64 { (try? FileIO.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
+    func memoryUsage() -> Int64 { (try? files.readInt("\(memory)/memory.usage_in_bytes")) ?? 0 }
 
+    /// Opened anew each time: a held cgroup.procs reads empty for good once it has (its iterator).
     func processes() -> [pid_t] { CgroupDetect.pids(in: "\(freezer)/cgroup.procs") }
 
     func isEmpty() -> Bool { processes().isEmpty }
@@ -152,16 +154,17 @@ struct SlotCgroupV1: SlotCgroup {
         let state = "\(freezer)/freezer.state"
         try? FileIO.write(state, "FROZEN")
         _ = CgroupDetect.poll(timeoutMs: 200) { ((try? FileIO.read(state)) ?? "").hasPrefix("FROZEN") }
-        for pid in CgroupDetect.pids(in: "\(freezer)/cgroup.procs") { kill(pid, SIGKILL) }
+        for pid in processes() { kill(pid, SIGKILL) }
         try? FileIO.write(state, "THAWED")  // always thaw: SIGKILL is only acted on by running tasks
         return CgroupDetect.poll(timeoutMs: timeoutMs) {
             if isEmpty() { return true }
-            for pid in CgroupDetect.pids(in: "\(freezer)/cgroup.procs") { kill(pid, SIGKILL) }
+            for pid in processes() { kill(pid, SIGKILL) }
             return false
         }
     }
 
     @discardableResult func remove() -> Bool {
+        files.closeAll()
         var ok = true
         for dir in Set([memory, pids, cpu, cpuacct, freezer]) where rmdir(dir) != 0 && errno != ENOENT { ok = false }
         return ok

@@ -56,6 +56,7 @@ struct SlotCgroupV2: SlotCgroup {
     let dir: String
     let requireControllers: Bool
     private let applied = AppliedLimits()
+    private let files = HeldFiles()
 
     init(dir: String, requireControllers: Bool) {
         self.dir = dir
@@ -81,8 +82,9 @@ struct SlotCgroupV2: SlotCgroup {
 
     /// CPU usage is read before and after a run; only the memory peak needs a reset.
     func resetCounters() throws {
-        // memory.peak is reset by a write on kernels ≥ 6.12; older ones keep the lifetime peak.
-        try? FileIO.write("\(dir)/memory.peak", "reset")
+        // memory.peak is reset by a write on kernels ≥ 6.12 (older ones keep the lifetime peak),
+        // for reads through the same descriptor: the held one, which memoryPeak reads.
+        try? files.write("\(dir)/memory.peak", "reset")
     }
 
     /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (live
@@ -92,33 +94,34 @@ struct SlotCgroupV2: SlotCgroup {
     @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0) }
 
     private func reclaim(downTo enough: Int64) -> Int64 {
-        let usage = { (try? FileIO.readInt("\(dir)/memory.current")) ?? 0 }
+        let usage = { memoryUsage() }
         guard FileIO.exists("\(dir)/memory.reclaim") else { return usage() }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             let left = usage()
             if left <= enough { break }
-            try? FileIO.write("\(dir)/memory.reclaim", "\(left)")
+            try? files.write("\(dir)/memory.reclaim", "\(left)")
             if usage() <= enough || !empty { break }
             usleep(1000)
         }
         return usage()
     }
 
-    func oomKills() -> Int64 { FileIO.keyed((try? FileIO.read("\(dir)/memory.events")) ?? "", "oom_kill") ?? 0 }
+    func oomKills() -> Int64 { FileIO.keyed((try? files.read("\(dir)/memory.events")) ?? "", "oom_kill") ?? 0 }
 
     func cpuNs() -> UInt64 {
-        UInt64(max(0, FileIO.keyed((try? FileIO.read("\(dir)/cpu.stat")) ?? "", "usage_usec") ?? 0)) * 1000
+        UInt64(max(0, FileIO.keyed((try? files.read("\(dir)/cpu.stat")) ?? "", "usage_usec") ?? 0)) * 1000
     }
 
-    func memoryPeak() -> Int64 { (try? FileIO.readInt("\(dir)/memory.peak")) ?? 0 }
+    func memoryPeak() -> Int64 { (try? files.readInt("\(dir)/memory.peak")) ?? 0 }
 
-    func memoryUsage() -> Int64 { (try? FileIO.readInt("\(dir)/memory.current")) ?? 0 }
+    func memoryUsage() -> Int64 { (try? files.readInt("\(dir)/memory.current")) ?? 0 }
 
+    /// Opened anew each time: a held cgroup.procs reads empty for good once it has (its iterator).
     func processes() -> [pid_t] { CgroupDetect.pids(in: "\(dir)/cgroup.procs") }
 
     func isEmpty() -> Bool {
-        FileIO.keyed((try? FileIO.read("\(dir)/cgroup.events")) ?? "", "populated") == 0
+        FileIO.keyed((try? files.read("\(dir)/cgroup.events")) ?? "", "populated") == 0
     }
 
     /// `cgroup.kill` (5.14+) kills every process atomically; older kernels freeze, kill, thaw.
@@ -127,11 +130,14 @@ struct SlotCgroupV2: SlotCgroup {
         if (try? FileIO.write("\(dir)/cgroup.kill", "1")) == nil {
             try? FileIO.write("\(dir)/cgroup.freeze", "1")
             _ = CgroupDetect.poll(timeoutMs: 200) { FileIO.keyed((try? FileIO.read("\(dir)/cgroup.events")) ?? "", "frozen") == 1 }
-            for pid in CgroupDetect.pids(in: "\(dir)/cgroup.procs") { kill(pid, SIGKILL) }
+            for pid in processes() { kill(pid, SIGKILL) }
             try? FileIO.write("\(dir)/cgroup.freeze", "0")
         }
         return CgroupDetect.poll(timeoutMs: timeoutMs) { isEmpty() }
     }
 
-    @discardableResult func remove() -> Bool { rmdir(dir) == 0 || errno == ENOENT }
+    @discardableResult func remove() -> Bool {
+        files.closeAll()
+        return rmdir(dir) == 0 || errno == ENOENT
+    }
 }
