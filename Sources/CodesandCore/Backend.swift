@@ -163,6 +163,9 @@ public protocol SandboxBackend: Sendable {
     /// `onOutput`: called with the program's output as it arrives (for `stream` runs), in order,
     /// before this returns.
     func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome
+    /// `run`, telling `turn` when the run has used no CPU for a while and when it uses CPU again
+    /// (a backend that cannot tell never does: the default).
+    func run(_ job: SandboxJob, slot: Int, turn: RunTurn?, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome
     /// Languages whose zygote is running now (see LanguageSpec.zygote).
     var zygoteLanguages: [String] { get }
     /// Processes in the slots' cgroups that no sandbox accounts for (what runs left behind), or nil
@@ -199,6 +202,10 @@ extension SandboxBackend {
     public func isOutdated(slot: Int) -> Bool? { nil }
     public func strayProcesses() -> [Int32]? { nil }
     public var slotCgroupParents: [String] { [] }
+    public func run(_ job: SandboxJob, slot: Int, turn: RunTurn?,
+                    onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
+        try await run(job, slot: slot, onOutput: onOutput)
+    }
 }
 
 #if canImport(Glibc)

@@ -33,7 +33,8 @@ max_connections_per_uid = 64           # client connections at once from one uid
 
 \#(limitSections)
 [pool]
-size = 4                               # sandboxes running at once (0 = twice the CPU count)
+size = 4                               # sandboxes running at once (0 = twice the CPU count); a run idle for 100 ms (a
+                                       # sleep) that holds under a quarter of its memory limit lends its turn meanwhile
 spare = 4                              # sandboxes kept prepared beyond those: a run's turn goes to a spare
                                        # while the slot that ran last is reset (several ms of wall time, little
                                        # CPU); each costs its prepared sandbox's memory (0.6-10 MiB, see

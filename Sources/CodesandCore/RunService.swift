@@ -145,9 +145,10 @@ public final class RunService: Sendable {
                            onOutput: (@Sendable (OutputChunk) -> Void)?) async throws(SlotRunError) -> (Int, SandboxOutcome) {
         let slot: Int
         do { slot = try await acquireSlot(key: key, job: job, language: language) } catch { throw .refused(error) }
-        defer { pool.finished(slot) }
+        let turn = pool.turn()
+        defer { pool.finished(slot, turn: turn) }
         do {
-            return (slot, try await backend.run(job, slot: slot, onOutput: onOutput))
+            return (slot, try await backend.run(job, slot: slot, turn: turn, onOutput: onOutput))
         } catch let e as SandboxUnavailable where !Task.isCancelled {
             throw .unavailable(slot: slot, e.reason)
         } catch {

@@ -87,10 +87,13 @@ public final class SlotPool: SlotEvents {
 
     /// A run ended (however it ended): its turn goes to a waiting request (on a prepared spare),
     /// and the slot is reset and prepared before its next use.
-    public func finished(_ slot: Int) {
-        scheduler.runEnded()
+    public func finished(_ slot: Int, turn: RunTurn? = nil) {
+        if turn?.end() ?? true { scheduler.runEnded() }  // else given back while it was idle
         refill(slot, resetting: true)
     }
+
+    /// A run's turn, which it may give back while idle (see RunTurn).
+    public func turn() -> RunTurn { RunTurn(scheduler: scheduler) }
 
     /// After a reload: takes one ready slot at a time (between requests, fairly) and prepares it
     /// again before taking the next, so the pool moves over slot by slot and at most one slot is out

@@ -170,6 +170,16 @@ public final class SlotScheduler: Sendable {
         if let (waiter, slot) = next { waiter.continuation.resume(returning: slot) }
     }
 
+    /// A running run gave its turn back (it has used no CPU for a while: RunTurn): a waiting request
+    /// runs now if a slot is free. Its slot stays handed out until it ends.
+    public func yieldTurn() { runEnded() }
+
+    /// A run that gave its turn back uses CPU again: it counts among the runs at once again (more
+    /// than maxRunning may then run for a moment; the next hand-out waits until they are fewer).
+    public func takeTurnBack() {
+        state.withLock { s in s.running += 1 }
+    }
+
     /// Takes `slot` out of the free slots (its sandbox vanished): true if it was free, false if it
     /// is handed out or not released yet.
     public func withdraw(_ slot: Int) -> Bool {

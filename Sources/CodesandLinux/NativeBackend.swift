@@ -73,13 +73,18 @@ public final class NativeBackend: SandboxBackend {
     }
 
     public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
+        try await run(job, slot: slot, turn: nil, onOutput: onOutput)
+    }
+
+    public func run(_ job: SandboxJob, slot: Int, turn: RunTurn?,
+                    onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         let cancelFD = cs_eventfd()
         guard cancelFD >= 0 else { throw SandboxError("eventfd", errno: errno) }
         defer { close(cancelFD) }
         // One run, one configuration: the generation its job was built for.
         let layout = layouts.withLock { $0.byGeneration[job.generation] ?? $0.byGeneration[$0.newest]! }
         let run = SandboxRun(job: job, slot: slot, slots: slots, layout: layout, cancelFD: cancelFD,
-                             streamer: onOutput.map { OutputStreamer(sink: $0) }, compileCache: compileCache)
+                             streamer: onOutput.map { OutputStreamer(sink: $0) }, compileCache: compileCache, turn: turn)
         return try await withTaskCancellationHandler {
             // A thread of its own: the supervisor blocks in poll(), which must not starve Swift's pool.
             try await onThread("cs-run-\(slot)") { try run.execute() }

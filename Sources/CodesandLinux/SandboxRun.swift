@@ -35,12 +35,16 @@ final class SandboxRun: @unchecked Sendable {
     private let compileCache: CompileCache?
     /// The run ended cleanly with its init waiting: the slot's teardown kills it, after the reply.
     private var initLeftAlive = false
+    /// Its turn among the runs at once, which it gives back while idle.
+    private let turn: RunTurn?
 
     /// `cancelFD` becomes readable when the request is cancelled (-1: never); `streamer` gets the
     /// program's output as it comes, for `stream` requests.
     init(job: SandboxJob, slot: Int, slots: SandboxSlots, layout: SandboxLayout, cancelFD: Int32,
-         streamer: OutputStreamer? = nil, clock: any RunClock = MonotonicClock(), compileCache: CompileCache? = nil) {
+         streamer: OutputStreamer? = nil, clock: any RunClock = MonotonicClock(), compileCache: CompileCache? = nil,
+         turn: RunTurn? = nil) {
         self.job = job
+        self.turn = turn
         self.compileCache = compileCache
         self.slot = slot
         self.slots = slots
@@ -72,7 +76,7 @@ final class SandboxRun: @unchecked Sendable {
         try JobHandOver.write(job, to: sandbox, usesPrestart: usesPrestart,
                               rlimits: (layout.config.fileSizeBytes, layout.config.openFiles))
         var supervisor = StageSupervisor(sandbox: sandbox, cancelFD: cancelFD, streamer: streamer,
-                                         pipes: SandboxPipes(sandbox: sandbox, stdin: job.stdin))
+                                         pipes: SandboxPipes(sandbox: sandbox, stdin: job.stdin), turn: turn)
         var outcome = SandboxOutcome(compile: cached?.stage, run: nil)
         outcome.compileCached = cached != nil
         outcome.prestarted = usesPrestart
@@ -187,6 +191,7 @@ final class SandboxRun: @unchecked Sendable {
         var machine = StageMachine(stage: stage, limits: limits, socketLimitBytes: layout.config.socketMemoryBytes,
                                    open: open, streams: stage == .run && streamer != nil, clock: clock)
         supervisor.supervise(&machine, cpuBefore: cpuBefore)
+        if machine.turnGivenBack { turn?.runIsIdle(false) }  // the next stage, or the run's end, has it
         let outcome = machine.outcome(cpuNs: cgroup.cpuNs() &- cpuBefore, oomKilled: cgroup.oomKills() > oomBefore,
                                       memoryPeakBytes: max(0, cgroup.memoryPeak() - memoryBefore))
         return (outcome, machine)

@@ -38,7 +38,8 @@ struct StageMachine {
         case status(waitStatus: Int32)
         /// The init reports that the stage's program could not be started (its errno).
         case startFailed(errno: Int32)
-        case cpuSample(usedNs: UInt64)
+        /// The cgroup's CPU time so far in the stage, and the memory it holds now.
+        case cpuSample(usedNs: UInt64, memoryBytes: Int64 = 0)
         case socketSample(queuedBytes: Int64)
         case clientGone
         /// This wake-up's events are handled: the clock's turn (deadline, samples, end of waiting).
@@ -53,6 +54,10 @@ struct StageMachine {
         case forward(OutputStream, [UInt8])
         case sampleCPU
         case sampleSockets
+        /// The program has used (nearly) no CPU for `idleAfterSamples` samples, holding little memory
+        /// and no queued TCP bytes: its turn among the runs at once goes to another run (idle:
+        /// true, see RunTurn); it takes one again once it uses CPU or memory (false).
+        case turn(idle: Bool)
         /// Kill every process of the sandbox.
         case kill(KillReason)
         /// The program exited: kill its init, whose death takes whatever the program left.
@@ -65,6 +70,10 @@ struct StageMachine {
 
     static let sampleIntervalNs: UInt64 = 50_000_000
     static let killGraceNs: UInt64 = 3_000_000_000
+    /// CPU time within one sample below which the program counts as idle (2% of a core), and how
+    /// many such samples in a row give its turn back (100 ms).
+    static let idleCPUNs: UInt64 = 1_000_000
+    static let idleAfterSamples = 2
 
     let stage: Stage
     private let clock: any RunClock
@@ -72,6 +81,13 @@ struct StageMachine {
     private let deadline: UInt64
     private let cpuLimitNs: UInt64
     private let socketLimitBytes: Int64
+    /// An idle run gives its turn back only while it holds at most this (a quarter of its limit).
+    private let idleMemoryBytes: Int64
+    private var lastCPU: UInt64?
+    private var idleSamples = 0
+    private var lastQueued: Int64 = 0
+    /// The run gave its turn back (and has not taken one again).
+    private(set) var turnGivenBack = false
     /// The kept output goes to the client as it comes (run stage of a `stream` request).
     private let streams: Bool
     private(set) var output: OutputCollector
@@ -98,6 +114,7 @@ struct StageMachine {
         deadline = start + UInt64(limits.wallMs) * 1_000_000
         cpuLimitNs = UInt64(limits.cpuMs) * 1_000_000
         self.socketLimitBytes = min(socketLimitBytes, limits.memoryBytes)
+        idleMemoryBytes = limits.memoryBytes / 4
         self.streams = streams
         output = OutputCollector(maxBytes: Int(limits.outputBytes), maxLines: Int(limits.outputLines))
         self.open = open
@@ -149,11 +166,12 @@ struct StageMachine {
         case .startFailed(let errno):
             startError = errno
             return []
-        case .cpuSample(let used):
+        case .cpuSample(let used, let memory):
             guard watchesLimits else { return [] }
-            return used >= cpuLimitNs ? kill(.cpuTime, now) : [.sampleSockets]
+            return used >= cpuLimitNs ? kill(.cpuTime, now) : turnChange(used: used, memory: memory) + [.sampleSockets]
         case .socketSample(let queued):
             guard watchesLimits else { return [] }
+            lastQueued = queued
             return queued > socketLimitBytes ? kill(.socketMemory, now) : []
         case .tick:
             return clockTurn(now)
@@ -194,6 +212,23 @@ struct StageMachine {
         guard now >= nextSample else { return [] }
         nextSample = now + Self.sampleIntervalNs
         return [.sampleCPU]
+    }
+
+    /// Whether the run's turn changes hands at this sample (see Action.turn).
+    private mutating func turnChange(used: UInt64, memory: Int64) -> [Action] {
+        defer { lastCPU = used }
+        guard let last = lastCPU else { return [] }
+        let idle = used &- last <= Self.idleCPUNs && memory <= idleMemoryBytes && lastQueued == 0
+        idleSamples = idle ? idleSamples + 1 : 0
+        if idle, !turnGivenBack, idleSamples >= Self.idleAfterSamples {
+            turnGivenBack = true
+            return [.turn(idle: true)]
+        }
+        if !idle, turnGivenBack {
+            turnGivenBack = false
+            return [.turn(idle: false)]
+        }
+        return []
     }
 
     private mutating func kill(_ reason: KillReason, _ now: UInt64) -> [Action] {

@@ -13,6 +13,8 @@ struct StageSupervisor {
     /// For `stream` runs: the output the machine forwards.
     let streamer: OutputStreamer?
     var pipes: SandboxPipes
+    /// The run's turn among the runs at once, given back while it is idle (RunTurn); nil: kept.
+    var turn: RunTurn? = nil
 
     /// Runs the machine until it finishes. `cpuBefore`: the cgroup's CPU time when the stage began.
     mutating func supervise(_ machine: inout StageMachine, cpuBefore: UInt64) {
@@ -51,7 +53,9 @@ struct StageSupervisor {
         case .forward(let stream, let bytes):
             bytes.withUnsafeBytes { streamer?.feed($0, from: stream) }
             return []
-        case .sampleCPU: return [.cpuSample(usedNs: sandbox.cgroup.cpuNs() &- cpuBefore)]
+        case .sampleCPU:
+            return [.cpuSample(usedNs: sandbox.cgroup.cpuNs() &- cpuBefore, memoryBytes: sandbox.cgroup.memoryUsage())]
+        case .turn(let idle): turn?.runIsIdle(idle)
         case .sampleSockets: return [.socketSample(queuedBytes: SocketQueues.estimatedBytes(ofNetnsOf: sandbox.initPID))]
         case .kill: sandbox.kill()
         case .killInit: sandbox.killInit()

@@ -10,6 +10,37 @@ final class SlotSchedulerTests: XCTestCase {
         XCTAssertEqual(s.available, 0)
     }
 
+    func test_an_idle_runs_turn_goes_to_a_waiter_and_its_end_does_not_give_it_twice() async throws {
+        let s = SlotScheduler(size: 3, maxRunning: 1, maxQueue: 4, maxWaitMs: 5000)
+        let sleeper = try await s.acquire(key: "a", retryHintMs: 1)
+        let waiter = Task { try await s.acquire(key: "b", retryHintMs: 1) }
+        while s.queued == 0 { await Task.yield() }
+        let turn = RunTurn(scheduler: s)
+        turn.runIsIdle(true)
+        turn.runIsIdle(true)  // said twice, given once
+        let second = try await waiter.value
+        XCTAssertNotEqual(second, sleeper)
+        // A third request waits: the second holds the one turn.
+        let third = Task { try await s.acquire(key: "c", retryHintMs: 1) }
+        while s.queued == 0 { await Task.yield() }
+        XCTAssertFalse(turn.end(), "given back: its end gives nothing")
+        s.runEnded()  // the second run's end
+        _ = try await third.value
+    }
+
+    func test_a_run_busy_again_takes_a_turn_back() async throws {
+        let s = SlotScheduler(size: 3, maxRunning: 1, maxQueue: 4, maxWaitMs: 5000)
+        _ = try await s.acquire(key: "a", retryHintMs: 1)
+        let turn = RunTurn(scheduler: s)
+        turn.runIsIdle(true)
+        turn.runIsIdle(false)
+        let waiter = Task { try await s.acquire(key: "b", retryHintMs: 1) }
+        while s.queued == 0 { await Task.yield() }
+        XCTAssertTrue(turn.end(), "it holds a turn again: its end gives it")
+        s.runEnded()
+        _ = try await waiter.value
+    }
+
     func test_a_full_queue_answers_busy_with_a_retry_hint() async throws {
         let s = SlotScheduler(size: 1, maxQueue: 0, maxWaitMs: 1000)
         _ = try await s.acquire(key: "x", retryHintMs: 1)

@@ -106,6 +106,36 @@ final class StageMachineTests: XCTestCase {
         XCTAssertFalse(o.timedOut)
     }
 
+    /// One sample of the clock's turn: the tick, then what the cgroup says.
+    func sample(_ m: inout Machine, cpuMs: UInt64, memory: Int64 = 1 << 20) -> [Machine.Action] {
+        clock.advance(ms: 50)
+        XCTAssertEqual(m.handle(.tick), [.sampleCPU])
+        return m.handle(.cpuSample(usedNs: cpuMs * 1_000_000, memoryBytes: memory))
+    }
+
+    func test_a_run_idle_for_two_samples_gives_its_turn_back_and_takes_one_when_busy_again() {
+        var m = machine()
+        XCTAssertEqual(sample(&m, cpuMs: 5), [.sampleSockets], "the first sample is only a baseline")
+        XCTAssertEqual(sample(&m, cpuMs: 5), [.sampleSockets], "idle for one sample")
+        XCTAssertEqual(sample(&m, cpuMs: 6), [.turn(idle: true), .sampleSockets], "idle for two (1 ms is idle)")
+        XCTAssertEqual(sample(&m, cpuMs: 6), [.sampleSockets], "said once")
+        XCTAssertEqual(sample(&m, cpuMs: 30), [.turn(idle: false), .sampleSockets], "busy: a turn again")
+        XCTAssertEqual(sample(&m, cpuMs: 60), [.sampleSockets])
+        XCTAssertFalse(m.turnGivenBack)
+    }
+
+    func test_an_idle_run_holding_memory_or_queued_tcp_bytes_keeps_its_turn() {
+        var m = machine()
+        _ = sample(&m, cpuMs: 0)
+        for _ in 0..<4 { XCTAssertEqual(sample(&m, cpuMs: 0, memory: 17 << 20), [.sampleSockets], "more than a quarter of 64 MiB") }
+        XCTAssertEqual(m.handle(.socketSample(queuedBytes: 4096)), [])
+        for _ in 0..<4 { XCTAssertEqual(sample(&m, cpuMs: 0), [.sampleSockets], "TCP bytes queued") }
+        XCTAssertEqual(m.handle(.socketSample(queuedBytes: 0)), [])
+        _ = sample(&m, cpuMs: 0)
+        XCTAssertEqual(sample(&m, cpuMs: 0), [.turn(idle: true), .sampleSockets])
+        XCTAssertEqual(sample(&m, cpuMs: 0, memory: 32 << 20), [.turn(idle: false), .sampleSockets], "memory grew: a turn again")
+    }
+
     func test_the_socket_bound_is_at_most_the_memory_limit() {
         var m = machine(socketLimit: .max)
         clock.advance(ms: 50)

@@ -96,6 +96,28 @@ final class PoolTests: XCTestCase {
         XCTAssertEqual(r.stdout, "recovered\n")
     }
 
+    /// One run at once, two slots: a run that sleeps gives its turn back after ~100 ms idle, so a
+    /// request behind it runs meanwhile instead of waiting for the sleep to end.
+    func test_a_sleeping_run_gives_its_turn_to_a_waiting_request() async throws {
+        let live = try await LiveService(pool: 2) { $0.maxRunning = 1 }
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        async let sleeper = live.run("bash", "sleep 2; echo slept")
+        try await Task.sleep(for: .milliseconds(300))
+        let (quick, secs) = try await elapsed { try await live.run("bash", "echo quick") }
+        XCTAssertEqual(quick.stdout, "quick\n")
+        XCTAssertLessThan(secs, 1.0, "waited for the sleeping run's turn")
+        let slept = try await sleeper
+        XCTAssertEqual(slept.stdout, "slept\n")
+        // A busy one keeps its turn: the next request waits for it.
+        async let spinner = live.run("python3", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass\nprint('spun')")
+        try await Task.sleep(for: .milliseconds(300))
+        let (_, waited) = try await elapsed { try await live.run("bash", "echo after") }
+        XCTAssertGreaterThan(waited, 0.8, "a busy run kept its turn")
+        let spun = try await spinner
+        XCTAssertEqual(spun.stdout, "spun\n")
+    }
+
     /// What `codesand soak` relies on: status names the daemon and counts a process in a ready
     /// slot's cgroup that is not its sandbox's own (as if a run's process had survived its sandbox).
     func test_status_counts_a_process_left_in_a_ready_slots_cgroup_as_stray() async throws {
