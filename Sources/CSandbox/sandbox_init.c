@@ -112,7 +112,7 @@ static void build_root(const struct cs_sandbox_spec *s, int fresh_network) {
         int base = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
         if (base < 0 || dup3(base, CS_FD_BASE_MNTNS, O_CLOEXEC) < 0) cs_fail(CS_STEP_MNTNS);
         close(base);
-        cs_build_base(s);
+        if (!cs_build_base(s)) close(CS_FD_BASE_MNTNS);  // this sandbox's alone: nothing for the daemon to keep
     }
     if (unshare(CLONE_NEWNS) < 0 || chdir("/") < 0) cs_fail(CS_STEP_MNTNS);
     cs_mount_run_parts(s, fresh_network);

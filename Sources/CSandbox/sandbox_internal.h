@@ -23,8 +23,8 @@ CS_HIDDEN size_t cs_str_len(const char *s);
 /// Joins a and b into out (size PATH_MAX-ish); returns out or NULL if too long.
 CS_HIDDEN char *cs_path_join(char *out, size_t cap, const char *a, const char *b);
 /// Builds the slot's base (the read-only root every sandbox of the slot shows) in the init's new
-/// mount namespace and pivots into it.
-CS_HIDDEN void cs_build_base(const struct cs_sandbox_spec *s);
+/// mount namespace and pivots into it. 0 when it must not serve other sandboxes (see mount_system_dir).
+CS_HIDDEN int cs_build_base(const struct cs_sandbox_spec *s);
 /// Mounts the run's own parts in the init's copy of the base (/proc, the writable tmpfs), sets the
 /// hostname; with `fresh_network`, sets up the new network namespace (loopback up, receive buffers).
 CS_HIDDEN void cs_mount_run_parts(const struct cs_sandbox_spec *s, int fresh_network);

@@ -60,9 +60,15 @@ static int bind_readonly(const char *src, const char *dst) {
 // cannot be mounted (no overlayfs, stacking too deep, a path that cannot be written in its
 // options: ':', ',', '\\'). Mounts below `src` on the host are not in its overlay: the daemon
 // lists them as system directories of their own (SandboxLayout), mounted over it in order.
-static int mount_system_dir(const char *src, const char *dst, const char *empty) {
+//
+// Its directories' inode numbers must be the host's (xino): without it, overlayfs numbers the
+// directories of layers on different file systems from a counter of its own, which a base shared
+// by a slot's runs would carry from run to run (how many directories, and which, the last run
+// looked up). Where xino cannot be had, `*shareable` is cleared: the base is then the one
+// sandbox's only.
+static int mount_system_dir(const char *src, const char *dst, const char *empty, int *shareable) {
     char opts[4200];
-    const char *parts[] = {"lowerdir=", src, ":", empty, NULL};
+    const char *parts[] = {"lowerdir=", src, ":", empty, ",xino=on", NULL};
     size_t o = 0;
     int plain = 1;
     for (const char *c = src; *c; c++) if (*c == ':' || *c == ',' || *c == '\\') plain = 0;
@@ -73,7 +79,19 @@ static int mount_system_dir(const char *src, const char *dst, const char *empty)
         o += l;
     }
     opts[o] = 0;
-    if (plain && mount("overlay", dst, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) == 0) return make_readonly(dst);
+    if (plain && mount("overlay", dst, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) == 0) {
+        struct stat host, shown;
+        // xino=on that the kernel turned off (inode numbers too wide to tag) shows as other numbers.
+        if (stat(src, &host) < 0 || stat(dst, &shown) < 0 || (host.st_ino & 0xffffffffu) != (shown.st_ino & 0xffffffffu)) *shareable = 0;
+        return make_readonly(dst);
+    }
+    if (plain) {
+        opts[o - (sizeof ",xino=on" - 1)] = 0;  // kernels before 4.17 know no xino
+        if (mount("overlay", dst, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, opts) == 0) {
+            *shareable = 0;
+            return make_readonly(dst);
+        }
+    }
     return bind_readonly(src, dst);
 }
 
@@ -193,7 +211,8 @@ static void bring_up_loopback(void) {
 // The slot's base: what every sandbox of the slot shows read-only, built in the init's new mount
 // namespace, which it pivots into. Mount points for the run's own mounts (cs_mount_run_parts) are
 // made here, before the root becomes read-only.
-void cs_build_base(const struct cs_sandbox_spec *s) {
+int cs_build_base(const struct cs_sandbox_spec *s) {
+    int shareable = 1;
     const char *root = s->root_dir;
     char path[4096];
     // Nothing mounted from here on may propagate back to the host.
@@ -205,7 +224,7 @@ void cs_build_base(const struct cs_sandbox_spec *s) {
     if (chdir(root) < 0 || mkdir(".empty", 0555) < 0) cs_fail(CS_STEP_BIND_RO);
     for (int i = 0; s->ro_paths && s->ro_paths[i] && s->ro_paths[i + 1]; i += 2) {
         if (!cs_path_join(path, sizeof path, root, s->ro_paths[i + 1]) || mkdir_p(path, 0755) < 0) cs_fail(CS_STEP_BIND_RO);
-        if (mount_system_dir(s->ro_paths[i], path, ".empty") < 0) cs_fail(CS_STEP_BIND_RO);
+        if (mount_system_dir(s->ro_paths[i], path, ".empty", &shareable) < 0) cs_fail(CS_STEP_BIND_RO);
     }
     for (int i = 0; s->links && s->links[i] && s->links[i + 1]; i += 2) {
         char name[256] = "/";
@@ -230,6 +249,7 @@ void cs_build_base(const struct cs_sandbox_spec *s) {
     if (umount2(".", MNT_DETACH) < 0) cs_fail(CS_STEP_PIVOT_ROOT);
     if (chdir("/") < 0) cs_fail(CS_STEP_PIVOT_ROOT);
     if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0) cs_fail(CS_STEP_ROOT_RDONLY);
+    return shareable;
 }
 
 // What is the run's own, in its copy of the base (the init is in it, at its root): a procfs of its

@@ -22,6 +22,8 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
     private var stagesStarted = 0, stagesReported = 0, networkTouched = false
     /// The base mount namespace its init built (an fd), for the slot to keep; nil if it joined one.
     private(set) var builtBase: Int32?
+    /// When the base its root is a copy of was built (SandboxSlots.baseLifetime).
+    var baseBorn: ContinuousClock.Instant = .now
     /// The limits the cgroup holds now (writing them again costs a syscall each on the request path).
     private(set) var limits: LimitSet
 

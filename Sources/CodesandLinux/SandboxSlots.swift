@@ -25,6 +25,11 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
     private let bases: Mutex<[KeptBase?]>
     static let baseLifetime: Duration = .seconds(30)
 
+    /// A base built then may still serve: built less than baseLifetime ago. Checked when a sandbox
+    /// is built and again when a run takes it: the base's overlays keep what earlier runs looked up,
+    /// so a ready sandbox that waited long would show the host's files as they were.
+    static func isYoung(_ born: ContinuousClock.Instant) -> Bool { born.duration(to: .now) < baseLifetime }
+
     private struct KeptBase {
         let fd: Int32
         let layout: SandboxLayout
@@ -57,12 +62,13 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
             return nil
         }
         defer { if let netns { close(netns) } }
-        let base = currentBase(slot, layout: layout)
+        let (base, born) = currentBase(slot, layout: layout) ?? (nil, .now)
         defer { if let base { close(base) } }
         do {
             let instance = try SandboxInstance.spawn(layout: layout, slot: slot, uid: uidBase + UInt32(slot),
                                                      cgroup: cgroups[slot], limits: defaultLimits, prestart: prestart,
                                                      zygote: zygote, logger: logger, joinNetns: netns, joinBase: base)
+            instance.baseBorn = born
             if let built = instance.takeBuiltBase() {
                 keepBase(slot, KeptBase(fd: built, layout: layout, born: .now))
             }
@@ -73,15 +79,16 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
         }
     }
 
-    /// A copy of the slot's base for a sandbox of `layout`, if it has one of that layout young enough.
-    private func currentBase(_ slot: Int, layout: SandboxLayout) -> Int32? {
-        bases.withLock { b -> Int32? in
+    /// A copy of the slot's base for a sandbox of `layout`, if it has one of that layout young
+    /// enough, and when it was built.
+    private func currentBase(_ slot: Int, layout: SandboxLayout) -> (Int32, ContinuousClock.Instant)? {
+        bases.withLock { b -> (Int32, ContinuousClock.Instant)? in
             guard let kept = b[slot] else { return nil }
             // Not once its sources are gone (an image moved away): the base's mounts would still
             // show them, but the layout's sandboxes must fail with the cause, as a new build does.
-            if kept.layout === layout && kept.born.duration(to: .now) < Self.baseLifetime && layout.missingSource() == nil {
+            if kept.layout === layout && Self.isYoung(kept.born) && layout.missingSource() == nil {
                 let copy = fcntl(kept.fd, F_DUPFD_CLOEXEC, 3)
-                return copy >= 0 ? copy : nil
+                return copy >= 0 ? (copy, kept.born) : nil
             }
             close(kept.fd)
             b[slot] = nil
