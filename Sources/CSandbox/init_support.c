@@ -4,6 +4,10 @@
 #include "sandbox_internal.h"
 
 #include <errno.h>
+#include <linux/capability.h>
+#include <stdint.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -69,3 +73,44 @@ char *cs_path_join(char *out, size_t cap, const char *a, const char *b) {
     return out;
 }
 
+// The capabilities still in the bounding set, from /proc/self/status ("CapBnd:\t" and 16 hex
+// digits); all 64 when it cannot be read.
+static uint64_t bounding_set(void) {
+    char buf[4096];
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ~0ULL;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return ~0ULL;
+    buf[n] = 0;
+    static const char key[] = "\nCapBnd:\t";
+    for (char *p = buf; *p; p++) {
+        if (memcmp(p, key, sizeof key - 1) != 0) continue;
+        uint64_t set = 0;
+        int digits = 0;
+        for (p += sizeof key - 1; digits < 16; p++, digits++) {
+            int v = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+            if (v < 0) break;
+            set = set << 4 | (uint64_t)v;
+        }
+        return digits == 16 ? set : ~0ULL;
+    }
+    return ~0ULL;
+}
+
+// Only what is still there: each PR_CAPBSET_DROP is a trip through the LSM hooks, and an init
+// cloned by the plain spawner has none left (it dropped its own at start).
+int cs_drop_bounding_set(void) {
+    uint64_t set = bounding_set();
+    for (int cap = 0; cap <= 63 && set; cap++, set >>= 1) {
+        if ((set & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -1;
+    }
+    return 0;
+}
+
+int cs_clear_capabilities(void) {
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    return (int)syscall(SYS_capset, &hdr, data);
+}

@@ -37,20 +37,14 @@
 
 // ---- the recipe ----
 
-// The namespaces to join, if the spec names them: their fds follow the cgroup fds.
-static int joins_netns(const struct cs_sandbox_spec *s) { return s->join_netns_fd > 2; }
-static int joins_mntns(const struct cs_sandbox_spec *s) { return s->join_mntns_fd > 2; }
-static int netns_fd(const struct cs_sandbox_spec *s) { return FD_CGROUP0 + s->n_cgroup_fds; }
-static int mntns_fd(const struct cs_sandbox_spec *s) { return netns_fd(s) + joins_netns(s); }
-
 // Moves the caller's fds to fixed numbers and closes everything else the daemon had open.
 static void setup_fds(const struct cs_sandbox_spec *s) {
     int src[8 + CS_MAX_CGROUP_FDS] = {s->control_fd, s->report_fd, s->status_fd, s->stdin_fd, s->stdout_fd, s->stderr_fd};
     int n = 6 + s->n_cgroup_fds;
     int top = 0;
     for (int i = 0; i < s->n_cgroup_fds; i++) src[6 + i] = s->cgroup_fds[i];
-    if (joins_netns(s)) src[n++] = s->join_netns_fd;
-    if (joins_mntns(s)) src[n++] = s->join_mntns_fd;
+    if (cs_joins_netns(s)) src[n++] = s->join_netns_fd;
+    if (cs_joins_mntns(s)) src[n++] = s->join_mntns_fd;
     for (int i = 0; i < n; i++) if (src[i] > top) top = src[i];
     if (top < FD_CGROUP0 + n) top = FD_CGROUP0 + n;
     // First above every source and target, then down to the fixed numbers: no dup2 clobbers a source.
@@ -69,53 +63,12 @@ static void setup_fds(const struct cs_sandbox_spec *s) {
     }
 }
 
-// The network namespace: the slot's kept one (the daemon keeps it while no run has made a socket
-// in it but unix ones: see cs_install_socket_watch), or a new one. Joined only if no socket lives
-// in it any more — a unix socket can outlive its processes for a moment, in flight inside another
-// (its garbage collection is asynchronous) — else the init makes a new one after all. Returns 1
-// when the namespace is new (its loopback is still down and its settings the kernel's).
-static int join_network(const struct cs_sandbox_spec *s) {
-    if (!joins_netns(s)) return 1;
-    int fd = netns_fd(s);
-    if (setns(fd, CLONE_NEWNET) < 0) cs_fail(CS_STEP_NETNS);
-    close(fd);
-    // "sockets: used" counts the sockets of every family that exist in this namespace now.
-    char buf[64];
-    ssize_t n = -1;
-    int stat = open("/proc/self/net/sockstat", O_RDONLY | O_CLOEXEC);
-    if (stat >= 0) { n = read(stat, buf, sizeof buf - 1); close(stat); }
-    static const char empty[] = "sockets: used 0\n";
-    if (n >= (ssize_t)sizeof empty - 1 && memcmp(buf, empty, sizeof empty - 1) == 0) return 0;
-    if (unshare(CLONE_NEWNET) < 0) cs_fail(CS_STEP_NETNS);
-    return 1;
-}
-
 static void join_cgroups(int count) {
     for (int i = 0; i < count; i++) {
         // "0" means the writing process; its pid in this new namespace would be meaningless to the cgroup.
         if (write(FD_CGROUP0 + i, "0", 1) != 1) cs_fail(CS_STEP_CGROUP);
         close(FD_CGROUP0 + i);
     }
-}
-
-// The root: a copy of the slot's base mount namespace (built by an earlier sandbox of the slot,
-// kept by the daemon), or of one built now — which this init keeps open for the daemon to take,
-// the slot's base from now on. Either way the run's own mounts go into a copy of the base, so
-// nothing of them reaches the base: the program cannot mount anything (no capabilities; seccomp
-// denies it), and the base's mounts are private and read-only.
-static void build_root(const struct cs_sandbox_spec *s, int fresh_network) {
-    if (joins_mntns(s)) {
-        if (setns(mntns_fd(s), CLONE_NEWNS) < 0) cs_fail(CS_STEP_MNTNS);  // also moves root and cwd to its root
-        close(mntns_fd(s));
-    } else {
-        // Before the pivot: the host's /proc is still there to name the namespace by.
-        int base = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
-        if (base < 0 || dup3(base, CS_FD_BASE_MNTNS, O_CLOEXEC) < 0) cs_fail(CS_STEP_MNTNS);
-        close(base);
-        if (!cs_build_base(s)) close(CS_FD_BASE_MNTNS);  // this sandbox's alone: nothing for the daemon to keep
-    }
-    if (unshare(CLONE_NEWNS) < 0 || chdir("/") < 0) cs_fail(CS_STEP_MNTNS);
-    cs_mount_run_parts(s, fresh_network);
 }
 
 // ---- the job ----
@@ -185,48 +138,6 @@ static void write_code_file(const struct cs_sandbox_spec *s, const struct job *j
     close(fd);
 }
 
-// The capabilities still in the bounding set, from /proc/self/status ("CapBnd:\t" and 16 hex
-// digits); all 64 when it cannot be read.
-static uint64_t bounding_set(void) {
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ~0ULL;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return ~0ULL;
-    buf[n] = 0;
-    static const char key[] = "\nCapBnd:\t";
-    for (char *p = buf; *p; p++) {
-        if (memcmp(p, key, sizeof key - 1) != 0) continue;
-        uint64_t set = 0;
-        int digits = 0;
-        for (p += sizeof key - 1; digits < 16; p++, digits++) {
-            int v = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
-            if (v < 0) break;
-            set = set << 4 | (uint64_t)v;
-        }
-        return digits == 16 ? set : ~0ULL;
-    }
-    return ~0ULL;
-}
-
-// Only what is still there: each PR_CAPBSET_DROP is a trip through the LSM hooks, and an init
-// cloned by the plain spawner has none left (it dropped its own at start).
-static int drop_bounding_set(void) {
-    uint64_t set = bounding_set();
-    for (int cap = 0; cap <= 63 && set; cap++, set >>= 1) {
-        if ((set & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) return -1;
-    }
-    return 0;
-}
-
-static int clear_capabilities(void) {
-    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
-    struct __user_cap_data_struct data[2];
-    memset(data, 0, sizeof data);
-    return (int)syscall(SYS_capset, &hdr, data);
-}
-
 static void set_rlimit(int resource, uint64_t value) {
     if (value == 0) return;
     struct rlimit rl = {.rlim_cur = value, .rlim_max = value};
@@ -246,11 +157,6 @@ static void set_default_disposition(int sig) {
 
 // The zygote's own name, which the init's fork gets back (the init renames itself).
 static char zygote_name[16];
-
-// The socket watch's listener (cs_install_socket_watch), -1 without one; and whether a socket
-// other than a unix one has been let through in this sandbox (or could have been: no watch).
-static int socket_watch = -1;
-static int network_touched;
 
 // Set by become_ready: from then on the init holds what every program it starts must have (the
 // seccomp filter, no bounding set, default signal dispositions), and its children inherit it.
@@ -302,7 +208,7 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
     close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_STATUS);
     // Never the program's: it could answer its own sockets' announcements (a forked interpreter
     // is not exec'd, which would close it). Read only: the start of a program shares the init's memory.
-    if (socket_watch >= 0) close(socket_watch);
+    if (cs_socket_watch >= 0) close(cs_socket_watch);
     close(CS_FD_BASE_MNTNS);
     if (go_fd >= 0) {
         if (dup2(go_fd, 3) < 0) cs_fail(CS_STEP_FDS);  // not close-on-exec: the interpreter reads its job there
@@ -335,12 +241,12 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
     close(adj);
     if (forked) set_cmdline(zygote_name);  // "python3", not the zygote's launcher and library path
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) cs_fail(CS_STEP_CAPS);
-    if (!init_is_ready && drop_bounding_set() < 0) cs_fail(CS_STEP_CAPS);
+    if (!init_is_ready && cs_drop_bounding_set() < 0) cs_fail(CS_STEP_CAPS);
     // Raw syscalls: glibc's set*id broadcast to every thread, which this copy of the daemon does not have.
     if (syscall(SYS_setgroups, 0, NULL) < 0) cs_fail(CS_STEP_SETUID);
     if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) < 0) cs_fail(CS_STEP_SETUID);
     if (syscall(SYS_setresuid, s->uid, s->uid, s->uid) < 0) cs_fail(CS_STEP_SETUID);
-    if (clear_capabilities() < 0) cs_fail(CS_STEP_CAPS);
+    if (cs_clear_capabilities() < 0) cs_fail(CS_STEP_CAPS);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) cs_fail(CS_STEP_NO_NEW_PRIVS);
     if (chdir(s->home) < 0) cs_fail(CS_STEP_CHDIR);
     if (forked) {
@@ -412,8 +318,8 @@ __attribute__((noreturn)) static void await_teardown(void) {
 
 static void drop_privileges_of_init(void) {
     close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_REPORT);
-    if (!init_is_ready) drop_bounding_set();  // become_ready did
-    clear_capabilities();
+    if (!init_is_ready) cs_drop_bounding_set();  // become_ready did
+    cs_clear_capabilities();
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
@@ -424,40 +330,6 @@ static void drop_privileges_of_init(void) {
 // data (become_program: its own fd table, signal dispositions, credentials; no allocation), and the
 // init waits until the exec (or the child's exit) before it goes on.
 static char program_stack[128 << 10] __attribute__((aligned(64)));
-
-static void on_child(int sig) { (void)sig; }
-
-// Waits until a child exits (SIGCHLD, blocked but while waiting, interrupts the wait) or a socket
-// is announced on the watch: the namespace is marked before the call goes on. Calls announced
-// once the stage's status is written are never answered: they wait, and die with the sandbox.
-static void await_child_or_socket(void) {
-    sigset_t none;
-    sigemptyset(&none);
-    struct pollfd pfd = {.fd = socket_watch, .events = POLLIN};
-    if (ppoll(&pfd, 1, NULL, &none) <= 0) return;
-    if (pfd.revents & POLLIN) {
-        network_touched = 1;
-        cs_answer_socket_watch(socket_watch);
-    } else if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) {
-        network_touched = 1;  // no watch any more: wait the plain way
-        close(socket_watch);
-        socket_watch = -1;
-    }
-}
-
-// SIGCHLD gets a handler (an ignored signal would not interrupt ppoll) and is blocked outside the
-// wait; the program's start unblocks it, and its execve resets the handler.
-static void watch_children(void) {
-    if (socket_watch < 0) return;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_child;
-    sigaction(SIGCHLD, &sa, NULL);
-    sigset_t chld;
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, NULL);
-}
 
 struct program_start {
     const struct cs_sandbox_spec *s;
@@ -483,13 +355,13 @@ static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job,
     struct cs_stage_status record = {.stage = stage, .wait_status = 0};
     for (;;) {
         int status = 0;
-        pid_t pid = (pid_t)syscall(SYS_wait4, -1, &status, socket_watch >= 0 ? WNOHANG : 0, NULL);
+        pid_t pid = (pid_t)syscall(SYS_wait4, -1, &status, cs_socket_watch >= 0 ? WNOHANG : 0, NULL);
         if (pid == child) { record.wait_status = status; break; }
         if (pid < 0 && errno == ECHILD) break;
         if (pid != 0) continue;  // an orphan reaped, or EINTR: look again
-        await_child_or_socket();
+        cs_await_child_or_socket();
     }
-    record.network_touched = network_touched;
+    record.network_touched = cs_network_touched;
     cs_write_all(FD_STATUS, &record, sizeof record);
     return record.wait_status;
 }
@@ -507,7 +379,7 @@ static void become_ready(void) {
     sigset_t none;
     sigemptyset(&none);
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(uint64_t));
-    if (drop_bounding_set() < 0) cs_fail(CS_STEP_CAPS);
+    if (cs_drop_bounding_set() < 0) cs_fail(CS_STEP_CAPS);
     if (cs_install_seccomp() < 0) cs_fail(CS_STEP_SECCOMP);
     init_is_ready = 1;
 }
@@ -534,18 +406,18 @@ static int init_main(const struct cs_sandbox_spec *s) {
     // command line, which is how killStrays tells it from a zygote's unanswered clone.
     set_cmdline("codesand-init");
     join_cgroups(s->n_cgroup_fds);
-    int fresh_network = join_network(s);
+    int fresh_network = cs_join_network(s);
     // Its own cgroup namespace, rooted at the slot's cgroup (made after joining it, so the host's
     // cgroup paths do not show in /proc/self/cgroup).
     if (unshare(CLONE_NEWCGROUP) < 0) cs_fail(CS_STEP_CGROUP);
     // The OOM killer must pick the program, never the init that reports its status.
     int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (adj >= 0) { (void)!write(adj, "-1000", 5); close(adj); }
-    build_root(s, fresh_network);
+    cs_enter_root(s, fresh_network);
     // From here on every socket but a unix one waits for this init's word (run_stage gives it);
     // whatever this sandbox starts inherits the watch. Without it, the namespace is never kept.
-    socket_watch = cs_install_socket_watch();
-    if (socket_watch < 0) network_touched = 1;
+    cs_socket_watch = cs_install_socket_watch();
+    if (cs_socket_watch < 0) cs_network_touched = 1;
     int go_fd = -1;
     pid_t prestarted = start_prestart(s, &go_fd);
     if (prestarted == 0) return 0;  // the forked interpreter: back to its runtime, which reads fd 3
@@ -562,7 +434,7 @@ static int init_main(const struct cs_sandbox_spec *s) {
     sa.sa_handler = on_backup_alarm;
     sigaction(SIGALRM, &sa, NULL);
     if (job.h.backup_wall_s) alarm(job.h.backup_wall_s);
-    watch_children();
+    cs_watch_children();
 
     if (prestarted > 0 && (job.h.flags & CS_JOB_USE_PRESTART)) {
         // Hand the waiting interpreter its argv; it runs the file just written.
@@ -592,8 +464,8 @@ pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_
     if (spec->n_cgroup_fds < 0 || spec->n_cgroup_fds > CS_MAX_CGROUP_FDS) { errno = EINVAL; return -1; }
     // Raw clone with no new stack behaves like fork() but without glibc's atfork handlers and locks.
     uint64_t flags = cs_clone_flags_sandbox() | extra_clone_flags;
-    if (joins_netns(spec)) flags &= ~(uint64_t)CLONE_NEWNET;  // the init joins that one (join_network)
-    if (joins_mntns(spec)) flags &= ~(uint64_t)CLONE_NEWNS;   // and works in a copy of that one (build_root)
+    if (cs_joins_netns(spec)) flags &= ~(uint64_t)CLONE_NEWNET;  // the init joins that one (join_network)
+    if (cs_joins_mntns(spec)) flags &= ~(uint64_t)CLONE_NEWNS;   // and works in a copy of that one (build_root)
     long pid = syscall(SYS_clone, (unsigned long)(flags | SIGCHLD), 0, 0, 0, 0);
     if (pid < 0) return -1;
     if (pid == 0) {
@@ -608,4 +480,3 @@ pid_t cs_sandbox_spawn(const struct cs_sandbox_spec *spec) {
     return cs_sandbox_spawn_flags(spec, 0);
 }
 
-int cs_drop_bounding_set(void) { return drop_bounding_set(); }

@@ -29,4 +29,25 @@ CS_HIDDEN int cs_build_base(const struct cs_sandbox_spec *s);
 /// hostname; with `fresh_network`, sets up the new network namespace (loopback up, receive buffers).
 CS_HIDDEN void cs_mount_run_parts(const struct cs_sandbox_spec *s, int fresh_network);
 
+/// The capability bounding set's drop (only what is left) and the capability sets' clearing (init_support.c).
+CS_HIDDEN int cs_clear_capabilities(void);
+
+// init_namespaces.c
+CS_HIDDEN int cs_joins_netns(const struct cs_sandbox_spec *s);
+CS_HIDDEN int cs_joins_mntns(const struct cs_sandbox_spec *s);
+/// The fixed fd numbers the spec's namespace fds get in the init (after the cgroup fds).
+CS_HIDDEN int cs_netns_fd(const struct cs_sandbox_spec *s);
+CS_HIDDEN int cs_mntns_fd(const struct cs_sandbox_spec *s);
+/// Joins the slot's kept network namespace (or makes a new one): 1 when the namespace is new.
+CS_HIDDEN int cs_join_network(const struct cs_sandbox_spec *s);
+/// Enters a copy of the slot's base mount namespace (built now if the spec names none) and mounts the run's parts.
+CS_HIDDEN void cs_enter_root(const struct cs_sandbox_spec *s, int fresh_network);
+/// The socket watch's listener (-1: none) and whether a non-unix socket was let through (or could have been).
+CS_HIDDEN extern int cs_socket_watch;
+CS_HIDDEN extern int cs_network_touched;
+/// In the init, while a stage runs: waits for a child's exit or answers one socket announcement.
+CS_HIDDEN void cs_await_child_or_socket(void);
+/// SIGCHLD handled (to interrupt the wait) and blocked outside it.
+CS_HIDDEN void cs_watch_children(void);
+
 #endif

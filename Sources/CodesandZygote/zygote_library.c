@@ -3,6 +3,7 @@
 // changes nothing in the interpreter but these functions.
 #include "../CSandbox/host_syscalls.c"
 #include "../CSandbox/init_support.c"
+#include "../CSandbox/init_namespaces.c"
 #include "../CSandbox/sandbox_root.c"
 #include "../CSandbox/sandbox_init.c"
 #include "../CSandbox/seccomp_filter.c"
