@@ -11,7 +11,12 @@ import Glibc
 struct DaemonSnapshot: Codable, Sendable {
     /// Resident memory (VmRSS), KiB.
     var rssKiB: Int
+    /// Open fds, but those below: what must not grow.
     var fds: Int
+    /// Fds of namespaces (`net:[…]`, `mnt:[…]`: what a slot keeps for its next sandbox) and of files
+    /// under the slots' cgroups (their counters, held open): at most a few per slot, however many runs.
+    var namespaceFds = 0
+    var cgroupFileFds = 0
     var threads: Int
     /// Its children in state Z (exited, not reaped).
     var zombies: [Int32]
@@ -23,7 +28,8 @@ struct DaemonSnapshot: Codable, Sendable {
     var markedProcesses: [Int32]
 
     enum CodingKeys: String, CodingKey {
-        case rssKiB = "rss_kib", fds, threads, zombies, mounts, cgroupDirs = "cgroup_dirs", markedProcesses = "marked_processes"
+        case rssKiB = "rss_kib", fds, namespaceFds = "namespace_fds", cgroupFileFds = "cgroup_file_fds", threads, zombies,
+             mounts, cgroupDirs = "cgroup_dirs", markedProcesses = "marked_processes"
     }
 }
 
@@ -61,7 +67,17 @@ struct DaemonProbe: Sendable {
                 marked.append(other)
             }
         }
-        return DaemonSnapshot(rssKiB: field("VmRSS"), fds: fds.count, threads: field("Threads"), zombies: zombies.sorted(),
+        var namespaces = 0, cgroupFiles = 0
+        for fd in fds {
+            var link = [CChar](repeating: 0, count: 4096)
+            let n = readlink("/proc/\(pid)/fd/\(fd)", &link, link.count - 1)
+            guard n > 0 else { continue }
+            let target = String(decoding: link[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if target.hasPrefix("net:[") || target.hasPrefix("mnt:[") { namespaces += 1 }
+            else if cgroupParents.contains(where: { target.hasPrefix($0 + "/") }) { cgroupFiles += 1 }
+        }
+        return DaemonSnapshot(rssKiB: field("VmRSS"), fds: fds.count - namespaces - cgroupFiles, namespaceFds: namespaces,
+                              cgroupFileFds: cgroupFiles, threads: field("Threads"), zombies: zombies.sorted(),
                               mounts: mountinfo.split(separator: "\n").count, cgroupDirs: cgroupParents.map(Self.directories).reduce(0, +),
                               markedProcesses: marked.sorted())
     }

@@ -99,7 +99,7 @@ struct SoakCommand: AsyncParsableCommand {
         report.runsTotalDelta = after.map { $0.runsTotal - before.runsTotal }
         // Closed only now: the daemon holds the same connections at the start and at the end.
         for client in clients + [control] { await client.close() }
-        report.checkResources(rssSlackKiB: rssSlackMiB * 1024)
+        report.checkResources(rssSlackKiB: rssSlackMiB * 1024, slots: initial.poolSize)
         try report.conclude(json: json)
     }
 

@@ -139,12 +139,22 @@ struct SoakReport: Codable, Sendable, CommandReport {
     }
 
     /// What the daemon kept or left after the load: each is a failure (a leak), judged once it is idle.
-    mutating func checkResources(rssSlackKiB: Int) {
+    /// `slots`: the pool's sandbox slots (status pool_size), each of which may hold a network and a
+    /// base mount namespace and its cgroup counters open (one more slot probes languages).
+    mutating func checkResources(rssSlackKiB: Int, slots: Int) {
         guard let start, let end else {
             failures.append("the daemon's /proc entries could not be read at the end")
             return
         }
         if end.fds > start.fds { failures.append("the daemon's open fds grew from \(start.fds) to \(end.fds)") }
+        // Two namespaces per slot, and one more base while a slot's is being replaced.
+        if end.namespaceFds > 2 * (slots + 1) + 1 {
+            failures.append("the daemon holds \(end.namespaceFds) namespace fds for \(slots) slots")
+        }
+        // Six counters per slot at most (cgroup v2: current, peak, events, cpu.stat, cgroup.events, reclaim).
+        if end.cgroupFileFds > 6 * (slots + 1) {
+            failures.append("the daemon holds \(end.cgroupFileFds) cgroup file fds for \(slots) slots")
+        }
         let baseline = afterThirds.first ?? start
         if end.rssKiB - baseline.rssKiB > rssSlackKiB {
             failures.append("the daemon's resident memory grew from \(baseline.rssKiB / 1024) MiB after the first third to "
@@ -200,6 +210,8 @@ struct SoakReport: Codable, Sendable, CommandReport {
             func row(_ name: String, _ value: (DaemonSnapshot) -> String) { daemon.append([name, value(start), mid.map(value) ?? "-", value(end)]) }
             row("rss MiB") { BenchReport.fixed(Double($0.rssKiB) / 1024) }
             row("fds") { "\($0.fds)" }
+            row("namespace fds") { "\($0.namespaceFds)" }
+            row("cgroup file fds") { "\($0.cgroupFileFds)" }
             row("threads") { "\($0.threads)" }
             row("zombie children") { "\($0.zombies.count)" }
             row("host mounts") { "\($0.mounts)" }
