@@ -17,6 +17,8 @@ struct DaemonSnapshot: Codable, Sendable {
     /// under the slots' cgroups (their counters, held open): at most a few per slot, however many runs.
     var namespaceFds = 0
     var cgroupFileFds = 0
+    /// The other fds by kind (pipe, socket, anon_inode:[eventfd], file…), to name what grew.
+    var fdKinds: [String: Int] = [:]
     var threads: Int
     /// Its children in state Z (exited, not reaped).
     var zombies: [Int32]
@@ -28,7 +30,7 @@ struct DaemonSnapshot: Codable, Sendable {
     var markedProcesses: [Int32]
 
     enum CodingKeys: String, CodingKey {
-        case rssKiB = "rss_kib", fds, namespaceFds = "namespace_fds", cgroupFileFds = "cgroup_file_fds", threads, zombies,
+        case rssKiB = "rss_kib", fds, namespaceFds = "namespace_fds", cgroupFileFds = "cgroup_file_fds", fdKinds = "fd_kinds", threads, zombies,
              mounts, cgroupDirs = "cgroup_dirs", markedProcesses = "marked_processes"
     }
 }
@@ -67,7 +69,7 @@ struct DaemonProbe: Sendable {
                 marked.append(other)
             }
         }
-        var namespaces = 0, cgroupFiles = 0
+        var namespaces = 0, cgroupFiles = 0, kinds: [String: Int] = [:]
         for fd in fds {
             var link = [CChar](repeating: 0, count: 4096)
             let n = readlink("/proc/\(pid)/fd/\(fd)", &link, link.count - 1)
@@ -75,11 +77,19 @@ struct DaemonProbe: Sendable {
             let target = String(decoding: link[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if target.hasPrefix("net:[") || target.hasPrefix("mnt:[") { namespaces += 1 }
             else if cgroupParents.contains(where: { target.hasPrefix($0 + "/") }) { cgroupFiles += 1 }
+            else { kinds[Self.kind(ofLink: target), default: 0] += 1 }
         }
         return DaemonSnapshot(rssKiB: field("VmRSS"), fds: fds.count - namespaces - cgroupFiles, namespaceFds: namespaces,
-                              cgroupFileFds: cgroupFiles, threads: field("Threads"), zombies: zombies.sorted(),
+                              cgroupFileFds: cgroupFiles, fdKinds: kinds, threads: field("Threads"), zombies: zombies.sorted(),
                               mounts: mountinfo.split(separator: "\n").count, cgroupDirs: cgroupParents.map(Self.directories).reduce(0, +),
                               markedProcesses: marked.sorted())
+    }
+
+    /// "pipe:[123]" → "pipe", "anon_inode:[eventfd]" as it is, a path → "file".
+    static func kind(ofLink target: String) -> String {
+        if target.hasPrefix("/") { return "file" }
+        if target.hasPrefix("anon_inode:") { return target }
+        return String(target.prefix { $0 != ":" })
     }
 
     private func read(_ path: String) throws -> String {

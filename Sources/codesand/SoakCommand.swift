@@ -74,6 +74,13 @@ struct SoakCommand: AsyncParsableCommand {
         await withTaskGroup(of: Void.self) { group in
             for client in clients { group.addTask { for kind in kinds { _ = await Self.send(kind, on: client) } } }
         }
+        // And requests that wait for a turn (their wait's timer is set up on its first use): more
+        // at once than run at once. (A sleeping run lends its turn, so the above may queue none.)
+        await withTaskGroup(of: Void.self) { group in
+            for client in clients {
+                for _ in 0..<3 { group.addTask { _ = await Self.send(kinds[0], on: client) } }
+            }
+        }
         guard let before = await Self.idle(control) else {
             printError("codesand: the daemon's pool is not idle with every slot ready after the warm-up (see `codesand status`)")
             throw ExitCode(1)
@@ -186,9 +193,11 @@ struct SoakCommand: AsyncParsableCommand {
 
     /// The daemon once idle. A child just killed with its sandbox may need a moment to be reaped, and
     /// a sandbox's pipes a moment to be closed: up to 5 s for both.
+    /// Waits up to 15 s for what the load still holds to go (a connection closing, a zygote starting
+    /// again after its back-off); a leak stays.
     private func settledSnapshot(_ probe: DaemonProbe, start: DaemonSnapshot) async -> DaemonSnapshot? {
         var last: DaemonSnapshot?
-        for _ in 0..<50 {
+        for _ in 0..<150 {
             last = try? probe.snapshot()
             if let last, Set(last.zombies).isSubset(of: start.zombies), last.fds <= start.fds { return last }
             try? await Task.sleep(for: .milliseconds(100))

@@ -146,7 +146,11 @@ struct SoakReport: Codable, Sendable, CommandReport {
             failures.append("the daemon's /proc entries could not be read at the end")
             return
         }
-        if end.fds > start.fds { failures.append("the daemon's open fds grew from \(start.fds) to \(end.fds)") }
+        if end.fds > start.fds {
+            let grew = end.fdKinds.filter { $0.value > start.fdKinds[$0.key, default: 0] }
+                .map { "\($0.key) \(start.fdKinds[$0.key, default: 0]) → \($0.value)" }.sorted()
+            failures.append("the daemon's open fds grew from \(start.fds) to \(end.fds) (\(grew.joined(separator: ", ")))")
+        }
         // Two namespaces per slot, and one more base while a slot's is being replaced.
         if end.namespaceFds > 2 * (slots + 1) + 1 {
             failures.append("the daemon holds \(end.namespaceFds) namespace fds for \(slots) slots")
