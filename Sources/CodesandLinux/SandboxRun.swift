@@ -122,12 +122,12 @@ final class SandboxRun: @unchecked Sendable {
         return outcome
     }
 
-    /// The slot's ready sandbox if it was built from this run's layout on a base still young enough
-    /// (SandboxSlots.isYoung); else a plain one.
+    /// The slot's ready sandbox if it was built from this run's layout on a base not too old
+    /// (SandboxSlots.mayServeARun); else a plain one.
     private func takeSandbox() throws -> SandboxInstance {
         let ready = slots.take(slot)
         held = ready?.instance
-        if let ready, ready.layout === layout, SandboxSlots.isYoung(ready.instance.baseBorn) { return ready.instance }
+        if let ready, ready.layout === layout, SandboxSlots.mayServeARun(ready.instance.baseBorn) { return ready.instance }
         return try startPlain()
     }
 

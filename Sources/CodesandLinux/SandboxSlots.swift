@@ -24,11 +24,16 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
     /// installs meanwhile under its lower directories).
     private let bases: Mutex<[KeptBase?]>
     static let baseLifetime: Duration = .seconds(30)
+    /// The oldest base a run may use: its overlays keep what earlier runs looked up, so a ready
+    /// sandbox that waited long would show the host's files as they were then. Longer than
+    /// baseLifetime, so that a run after a pause of a minute still finds its sandbox (a python3 run
+    /// on a new plain sandbox costs ~20 ms more); a ready sandbox older is rebuilt at the run.
+    static let oldestBaseForARun: Duration = .seconds(600)
 
-    /// A base built then may still serve: built less than baseLifetime ago. Checked when a sandbox
-    /// is built and again when a run takes it: the base's overlays keep what earlier runs looked up,
-    /// so a ready sandbox that waited long would show the host's files as they were.
+    /// A base built then may still serve new sandboxes.
     static func isYoung(_ born: ContinuousClock.Instant) -> Bool { born.duration(to: .now) < baseLifetime }
+    /// A ready sandbox on a base built then may still serve a run.
+    static func mayServeARun(_ born: ContinuousClock.Instant) -> Bool { born.duration(to: .now) < oldestBaseForARun }
 
     private struct KeptBase {
         let fd: Int32
