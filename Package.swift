@@ -51,7 +51,7 @@ let package = Package(
                 linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib"])]),
         // The zygote of plain sandboxes (no pre-started interpreter): C code, no threads.
         .executableTarget(name: "codesand-spawner", dependencies: ["CSandbox"],
-                          linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
         // The native backend: namespaces, mounts, cgroups v1/v2, the run supervisor.
         .target(name: "CodesandLinux", dependencies: [
             "CSandbox", "CodesandCore", "CodesandProtocol", "CodesandSpawn",

@@ -81,7 +81,6 @@ enum {
 // if (A == k) goto +jt; else goto +jf  (offsets count the instructions skipped)
 #define IF_EQ(k, jt, jf) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (k), (jt), (jf))
 // The accumulator holds the syscall number: fail that syscall with errno e.
-#define DENY(nr, e) IF_EQ((nr), 0, 1), RET(ERRNO(e))
 
 // Namespace flags: a new namespace is a way around the sandbox's own (and CLONE_NEWUSER hands out
 // capabilities inside it, the usual door to kernel bugs). In clone()'s flags 0x80 is part of the
@@ -89,9 +88,141 @@ enum {
 #define NS_FLAGS (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | \
                   CLONE_NEWCGROUP | CLONE_NEWTIME)
 
-static const struct sock_filter filter[] = {
-    // Architecture: only the native ABI. Syscall numbers mean different things under another one,
-    // so every check below would be wrong for it.
+// What each syscall of the native ABI gets. Calls not listed are allowed; listed ones either fail
+// with an errno, or go to a block that looks at their arguments. The filter built from this table
+// (cs_build_seccomp) finds a call's entry by binary search: the kernel runs a filter once per call
+// number when it is installed, to learn which calls it always allows (seccomp's action cache),
+// and a list walked from the top made that ~450 times the whole list, for every sandbox.
+enum rule_kind { RULE_DENY, RULE_CLONE, RULE_SOCKET, RULE_SETSOCKOPT, RULE_IOCTL, RULE_PERSONALITY };
+struct rule {
+    unsigned nr;
+    unsigned char kind;
+    unsigned short err;  // RULE_DENY's errno
+};
+#define DENY_RULE(nr, e) {(nr), RULE_DENY, (e)}
+
+static const struct rule rules[] = {
+    // clone with a namespace flag (flags are args[0] on x86_64 and aarch64; the kernel uses only
+    // their low 32 bits). Other clones (fork, threads) pass.
+    {__NR_clone, RULE_CLONE, 0},
+    // clone3 passes its flags in memory, which BPF cannot read. ENOSYS, not EPERM: glibc (2.34+)
+    // and other runtimes then fall back to clone, which is checked above; EPERM would make thread
+    // creation fail.
+    DENY_RULE(NR_clone3, ENOSYS),
+
+    // Socket families (socket_block below), receive buffers (setsockopt_block), terminal input
+    // (ioctl_block), execution domains (personality_block).
+    {__NR_socket, RULE_SOCKET, 0},
+    {__NR_socketpair, RULE_SOCKET, 0},
+    {__NR_setsockopt, RULE_SETSOCKOPT, 0},
+    {__NR_ioctl, RULE_IOCTL, 0},
+    {__NR_personality, RULE_PERSONALITY, 0},
+
+    // Reaching into other processes' memory and files: ptrace is also a large bug surface.
+    DENY_RULE(__NR_ptrace, EPERM),
+    DENY_RULE(__NR_process_vm_readv, EPERM),
+    DENY_RULE(__NR_process_vm_writev, EPERM),
+    DENY_RULE(__NR_kcmp, EPERM),
+    DENY_RULE(NR_pidfd_getfd, EPERM),
+
+    // Mounts and the root: the sandbox's file system view is fixed (and these need capabilities
+    // it does not have, except where a user namespace would grant them).
+    DENY_RULE(__NR_mount, EPERM),
+    DENY_RULE(__NR_umount2, EPERM),
+    DENY_RULE(__NR_pivot_root, EPERM),
+    DENY_RULE(__NR_chroot, EPERM),
+    DENY_RULE(NR_open_tree, EPERM),
+    DENY_RULE(NR_open_tree_attr, EPERM),
+    DENY_RULE(NR_move_mount, EPERM),
+    DENY_RULE(NR_fsopen, EPERM),
+    DENY_RULE(NR_fsconfig, EPERM),
+    DENY_RULE(NR_fsmount, EPERM),
+    DENY_RULE(NR_fspick, EPERM),
+    DENY_RULE(NR_mount_setattr, EPERM),
+
+    // Namespaces: leaving or making them (see NS_FLAGS).
+    DENY_RULE(__NR_unshare, EPERM),
+    DENY_RULE(__NR_setns, EPERM),
+
+    // Large, bug-prone kernel subsystems that no snippet needs, each with a record of privilege
+    // escalations: the kernel keyring, eBPF, perf events, io_uring, userfaultfd (makes kernel
+    // races easy to win).
+    DENY_RULE(__NR_keyctl, EPERM),
+    DENY_RULE(__NR_add_key, EPERM),
+    DENY_RULE(__NR_request_key, EPERM),
+    DENY_RULE(__NR_bpf, EPERM),
+    DENY_RULE(__NR_perf_event_open, EPERM),
+    DENY_RULE(NR_io_uring_setup, EPERM),
+    DENY_RULE(NR_io_uring_enter, EPERM),
+    DENY_RULE(NR_io_uring_register, EPERM),
+    DENY_RULE(__NR_userfaultfd, EPERM),
+
+    // The host itself: kernels, modules, power, swap, accounting, quotas, the kernel log, the
+    // clock, names. All need capabilities; refused before the kernel's permission code runs.
+    DENY_RULE(__NR_kexec_load, EPERM),
+    DENY_RULE(__NR_kexec_file_load, EPERM),
+    DENY_RULE(__NR_init_module, EPERM),
+    DENY_RULE(__NR_finit_module, EPERM),
+    DENY_RULE(__NR_delete_module, EPERM),
+    DENY_RULE(__NR_reboot, EPERM),
+    DENY_RULE(__NR_swapon, EPERM),
+    DENY_RULE(__NR_swapoff, EPERM),
+    DENY_RULE(__NR_acct, EPERM),
+    DENY_RULE(__NR_quotactl, EPERM),
+    DENY_RULE(NR_quotactl_fd, EPERM),
+    DENY_RULE(__NR_syslog, EPERM),
+    DENY_RULE(__NR_settimeofday, EPERM),
+    DENY_RULE(__NR_clock_settime, EPERM),
+    DENY_RULE(__NR_clock_adjtime, EPERM),
+    DENY_RULE(__NR_adjtimex, EPERM),
+    DENY_RULE(__NR_sethostname, EPERM),
+    DENY_RULE(__NR_setdomainname, EPERM),
+    DENY_RULE(__NR_vhangup, EPERM),
+    DENY_RULE(__NR_fanotify_init, EPERM),  // whole-mount file access monitoring
+
+    // File handles open any file by inode, bypassing paths and so the mount view.
+    DENY_RULE(__NR_open_by_handle_at, EPERM),
+    DENY_RULE(__NR_name_to_handle_at, EPERM),
+
+    // NUMA placement: rewrites other processes' memory placement, and mempolicy has had
+    // use-after-free bugs; runtimes treat failure as "no NUMA".
+    DENY_RULE(__NR_set_mempolicy, EPERM),
+    DENY_RULE(__NR_mbind, EPERM),
+    DENY_RULE(__NR_migrate_pages, EPERM),
+    DENY_RULE(__NR_move_pages, EPERM),
+    DENY_RULE(NR_set_mempolicy_home_node, EPERM),
+
+    // Legacy syscalls, not on every architecture: port I/O, obsolete interfaces.
+#ifdef __NR_iopl
+    DENY_RULE(__NR_iopl, EPERM),
+#endif
+#ifdef __NR_ioperm
+    DENY_RULE(__NR_ioperm, EPERM),
+#endif
+#ifdef __NR_lookup_dcookie
+    DENY_RULE(__NR_lookup_dcookie, EPERM),
+#endif
+#ifdef __NR_nfsservctl
+    DENY_RULE(__NR_nfsservctl, EPERM),
+#endif
+#ifdef __NR_uselib
+    DENY_RULE(__NR_uselib, EPERM),
+#endif
+#ifdef __NR_sysfs
+    DENY_RULE(__NR_sysfs, EPERM),
+#endif
+#ifdef __NR__sysctl
+    DENY_RULE(__NR__sysctl, EPERM),
+#endif
+#ifdef __NR_ustat
+    DENY_RULE(__NR_ustat, EPERM),
+#endif
+};
+#define N_RULES (sizeof rules / sizeof rules[0])
+
+// Every call starts here: the architecture (syscall numbers mean different things under another
+// ABI, so every check would be wrong for it), then the number.
+static const struct sock_filter prologue[] = {
     LOAD(offsetof(struct seccomp_data, arch)),
     IF_EQ(ARCH_NATIVE, 1, 0),
     RET(SECCOMP_RET_KILL_PROCESS),
@@ -101,30 +232,25 @@ static const struct sock_filter filter[] = {
     BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, X32_SYSCALL_BIT, 0, 1),
     RET(ERRNO(ENOSYS)),
 #endif
+};
 
-    // clone with a namespace flag (flags are args[0] on x86_64 and aarch64; the kernel uses only
-    // their low 32 bits). Other clones (fork, threads) pass.
-    IF_EQ(__NR_clone, 0, 4),
+static const struct sock_filter clone_block[] = {
     LOAD(ARG_LO(0)),
     BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_FLAGS, 0, 1),
     RET(ERRNO(EPERM)),
     RET(SECCOMP_RET_ALLOW),
-    // clone3 passes its flags in memory, which BPF cannot read. ENOSYS, not EPERM: glibc (2.34+)
-    // and other runtimes then fall back to clone, which is checked above; EPERM would make thread
-    // creation fail.
-    DENY(NR_clone3, ENOSYS),
+};
 
-    // Socket families: only unix, inet, inet6 and netlink's route protocol (what `ip addr` and
-    // getifaddrs use). Every other family is a door out of the network namespace or into a rarely
-    // used kernel subsystem: vsock reaches the hypervisor, NETLINK_KOBJECT_UEVENT hears the host's
-    // device events, AF_ALG, AF_PACKET, bluetooth, tipc, rds... have had privilege-escalation bugs.
-    // EAFNOSUPPORT is what a kernel without the family answers, so programs fall back as usual.
-    // Within inet and inet6, only the default protocol, TCP, UDP, ICMP and ICMPv6: the others
-    // (SCTP, MPTCP, UDP-Lite, L2TP, SMC…) are rarely used subsystems that an unprivileged socket()
-    // can even load as modules; they get EPROTONOSUPPORT. (Domain and protocol are ints: the
-    // kernel sees their low 32 bits, as we do.)
-    IF_EQ(__NR_socket, 1, 0),
-    IF_EQ(__NR_socketpair, 0, 17),
+// Socket families: only unix, inet, inet6 and netlink's route protocol (what `ip addr` and
+// getifaddrs use). Every other family is a door out of the network namespace or into a rarely
+// used kernel subsystem: vsock reaches the hypervisor, NETLINK_KOBJECT_UEVENT hears the host's
+// device events, AF_ALG, AF_PACKET, bluetooth, tipc, rds... have had privilege-escalation bugs.
+// EAFNOSUPPORT is what a kernel without the family answers, so programs fall back as usual.
+// Within inet and inet6, only the default protocol, TCP, UDP, ICMP and ICMPv6: the others
+// (SCTP, MPTCP, UDP-Lite, L2TP, SMC…) are rarely used subsystems that an unprivileged socket()
+// can even load as modules; they get EPROTONOSUPPORT. (Domain and protocol are ints: the
+// kernel sees their low 32 bits, as we do.)
+static const struct sock_filter socket_block[] = {
     LOAD(ARG_LO(0)),
     IF_EQ(AF_UNIX, 13, 0),
     IF_EQ(AF_INET, 5, 0),
@@ -142,13 +268,14 @@ static const struct sock_filter filter[] = {
     RET(ERRNO(EPROTONOSUPPORT)),
     RET(SECCOMP_RET_ALLOW),
     RET(ERRNO(EAFNOSUPPORT)),
+};
 
-    // Receive buffer sizes are the sandbox's (its network namespace's tcp_rmem, set by the init):
-    // a socket's own SO_RCVBUF is what a connection waiting in a listener's backlog inherits, and
-    // such a connection is charged to no cgroup, so a larger one would let each hold megabytes on
-    // the host's account. Accepted and ignored (ERRNO(0) is a success that does nothing), as the
-    // kernel itself quietly clamps the value to rmem_max.
-    IF_EQ(__NR_setsockopt, 0, 7),
+// Receive buffer sizes are the sandbox's (its network namespace's tcp_rmem, set by the init):
+// a socket's own SO_RCVBUF is what a connection waiting in a listener's backlog inherits, and
+// such a connection is charged to no cgroup, so a larger one would let each hold megabytes on
+// the host's account. Accepted and ignored (ERRNO(0) is a success that does nothing), as the
+// kernel itself quietly clamps the value to rmem_max.
+static const struct sock_filter setsockopt_block[] = {
     LOAD(ARG_LO(1)),
     IF_EQ(SOL_SOCKET, 0, 4),
     LOAD(ARG_LO(2)),
@@ -156,129 +283,129 @@ static const struct sock_filter filter[] = {
     IF_EQ(SO_RCVBUFFORCE, 0, 1),
     RET(ERRNO(0)),
     RET(SECCOMP_RET_ALLOW),
+};
 
-    // ioctl TIOCSTI pushes bytes into a terminal's input queue, TIOCLINUX can paste the console
-    // selection: either lets a program type commands into a shell that shares its terminal.
-    // (The command is an unsigned int: the kernel looks only at the low 32 bits, as we do.)
-    IF_EQ(__NR_ioctl, 0, 5),
+// ioctl TIOCSTI pushes bytes into a terminal's input queue, TIOCLINUX can paste the console
+// selection: either lets a program type commands into a shell that shares its terminal.
+// (The command is an unsigned int: the kernel looks only at the low 32 bits, as we do.)
+static const struct sock_filter ioctl_block[] = {
     LOAD(ARG_LO(1)),
     IF_EQ(TIOCSTI, 2, 0),
     IF_EQ(TIOCLINUX, 1, 0),
     RET(SECCOMP_RET_ALLOW),
     RET(ERRNO(EPERM)),
+};
 
-    // personality: only PER_LINUX (0) and the 0xffffffff query. Flags such as READ_IMPLIES_EXEC
-    // (readable = executable), ADDR_NO_RANDOMIZE and MMAP_PAGE_ZERO weaken exploit mitigations and
-    // have a history of bugs. (An unsigned int too: the low 32 bits are what the kernel sees.)
-    IF_EQ(__NR_personality, 0, 5),
+// personality: only PER_LINUX (0) and the 0xffffffff query. Flags such as READ_IMPLIES_EXEC
+// (readable = executable), ADDR_NO_RANDOMIZE and MMAP_PAGE_ZERO weaken exploit mitigations and
+// have a history of bugs. (An unsigned int too: the low 32 bits are what the kernel sees.)
+static const struct sock_filter personality_block[] = {
     LOAD(ARG_LO(0)),
     IF_EQ(0, 2, 0),
     IF_EQ(0xffffffffU, 1, 0),
     RET(ERRNO(EPERM)),
     RET(SECCOMP_RET_ALLOW),
-
-    // Reaching into other processes' memory and files: ptrace is also a large bug surface.
-    DENY(__NR_ptrace, EPERM),
-    DENY(__NR_process_vm_readv, EPERM),
-    DENY(__NR_process_vm_writev, EPERM),
-    DENY(__NR_kcmp, EPERM),
-    DENY(NR_pidfd_getfd, EPERM),
-
-    // Mounts and the root: the sandbox's file system view is fixed (and these need capabilities
-    // it does not have, except where a user namespace would grant them).
-    DENY(__NR_mount, EPERM),
-    DENY(__NR_umount2, EPERM),
-    DENY(__NR_pivot_root, EPERM),
-    DENY(__NR_chroot, EPERM),
-    DENY(NR_open_tree, EPERM),
-    DENY(NR_open_tree_attr, EPERM),
-    DENY(NR_move_mount, EPERM),
-    DENY(NR_fsopen, EPERM),
-    DENY(NR_fsconfig, EPERM),
-    DENY(NR_fsmount, EPERM),
-    DENY(NR_fspick, EPERM),
-    DENY(NR_mount_setattr, EPERM),
-
-    // Namespaces: leaving or making them (see NS_FLAGS).
-    DENY(__NR_unshare, EPERM),
-    DENY(__NR_setns, EPERM),
-
-    // Large, bug-prone kernel subsystems that no snippet needs, each with a record of privilege
-    // escalations: the kernel keyring, eBPF, perf events, io_uring, userfaultfd (makes kernel
-    // races easy to win).
-    DENY(__NR_keyctl, EPERM),
-    DENY(__NR_add_key, EPERM),
-    DENY(__NR_request_key, EPERM),
-    DENY(__NR_bpf, EPERM),
-    DENY(__NR_perf_event_open, EPERM),
-    DENY(NR_io_uring_setup, EPERM),
-    DENY(NR_io_uring_enter, EPERM),
-    DENY(NR_io_uring_register, EPERM),
-    DENY(__NR_userfaultfd, EPERM),
-
-    // The host itself: kernels, modules, power, swap, accounting, quotas, the kernel log, the
-    // clock, names. All need capabilities; refused before the kernel's permission code runs.
-    DENY(__NR_kexec_load, EPERM),
-    DENY(__NR_kexec_file_load, EPERM),
-    DENY(__NR_init_module, EPERM),
-    DENY(__NR_finit_module, EPERM),
-    DENY(__NR_delete_module, EPERM),
-    DENY(__NR_reboot, EPERM),
-    DENY(__NR_swapon, EPERM),
-    DENY(__NR_swapoff, EPERM),
-    DENY(__NR_acct, EPERM),
-    DENY(__NR_quotactl, EPERM),
-    DENY(NR_quotactl_fd, EPERM),
-    DENY(__NR_syslog, EPERM),
-    DENY(__NR_settimeofday, EPERM),
-    DENY(__NR_clock_settime, EPERM),
-    DENY(__NR_clock_adjtime, EPERM),
-    DENY(__NR_adjtimex, EPERM),
-    DENY(__NR_sethostname, EPERM),
-    DENY(__NR_setdomainname, EPERM),
-    DENY(__NR_vhangup, EPERM),
-    DENY(__NR_fanotify_init, EPERM),  // whole-mount file access monitoring
-
-    // File handles open any file by inode, bypassing paths and so the mount view.
-    DENY(__NR_open_by_handle_at, EPERM),
-    DENY(__NR_name_to_handle_at, EPERM),
-
-    // NUMA placement: rewrites other processes' memory placement, and mempolicy has had
-    // use-after-free bugs; runtimes treat failure as "no NUMA".
-    DENY(__NR_set_mempolicy, EPERM),
-    DENY(__NR_mbind, EPERM),
-    DENY(__NR_migrate_pages, EPERM),
-    DENY(__NR_move_pages, EPERM),
-    DENY(NR_set_mempolicy_home_node, EPERM),
-
-    // Legacy syscalls, not on every architecture: port I/O, obsolete interfaces.
-#ifdef __NR_iopl
-    DENY(__NR_iopl, EPERM),
-#endif
-#ifdef __NR_ioperm
-    DENY(__NR_ioperm, EPERM),
-#endif
-#ifdef __NR_lookup_dcookie
-    DENY(__NR_lookup_dcookie, EPERM),
-#endif
-#ifdef __NR_nfsservctl
-    DENY(__NR_nfsservctl, EPERM),
-#endif
-#ifdef __NR_uselib
-    DENY(__NR_uselib, EPERM),
-#endif
-#ifdef __NR_sysfs
-    DENY(__NR_sysfs, EPERM),
-#endif
-#ifdef __NR__sysctl
-    DENY(__NR__sysctl, EPERM),
-#endif
-#ifdef __NR_ustat
-    DENY(__NR_ustat, EPERM),
-#endif
-
-    RET(SECCOMP_RET_ALLOW),
 };
+
+#define BLOCK(b) {(b), sizeof(b) / sizeof((b)[0])}
+static const struct {
+    const struct sock_filter *code;
+    size_t len;
+} blocks[] = {
+    [RULE_CLONE] = BLOCK(clone_block), [RULE_SOCKET] = BLOCK(socket_block),
+    [RULE_SETSOCKOPT] = BLOCK(setsockopt_block), [RULE_IOCTL] = BLOCK(ioctl_block),
+    [RULE_PERSONALITY] = BLOCK(personality_block),
+};
+#define N_BLOCKS (sizeof blocks / sizeof blocks[0])
+
+// A search leaf: up to this many entries compared one by one.
+#define LEAF 3
+
+// The filter's builder: rules sorted by number, the program written into `out`.
+struct builder {
+    struct rule sorted[N_RULES];
+    struct sock_filter *out;
+    size_t cap, len;
+    // Where each leaf jumps to an argument block (JA, patched once the blocks are placed).
+    size_t fixups[N_RULES];
+    unsigned char fixup_kind[N_RULES];
+    size_t n_fixups;
+    int overflow;
+};
+
+static void emit(struct builder *b, struct sock_filter insn) {
+    if (b->len < b->cap) b->out[b->len] = insn; else b->overflow = 1;
+    b->len++;
+}
+
+// Instructions the search over sorted[lo, hi) takes.
+static size_t tree_size(size_t lo, size_t hi) {
+    if (hi - lo <= LEAF) return 2 * (hi - lo) + 1;
+    size_t mid = lo + (hi - lo) / 2, left = tree_size(lo, mid);
+    return 1 + (left > 255 ? 1 : 0) + left + tree_size(mid, hi);
+}
+
+// With the number in A: numbers ≥ sorted[mid] go right, the others left; a leaf compares each of
+// its entries and allows what none of them is.
+static void emit_tree(struct builder *b, size_t lo, size_t hi) {
+    if (hi - lo <= LEAF) {
+        for (size_t i = lo; i < hi; i++) {
+            emit(b, (struct sock_filter)IF_EQ(b->sorted[i].nr, 0, 1));
+            if (b->sorted[i].kind == RULE_DENY) {
+                emit(b, (struct sock_filter)RET(ERRNO(b->sorted[i].err)));
+            } else {
+                b->fixups[b->n_fixups] = b->len;
+                b->fixup_kind[b->n_fixups++] = b->sorted[i].kind;
+                emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, 0, 0, 0));
+            }
+        }
+        emit(b, (struct sock_filter)RET(SECCOMP_RET_ALLOW));
+        return;
+    }
+    size_t mid = lo + (hi - lo) / 2, left = tree_size(lo, mid);
+    if (left <= 255) {
+        emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, b->sorted[mid].nr, (unsigned char)left, 0));
+    } else {  // a conditional jump reaches 255 instructions: the long way round
+        emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, b->sorted[mid].nr, 0, 1));
+        emit(b, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JA, (unsigned)left, 0, 0));
+    }
+    emit_tree(b, lo, mid);
+    emit_tree(b, mid, hi);
+}
+
+int cs_seccomp_rule(size_t i, unsigned *nr, int *kind, int *err) {
+    if (i >= N_RULES) return 0;
+    *nr = rules[i].nr;
+    *kind = rules[i].kind;
+    *err = rules[i].err;
+    return 1;
+}
+
+int cs_build_seccomp(struct sock_filter *out, size_t cap) {
+    struct builder b;
+    memset(&b, 0, sizeof b);
+    b.out = out;
+    b.cap = cap;
+    // Insertion sort: a few dozen entries, no allocation (this runs in a freshly cloned child).
+    for (size_t i = 0; i < N_RULES; i++) {
+        size_t j = i;
+        while (j > 0 && b.sorted[j - 1].nr > rules[i].nr) { b.sorted[j] = b.sorted[j - 1]; j--; }
+        b.sorted[j] = rules[i];
+    }
+    for (size_t i = 1; i < N_RULES; i++) {
+        if (b.sorted[i].nr == b.sorted[i - 1].nr) { errno = EINVAL; return -1; }  // one entry per call
+    }
+    for (size_t i = 0; i < sizeof prologue / sizeof prologue[0]; i++) emit(&b, prologue[i]);
+    emit_tree(&b, 0, N_RULES);
+    size_t at[N_BLOCKS];
+    for (size_t k = 1; k < N_BLOCKS; k++) {
+        at[k] = b.len;
+        for (size_t i = 0; i < blocks[k].len; i++) emit(&b, blocks[k].code[i]);
+    }
+    if (b.overflow || b.len > BPF_MAXINSNS) { errno = E2BIG; return -1; }
+    for (size_t f = 0; f < b.n_fixups; f++) out[b.fixups[f]].k = (unsigned)(at[b.fixup_kind[f]] - b.fixups[f] - 1);
+    return (int)b.len;
+}
 
 // The socket watch: a second, tiny filter whose listener the init holds. Every socket() or
 // socketpair() of a family other than AF_UNIX that the main filter lets through waits for the init's
@@ -354,10 +481,10 @@ int cs_answer_socket_watch(int listener) {
 }
 
 int cs_install_seccomp(void) {
-    struct sock_fprog prog = {
-        .len = (unsigned short)(sizeof filter / sizeof filter[0]),
-        .filter = (struct sock_filter *)filter,  // the kernel only reads it
-    };
+    struct sock_filter filter[CS_SECCOMP_MAX_INSNS];
+    int len = cs_build_seccomp(filter, CS_SECCOMP_MAX_INSNS);
+    if (len < 0) return -1;
+    struct sock_fprog prog = {.len = (unsigned short)len, .filter = filter};
 #ifdef SYS_seccomp
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0) return 0;
     if (errno != ENOSYS) return -1;
@@ -369,6 +496,18 @@ int cs_install_seccomp(void) {
 #else  // neither x86_64 nor aarch64
 
 // No filter is written for this architecture: report it instead of failing the build.
+int cs_seccomp_rule(size_t i, unsigned *nr, int *kind, int *err) {
+    (void)i, (void)nr, (void)kind, (void)err;
+    return 0;
+}
+
+int cs_build_seccomp(struct sock_filter *out, size_t cap) {
+    (void)out;
+    (void)cap;
+    errno = ENOSYS;
+    return -1;
+}
+
 int cs_install_seccomp(void) {
     errno = ENOSYS;
     return -1;

@@ -52,15 +52,26 @@ extension LanguageSpec {
 }
 
 extension String {
+    /// Every occurrence of `target` replaced, left to right, by bytes (Foundation's `range(of:)`
+    /// bridges through NSString: it was a visible part of each run's request handling).
     func replacingAll(_ target: String, with replacement: String) -> String {
-        guard !target.isEmpty, contains(target) else { return self }
-        var out = ""
-        var rest = self[...]
-        while let r = rest.range(of: target) {
-            out += rest[..<r.lowerBound]
-            out += replacement
-            rest = rest[r.upperBound...]
+        let hay = Array(utf8), needle = Array(target.utf8)
+        guard !needle.isEmpty, hay.count >= needle.count else { return self }
+        var out: [UInt8] = []
+        var i = 0, copied = 0
+        while i + needle.count <= hay.count {
+            if hay[i] == needle[0] && hay[i..<(i + needle.count)].elementsEqual(needle) {
+                if out.isEmpty { out.reserveCapacity(hay.count + replacement.utf8.count) }
+                out.append(contentsOf: hay[copied..<i])
+                out.append(contentsOf: replacement.utf8)
+                i += needle.count
+                copied = i
+            } else {
+                i += 1
+            }
         }
-        return out + rest
+        if copied == 0 { return self }
+        out.append(contentsOf: hay[copied...])
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -8,6 +8,9 @@ import Synchronization
 protocol SlotCgroup: Sendable {
     /// The `cgroup.procs` files a process must write "0" to, to join this slot's cgroup(s).
     var procsFiles: [String] { get }
+    /// Descriptors of procsFiles, open for writing (copies of ones the slot holds: opening them by
+    /// path for each sandbox was a visible part of the daemon's CPU per run). The caller closes them.
+    func joinDescriptors() throws -> [Int32]
     /// Sets memory, pids and CPU limits.
     func apply(limits: LimitSet) throws
     /// Zeroes the memory peak counter.

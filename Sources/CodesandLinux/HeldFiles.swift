@@ -2,7 +2,9 @@ import Glibc
 import Synchronization
 
 /// A slot's cgroup control files that every run reads or writes (usage, peak, CPU time, OOM
-/// kills; not cgroup.procs, whose iterator a held descriptor does not restart), kept open and read and written at offset 0: opening one by its path is a walk
+/// kills; cgroup.procs only to be written, by each new sandbox's init joining: read through a held
+/// descriptor it would show one list for good, v1's cached pid list), kept open and read and
+/// written at offset 0: opening one by its path is a walk
 /// through kernfs, and those opens were the largest part of the daemon's own CPU per run. On cgroup
 /// v2 it is also what makes `memory.peak` a run's: a write resets the peak only as seen through the
 /// same file descriptor (Linux ≥ 6.12).
@@ -38,6 +40,12 @@ final class HeldFiles: Sendable {
             let n = try sys("pwrite", path) { bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } }
             if n != bytes.count { throw SystemCallError(function: "pwrite", context: path, errno: EIO) }
         }
+    }
+
+    /// A copy of the file's held descriptor (close-on-exec), for another process to use: the caller
+    /// closes it. A copy, so that closeAll meanwhile cannot hand the number to some other file.
+    func duplicate(_ path: String) throws -> Int32 {
+        try withFile(path) { fd in try sys("fcntl", path) { fcntl(fd, F_DUPFD_CLOEXEC, 0) } }
     }
 
     func closeAll() {

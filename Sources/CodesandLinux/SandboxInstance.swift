@@ -44,13 +44,10 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
                       prestart: PrestartSpec? = nil, zygote: Zygote? = nil, logger: Logger? = nil,
                       maxCPUMs: Int64 = 60_000, joinNetns: Int32? = nil, joinBase: Int32? = nil) throws -> SandboxInstance {
         try cgroup.apply(limits: limits)
-        var cgroupFDs: [Int32] = []
+        let cgroupFDs = try cgroup.joinDescriptors()
         var ours: [Int32] = [], theirs: [Int32] = []
         defer {
             for fd in cgroupFDs + theirs { close(fd) }
-        }
-        for file in cgroup.procsFiles {
-            cgroupFDs.append(try sys("open", file) { open(file, O_WRONLY | O_CLOEXEC) })
         }
         // (daemon end, sandbox end) for: control, report, status, stdin, stdout, stderr.
         for daemonWrites in [true, false, false, true, false, false] {

@@ -21,7 +21,13 @@ public enum RPCEncoder {
 
     public static func result(id: RPCID?, _ result: some Encodable) throws -> Data {
         var out = Data(#"{"id":\#(idJSON(id)),"jsonrpc":"2.0","result":"#.utf8)
-        out.append(try makeEncoder().encode(result))
+        if let writable = result as? any JSONWritable {
+            var w = JSONWriter()
+            writable.write(to: &w)
+            out.append(contentsOf: w.bytes)
+        } else {
+            out.append(try makeEncoder().encode(result))
+        }
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -69,7 +75,8 @@ public enum RPCEncoder {
 enum JSONText {
     /// A string as a JSON string literal, escaped as JSONEncoder escapes it.
     static func quoted(_ s: String) -> String {
-        let data = (try? RPCEncoder.makeEncoder().encode(s)) ?? Data("\"\"".utf8)
-        return String(decoding: data, as: UTF8.self)
+        var w = JSONWriter(capacity: s.utf8.count + 2)
+        w.string(s)
+        return String(decoding: w.bytes, as: UTF8.self)
     }
 }

@@ -24,7 +24,20 @@ struct JournalLogHandler: LogHandler {
             line += " \(k)=\(Self.quote("\(v)"))"
         }
         line += "\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        Self.writeToStderr(line)
+    }
+
+    /// One write(2) of the whole line (FileHandle's write costs several times more, and every run
+    /// logs a line); a partial write is continued, EINTR retried, other errors drop the line.
+    static func writeToStderr(_ line: String) {
+        var line = line
+        line.withUTF8 { buf in
+            var done = 0
+            while done < buf.count {
+                let n = write(2, buf.baseAddress! + done, buf.count - done)
+                if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return }
+            }
+        }
     }
 
     static func priority(_ level: Logger.Level) -> Int {

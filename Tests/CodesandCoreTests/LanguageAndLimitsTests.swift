@@ -38,6 +38,18 @@ final class LanguageAndLimitsTests: XCTestCase {
         XCTAssertEqual(b.applyTemplate("<?php echo 1;"), "<?php echo 1;")
     }
 
+    func test_replacing_all_occurrences_by_bytes() {
+        XCTAssertEqual("{file}".replacingAll("{file}", with: "/h/main.py"), "/h/main.py")
+        XCTAssertEqual("-o{dir}/a {dir}{dir}".replacingAll("{dir}", with: "/h"), "-o/h/a /h/h")
+        XCTAssertEqual("none here".replacingAll("{dir}", with: "/h"), "none here")
+        XCTAssertEqual("{{dir}}".replacingAll("{dir}", with: "é🙂"), "{é🙂}")
+        XCTAssertEqual("aaa".replacingAll("aa", with: "b"), "ba")  // left to right, not overlapping
+        XCTAssertEqual("x{code}y".replacingAll("{code}", with: "{code}"), "x{code}y")  // no re-expansion
+        XCTAssertEqual("abc".replacingAll("", with: "z"), "abc")
+        XCTAssertEqual("ab".replacingAll("abc", with: "z"), "ab")
+        XCTAssertEqual("café {f}".replacingAll("{f}", with: "\u{0}"), "café \u{0}")
+    }
+
     func test_lookup_by_name_and_alias() {
         let t = LanguageTable(entries: [.init(spec: spec, version: "3.11.2")])
         XCTAssertEqual(t.lookup("py")?.spec.name, "python3")

@@ -9,6 +9,18 @@
 /// architecture other than x86_64 and aarch64, or a kernel without seccomp filters: EINVAL).
 int cs_install_seccomp(void);
 
+/// The program cs_install_seccomp installs, written into `out` (at most `cap` instructions):
+/// its length, or -1 with errno (E2BIG: `cap` too small; ENOSYS: no filter for this
+/// architecture). Exposed for the tests, which run it against every syscall number.
+#include <stddef.h>
+#include <linux/filter.h>
+#define CS_SECCOMP_MAX_INSNS 512
+int cs_build_seccomp(struct sock_filter *out, size_t cap);
+/// Entry `i` of the filter's table (for the tests): the call's number, what it gets (0: fails
+/// with `err`; 1 clone, 2 socket/socketpair, 3 setsockopt, 4 ioctl, 5 personality: a check of its
+/// arguments). 0 past the end.
+int cs_seccomp_rule(size_t i, unsigned *nr, int *kind, int *err);
+
 /// Installs the socket watch (a second filter: socket() and socketpair() of any family but AF_UNIX
 /// wait for an answer on the returned listener fd, close-on-exec). Needs CAP_SYS_ADMIN or
 /// no_new_privs. -1 with errno where the kernel has no listeners (before 5.0).
