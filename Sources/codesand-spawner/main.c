@@ -15,6 +15,9 @@ int main(int argc, char **argv) {
     int sock = atoi(argv[argc - 1]);
     // Its inits inherit the empty set: nothing to drop in each (become_ready, sandbox_init.c).
     if (cs_drop_bounding_set() != 0) return 1;
+    // And the seccomp filter but the rules of the calls an init makes to build its sandbox: each
+    // init adds only those (cs_install_seccomp). If it cannot, each init installs all of it.
+    cs_install_seccomp_base();
     if (cs_zygote_announce(sock) != 0) return 1;
     // Only plain requests are served: nothing here may go on running in a sandbox.
     while (cs_zygote_serve_one_plain(sock) == CS_ZYGOTE_SERVED) {}

@@ -53,9 +53,9 @@ final class SeccompProgramTests: XCTestCase {
         return nil
     }
 
-    static func program() throws -> [sock_filter] {
+    static func program(_ part: Int32 = Int32(CS_SECCOMP_ALL)) throws -> [sock_filter] {
         var out = [sock_filter](repeating: sock_filter(), count: Int(CS_SECCOMP_MAX_INSNS))
-        let n = cs_build_seccomp(&out, out.count)
+        let n = cs_build_seccomp(&out, out.count, part)
         guard n > 0 else { throw XCTSkip("no filter for this architecture") }
         return Array(out[0..<Int(n)])
     }
@@ -93,6 +93,35 @@ final class SeccompProgramTests: XCTestCase {
         XCTAssertEqual(Self.run(program, Call(nr: 0xFFFF_FFFF)), Self.errno(ENOSYS))
         XCTAssertEqual(Self.run(program, Call(nr: 1, arch: 0x4000_0003)), Self.killProcess)  // i386
         XCTAssertLessThan(program.count, 400)
+    }
+
+    /// The kernel's answer with two filters stacked: the strictest action (KILL_PROCESS, 0x8000…,
+    /// is the smallest as a signed number), and of two alike the one installed last.
+    static func stacked(_ first: UInt32?, _ last: UInt32?) -> UInt32? {
+        guard let first, let last else { return nil }
+        let f = Int32(bitPattern: first & 0xFFFF_0000), l = Int32(bitPattern: last & 0xFFFF_0000)
+        return f < l ? first : last
+    }
+
+    /// The spawner's base with an init's setup rules on top answers every call as the whole filter.
+    func test_the_base_and_the_setup_rules_together_are_the_whole_filter() throws {
+        let whole = try Self.program(), base = try Self.program(Int32(CS_SECCOMP_BASE))
+        let setup = try Self.program(Int32(CS_SECCOMP_SETUP))
+        XCTAssertLessThan(setup.count, 40, "an init's own part stays small")
+        var calls: [Call] = (UInt32(0)..<2048).map { Call(nr: $0) } + [Call(nr: 0x4000_0001), Call(nr: 3, arch: 0x4000_0003)]
+        for nr in UInt32(0)..<512 {  // every call with arguments that the argument blocks tell apart
+            for args: [UInt64] in [[0x1000_0000, 0, 0], [0x40, 1, 132], [40, 1, 0], [2, 1, 6], [16, 3, 15], [3, 1, 8],
+                                   [0, 0x5412, 0], [0x0040_0000, 0, 0], [0xFFFF_FFFF, 0, 0]] {
+                calls.append(Call(nr: nr, args: args + [0, 0, 0]))
+            }
+        }
+        for call in calls {
+            let want = Self.run(whole, call)
+            XCTAssertNotNil(want)
+            XCTAssertEqual(Self.stacked(Self.run(base, call), Self.run(setup, call)), want, "\(call)")
+        }
+        // and the base alone lets an init build its sandbox
+        XCTAssertEqual(Self.run(base, Call(nr: 165)), Self.allow)  // mount (x86_64) or, elsewhere, some allowed call
     }
 
     #if arch(x86_64)

@@ -60,7 +60,8 @@ final class LiveService: Sendable {
 
     func waitUntilReady() async {
         let ok = await service.waitUntilReady()
-        XCTAssertTrue(ok, "the pool did not get ready: \(service.status().slots)")
+        let status = service.status()
+        XCTAssertTrue(ok, "the pool did not get ready: \(status.slots), broken: \(status.brokenSlots ?? [])")
     }
 
     func run(_ language: String, _ code: String, stdin: String? = nil, args: [String]? = nil,

@@ -9,13 +9,20 @@
 /// architecture other than x86_64 and aarch64, or a kernel without seccomp filters: EINVAL).
 int cs_install_seccomp(void);
 
-/// The program cs_install_seccomp installs, written into `out` (at most `cap` instructions):
+/// For the plain spawner, once at its start: installs every rule but those of the calls an init
+/// makes while it builds its sandbox (mount, unshare, setns, clone with namespace flags…). Its
+/// inits then inherit that and cs_install_seccomp adds only the rest. 0, or -1 with errno (the
+/// inits then install the whole filter each).
+int cs_install_seccomp_base(void);
+
+/// A program of the filter (all of it, the spawner's base, the rules of the init's setup calls), written into `out` (at most `cap` instructions):
 /// its length, or -1 with errno (E2BIG: `cap` too small; ENOSYS: no filter for this
 /// architecture). Exposed for the tests, which run it against every syscall number.
 #include <stddef.h>
 #include <linux/filter.h>
 #define CS_SECCOMP_MAX_INSNS 512
-int cs_build_seccomp(struct sock_filter *out, size_t cap);
+enum { CS_SECCOMP_ALL = 0, CS_SECCOMP_BASE = 1, CS_SECCOMP_SETUP = 2 };
+int cs_build_seccomp(struct sock_filter *out, size_t cap, int part);
 /// Entry `i` of the filter's table (for the tests): the call's number, what it gets (0: fails
 /// with `err`; 1 clone, 2 socket/socketpair, 3 setsockopt, 4 ioctl, 5 personality: a check of its
 /// arguments). 0 past the end.
