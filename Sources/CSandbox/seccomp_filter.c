@@ -231,8 +231,9 @@ static int is_setup_call(unsigned nr) {
 }
 
 // 1 in a process whose filter already holds every rule but the setup calls' (the spawner, and
-// the inits it clones: they are copies of it and share its filter).
-int cs_seccomp_base_inherited = 0;
+// the inits it clones: they are copies of it and share its filter). Checked against the kernel's
+// word before it is believed (cs_install_seccomp).
+static int base_installed = 0;
 
 // Every call starts here: the architecture (syscall numbers mean different things under another
 // ABI, so every check would be wrong for it), then the number.
@@ -500,24 +501,30 @@ int cs_answer_socket_watch(int listener) {
 #endif
 }
 
-static int install(int part) {
+static int install(int part, unsigned flags) {
     struct sock_filter filter[CS_SECCOMP_MAX_INSNS];
     int len = cs_build_seccomp(filter, CS_SECCOMP_MAX_INSNS, part);
     if (len < 0) return -1;
     struct sock_fprog prog = {.len = (unsigned short)len, .filter = filter};
 #ifdef SYS_seccomp
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0) return 0;
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) == 0) return 0;
     if (errno != ENOSYS) return -1;
 #endif
-    // Kernels before 3.17 have no seccomp() syscall.
+    // Kernels before 3.17 have no seccomp() syscall (nor TSYNC: the spawner's one thread is all).
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0 ? 0 : -1;
 }
 
-int cs_install_seccomp(void) { return install(cs_seccomp_base_inherited ? CS_SECCOMP_SETUP : CS_SECCOMP_ALL); }
+int cs_install_seccomp(void) {
+    // The base must really be there: a filter in place (mode 2) in a copy of the spawner.
+    int base = base_installed && prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == 2;
+    return install(base ? CS_SECCOMP_SETUP : CS_SECCOMP_ALL, 0);
+}
 
 int cs_install_seccomp_base(void) {
-    if (install(CS_SECCOMP_BASE) < 0) return -1;
-    cs_seccomp_base_inherited = 1;
+    // TSYNC: on every thread of the spawner (it has one; should it ever have more, the inits it
+    // clones from any of them still inherit the base), or on none.
+    if (install(CS_SECCOMP_BASE, SECCOMP_FILTER_FLAG_TSYNC) < 0) return -1;
+    base_installed = 1;
     return 0;
 }
 
@@ -528,8 +535,6 @@ int cs_seccomp_rule(size_t i, unsigned *nr, int *kind, int *err) {
     (void)i, (void)nr, (void)kind, (void)err;
     return 0;
 }
-
-int cs_seccomp_base_inherited = 0;
 
 int cs_build_seccomp(struct sock_filter *out, size_t cap, int part) {
     (void)out;
