@@ -125,7 +125,9 @@ public final class NativeBackend: SandboxBackend {
     /// of their own (the probe slot).
     public func probe(_ argv: [String], env: [String]) async -> String? {
         let layout = self.layout
-        if layout.config.rootfs == "host" { return HostCommand.output(argv) }
+        // It waits for the program: on a thread of the backend's, never on the caller's executor
+        // (a request's task runs on its connection's event loop).
+        if layout.config.rootfs == "host" { return try? await onThread("cs-probe") { HostCommand.output(argv) } }
         return try? await onThread("cs-probe") { [self] () -> String? in
             probeLock.withLock { _ in
                 defer { slots.clear(poolSize) }

@@ -31,10 +31,22 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
     /// client cannot make the daemon hold unbounded work or replies it does not read).
     static let maxInFlight = 64
 
-    init(dispatcher: Dispatcher, tracker: RequestTracker, logger: Logger) {
+    /// Where request tasks run (nil: Swift's global pool). The server gives each connection its
+    /// event loop (EventLoopTaskExecutor); made once per connection, on the loop.
+    private let makeTaskExecutor: (@Sendable (any EventLoop) -> (any TaskExecutor)?)?
+    private var madeTaskExecutor: (any TaskExecutor)?
+
+    init(dispatcher: Dispatcher, tracker: RequestTracker, logger: Logger,
+         taskExecutor: (@Sendable (any EventLoop) -> (any TaskExecutor)?)? = nil) {
         self.dispatcher = dispatcher
         self.tracker = tracker
         self.logger = logger
+        self.makeTaskExecutor = taskExecutor
+    }
+
+    private func taskExecutor(_ loop: any EventLoop) -> (any TaskExecutor)? {
+        if madeTaskExecutor == nil { madeTaskExecutor = makeTaskExecutor?(loop) }
+        return madeTaskExecutor
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -74,12 +86,17 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
             if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }  // blank line: keep-alive, ignored
             let channel = context.channel
             let peer = self.peer
+            let executor = taskExecutor(context.eventLoop)
             // Registered even while stopping: the dispatcher then answers -32003 with the request's id.
             tracker.begin { [dispatcher] id in
                 inFlight.insert(id)
-                return Task {
+                return Task(executorPreference: executor) {
                     let reply = await dispatcher.handle(line: bytes, peer: peer) { note in self.write(note, to: channel) }
-                    channel.eventLoop.execute { self.finish(id, reply: reply, channel: channel) }
+                    if channel.eventLoop.inEventLoop {
+                        self.finish(id, reply: reply, channel: channel)
+                    } else {
+                        channel.eventLoop.execute { self.finish(id, reply: reply, channel: channel) }
+                    }
                 }
             }
             updateReading(channel)

@@ -78,11 +78,15 @@ public struct Dispatcher: Sendable {
                 return try RPCEncoder.result(id: req.id, service.languages.infos)
             case RPCMethod.status:
                 try ParamReader(req.params).rejectUnknown(allowed: [])
-                return try RPCEncoder.result(id: req.id, service.status())
+                // It reads /proc and cgroup files: on Swift's pool, not on the connection's event loop.
+                let status = await withTaskExecutorPreference(globalConcurrentExecutor) { service.status() }
+                return try RPCEncoder.result(id: req.id, status)
             case RPCMethod.poolReload:
                 try ParamReader(req.params).rejectUnknown(allowed: [])
                 guard let reload else { throw RPCError(.internalError, "this daemon cannot reload") }
-                return try RPCEncoder.result(id: req.id, try await reload())
+                // Reading files and probing languages: on Swift's pool, not on the connection's event loop.
+                let result = try await withTaskExecutorPreference(globalConcurrentExecutor) { try await reload() }
+                return try RPCEncoder.result(id: req.id, result)
             case RPCMethod.metrics:
                 try ParamReader(req.params).rejectUnknown(allowed: [])
                 return try RPCEncoder.result(id: req.id, service.metricsText())

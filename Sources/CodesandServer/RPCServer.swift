@@ -53,7 +53,8 @@ public final class RPCServer: Sendable {
                         ConnectionGate(counts: connections, metrics: dispatcher.service.metrics, logger: logger))
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLength: maxMessageBytes)))
                     try channel.pipeline.syncOperations.addHandler(
-                        ConnectionHandler(dispatcher: dispatcher, tracker: tracker, logger: logger))
+                        ConnectionHandler(dispatcher: dispatcher, tracker: tracker, logger: logger,
+                                          taskExecutor: { EventLoopTaskExecutor($0) }))
                 }
             }
     }
