@@ -11,10 +11,11 @@ import Glibc
 /// ("eventfd: Too many open files") and leaves new clients hanging.
 enum FileLimit {
     /// Per pool slot: the 6 pipe ends the daemon keeps, their 6 other ends while the sandbox is
-    /// spawned, the cgroup.procs files its init joins (up to 5 on cgroup v1), the run's eventfd, the
-    /// namespaces it keeps (the sandbox's network namespace, the kept one, the base and its copy),
-    /// the cgroup counters held open (up to 6), and a margin for the files read from the slot's cgroup.
-    static let perSlot = 32
+    /// spawned, the cgroup.procs files its init joins (up to 5 on cgroup v1), held open, and their
+    /// copies while the sandbox is spawned, the run's eventfd, the namespaces it keeps (the
+    /// sandbox's network namespace, the kept one, the base and its copy), the cgroup counters held
+    /// open (up to 6), and a margin for the files read from the slot's cgroup.
+    static let perSlot = 40
     /// Beside the fds open at start, the sandboxes and the connections: zygotes (a socket and pipes
     /// each), config reloads, host commands, /proc reads, refused connections on their way out.
     static let headroom = 128
