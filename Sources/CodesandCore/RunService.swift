@@ -71,8 +71,14 @@ public final class RunService: Sendable {
 
     /// Runs a snippet. Throws RPCError for bad requests and daemon failures; a program's failure is a result.
     /// `onOutput` receives the output as it arrives when the request asked for `stream`.
+    /// Work a run leaves for after its reply is on its way: the run's log line and its slot's
+    /// reset. The server passes its event loop's queue (the task that answers runs on that loop,
+    /// so queued work runs once the reply is written); `{ $0() }` does it at once.
+    public typealias AfterReply = @Sendable (@escaping @Sendable () -> Void) -> Void
+
     public func run(_ params: RunParams, peer: PeerInfo,
-                    onOutput: (@Sendable (OutputChunk) -> Void)? = nil) async throws(RPCError) -> RunResult {
+                    onOutput: (@Sendable (OutputChunk) -> Void)? = nil,
+                    afterReply: @escaping AfterReply = { $0() }) async throws(RPCError) -> RunResult {
         let received = ContinuousClock.now
         let (config, languages, generation) = settings.withLock { ($0.config, $0.languages, $0.generation) }
         guard let language = languages.lookup(params.language) else {
@@ -90,7 +96,8 @@ public final class RunService: Sendable {
         while true {
             attempts += 1
             do {
-                (slot, outcome) = try await runInSlot(job, key: key, language: spec.name, onOutput: params.stream == true ? onOutput : nil)
+                (slot, outcome) = try await runInSlot(job, key: key, language: spec.name,
+                                                      onOutput: params.stream == true ? onOutput : nil, afterReply: afterReply)
                 break
             } catch {
                 switch error {
@@ -127,7 +134,7 @@ public final class RunService: Sendable {
             "output_bytes": "\(result.stdout.utf8.count + result.stderr.utf8.count)", "slot": "\(slot)",
         ]
         if config.logCode { meta["code"] = "\(params.code)" }
-        logger.info("run", metadata: meta)
+        afterReply { [logger, meta] in logger.info("run", metadata: meta) }
         return result
     }
 
@@ -141,12 +148,12 @@ public final class RunService: Sendable {
     }
 
     /// One slot's try: waits for a slot and runs the job in it; the slot is reset afterwards, whatever happens.
-    private func runInSlot(_ job: SandboxJob, key: String, language: String,
-                           onOutput: (@Sendable (OutputChunk) -> Void)?) async throws(SlotRunError) -> (Int, SandboxOutcome) {
+    private func runInSlot(_ job: SandboxJob, key: String, language: String, onOutput: (@Sendable (OutputChunk) -> Void)?,
+                           afterReply: AfterReply) async throws(SlotRunError) -> (Int, SandboxOutcome) {
         let slot: Int
         do { slot = try await acquireSlot(key: key, job: job, language: language) } catch { throw .refused(error) }
         let turn = pool.turn()
-        defer { pool.finished(slot, turn: turn) }
+        defer { afterReply { [pool] in pool.finished(slot, turn: turn) } }
         do {
             return (slot, try await backend.run(job, slot: slot, turn: turn, onOutput: onOutput))
         } catch let e as SandboxUnavailable where !Task.isCancelled {

@@ -91,7 +91,10 @@ final class ConnectionHandler: ChannelInboundHandler, @unchecked Sendable {  // 
             tracker.begin { [dispatcher] id in
                 inFlight.insert(id)
                 return Task(executorPreference: executor) {
-                    let reply = await dispatcher.handle(line: bytes, peer: peer) { note in self.write(note, to: channel) }
+                    // A run's log line and slot reset wait in the loop's queue until its reply is written.
+                    let reply = await dispatcher.handle(line: bytes, peer: peer, afterReply: { channel.eventLoop.execute($0) }) { note in
+                        self.write(note, to: channel)
+                    }
                     if channel.eventLoop.inEventLoop {
                         self.finish(id, reply: reply, channel: channel)
                     } else {

@@ -18,20 +18,21 @@ public struct Dispatcher: Sendable {
         self.reload = reload
     }
 
-    /// `notify` writes a notification line to the client (the output of `stream` runs).
-    public func handle(line: [UInt8], peer: PeerInfo,
+    /// `notify` writes a notification line to the client (the output of `stream` runs);
+    /// `afterReply` takes what a run leaves for after its reply (RunService.AfterReply).
+    public func handle(line: [UInt8], peer: PeerInfo, afterReply: @escaping RunService.AfterReply = { $0() },
                        notify: @escaping @Sendable (Data) -> Void = { _ in }) async -> Data? {
         switch await LongLineParser.parse(line) {
         case .parseError(let e):
             service.metrics.recordError(code: e.code)
             return RPCEncoder.error(id: nil, e)
         case .single(let incoming):
-            return await handle(incoming, peer: peer, notify: notify)
+            return await handle(incoming, peer: peer, afterReply: afterReply, notify: notify)
         case .batch(let items):
             // Members run concurrently; the reply array holds the non-notification answers.
             let replies = await withTaskGroup(of: (Int, Data?).self) { group in
                 for (i, item) in items.enumerated() {
-                    group.addTask { (i, await self.handle(item, peer: peer, notify: notify)) }
+                    group.addTask { (i, await self.handle(item, peer: peer, afterReply: afterReply, notify: notify)) }
                 }
                 var out: [(Int, Data)] = []
                 for await (i, reply) in group { if let reply { out.append((i, reply)) } }
@@ -41,7 +42,8 @@ public struct Dispatcher: Sendable {
         }
     }
 
-    func handle(_ incoming: RPCIncoming, peer: PeerInfo, notify: @escaping @Sendable (Data) -> Void) async -> Data? {
+    func handle(_ incoming: RPCIncoming, peer: PeerInfo, afterReply: @escaping RunService.AfterReply,
+                notify: @escaping @Sendable (Data) -> Void) async -> Data? {
         switch incoming {
         case .invalid(let id, let e):
             service.metrics.recordError(code: e.code)
@@ -49,7 +51,7 @@ public struct Dispatcher: Sendable {
         case .request(let req):
             let reply: Data
             do {
-                reply = try await call(req, peer: peer, notify: notify)
+                reply = try await call(req, peer: peer, afterReply: afterReply, notify: notify)
             } catch {
                 service.metrics.recordError(code: error.code)
                 reply = RPCEncoder.error(id: req.id, error)
@@ -65,13 +67,15 @@ public struct Dispatcher: Sendable {
         return { chunk in notify(RPCEncoder.runOutput(id: id, chunk: chunk)) }
     }
 
-    private func call(_ req: RPCRequest, peer: PeerInfo, notify: @escaping @Sendable (Data) -> Void) async throws(RPCError) -> Data {
+    private func call(_ req: RPCRequest, peer: PeerInfo, afterReply: @escaping RunService.AfterReply,
+                      notify: @escaping @Sendable (Data) -> Void) async throws(RPCError) -> Data {
         if isShuttingDown() { throw RPCError(.shuttingDown, "the daemon is shutting down; retry after it restarts") }
         do {
             switch req.method {
             case RPCMethod.run:
                 let params = try RunParams(params: req.params)
-                let result = try await service.run(params, peer: peer, onOutput: Self.outputSink(id: req.id, notify: notify))
+                let result = try await service.run(params, peer: peer, onOutput: Self.outputSink(id: req.id, notify: notify),
+                                                   afterReply: afterReply)
                 return try RPCEncoder.result(id: req.id, result)
             case RPCMethod.languages:
                 try ParamReader(req.params).rejectUnknown(allowed: [])

@@ -16,9 +16,9 @@ final class DispatcherTests: XCTestCase {
     }
 
     func reply(_ d: Dispatcher, _ line: String, notes: Notes? = nil) async throws -> [String: Any]? {
-        let data = await d.handle(line: Array(line.utf8), peer: PeerInfo(pid: 1, uid: 0, gid: 0)) { note in
+        let data = await d.handle(line: Array(line.utf8), peer: PeerInfo(pid: 1, uid: 0, gid: 0), notify: { note in
             notes?.lines.withLock { $0.append(String(decoding: note, as: UTF8.self)) }
-        }
+        })
         guard let data else { return nil }
         return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any], String(decoding: data, as: UTF8.self))
     }
