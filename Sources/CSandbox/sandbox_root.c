@@ -25,9 +25,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-// Where the run's tmpfs is mounted while its directories are bound to their places.
-#define WRITABLE "/.writable"
-
 // mkdir -p for a path under the fresh root tmpfs (all components are ours: no symlinks to follow).
 static int mkdir_p(char *path, mode_t mode) {
     for (char *p = path + 1; *p; p++) {
@@ -211,29 +208,6 @@ static void bring_up_loopback(void) {
     close(sock);
 }
 
-// The writable places (home, /tmp, /var/tmp, /dev/shm) are directories of one size- and
-// inode-capped tmpfs, so "disk full" stays inside and the run has one disk, as on a machine. One,
-// not a tmpfs each: making and tearing down a file system's superblock is most of a mount's cost,
-// and this runs for every sandbox. Mounted at WRITABLE (an empty mount point of the base), each
-// directory bound to its place, then detached from there: only the four places show it.
-static void mount_writable_places(const struct cs_sandbox_spec *s) {
-    if (mount_tmpfs(WRITABLE, "0755", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) cs_fail(CS_STEP_TMPFS);
-    static const char *const dirs[] = {WRITABLE "/shm", WRITABLE "/tmp", WRITABLE "/var-tmp", NULL};
-    static const char *const places[] = {"/dev/shm", "/tmp", "/var/tmp", NULL};
-    char home[4096];
-    if (!cs_path_join(home, sizeof home, WRITABLE, "/home")) cs_fail(CS_STEP_TMPFS);
-    for (int i = 0; dirs[i]; i++) {
-        // chmod, not mkdir's mode: the umask would take the sticky and world bits.
-        if (mkdir(dirs[i], 0700) < 0 || chmod(dirs[i], 01777) < 0) cs_fail(CS_STEP_TMPFS);
-    }
-    if (mkdir(home, 0700) < 0 || chown(home, s->uid, s->gid) < 0) cs_fail(CS_STEP_TMPFS);
-    for (int i = 0; dirs[i]; i++) {
-        if (mount(dirs[i], places[i], NULL, MS_BIND, NULL) < 0) cs_fail(CS_STEP_TMPFS);
-    }
-    if (mount(home, s->home, NULL, MS_BIND, NULL) < 0) cs_fail(CS_STEP_TMPFS);
-    if (umount2(WRITABLE, MNT_DETACH) < 0) cs_fail(CS_STEP_TMPFS);
-}
-
 // The slot's base: what every sandbox of the slot shows read-only, built in the init's new mount
 // namespace, which it pivots into. Mount points for the run's own mounts (cs_mount_run_parts) are
 // made here, before the root becomes read-only.
@@ -262,8 +236,8 @@ int cs_build_base(const struct cs_sandbox_spec *s) {
     lay_files(root, s->files);
     build_dev(root);
     // The mount points of the run's own mounts.
-    static const char *const points[] = {"/proc", "/dev/shm", "/tmp", "/var", "/var/tmp", WRITABLE, NULL};
-    static const mode_t modes[] = {0555, 01777, 01777, 0755, 01777, 0};
+    static const char *const points[] = {"/proc", "/dev/shm", "/tmp", "/var", "/var/tmp", NULL};
+    static const mode_t modes[] = {0555, 01777, 01777, 0755, 01777};
     for (int i = 0; points[i]; i++) {
         if (!cs_path_join(path, sizeof path, root, points[i]) || mkdir(path, modes[i]) < 0) cs_fail(CS_STEP_TMPFS);
     }
@@ -283,7 +257,12 @@ int cs_build_base(const struct cs_sandbox_spec *s) {
 // new network namespace its loopback.
 void cs_mount_run_parts(const struct cs_sandbox_spec *s, int fresh_network) {
     build_proc("", s->masked_paths, fresh_network);
-    mount_writable_places(s);
+    // Writable places: each its own size- and inode-capped tmpfs, so "disk full" stays inside.
+    static const char *const scratch[] = {"/dev/shm", "/tmp", "/var/tmp", NULL};
+    for (int i = 0; scratch[i]; i++) {
+        if (mount_tmpfs(scratch[i], "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) cs_fail(CS_STEP_TMPFS);
+    }
+    if (mount_tmpfs(s->home, "0700", s->tmpfs_bytes, s->tmpfs_inodes, s->uid, s->gid) < 0) cs_fail(CS_STEP_TMPFS);
     if (sethostname(s->hostname, cs_str_len(s->hostname)) < 0) cs_fail(CS_STEP_HOSTNAME);
     if (fresh_network) bring_up_loopback();  // a kept namespace's is up
 }
