@@ -34,14 +34,23 @@ enum JobHandOver {
         header.rlimit_fsize = UInt64(rlimits.fileSize)
         header.rlimit_nofile = UInt64(rlimits.openFiles)
         header.backup_wall_s = UInt32((job.limits.wallMs + (job.compile?.limits.wallMs ?? 0)) / 1000 + 10)
+        // One write: the init, woken by the first bytes, finds the whole job there.
+        var bytes = withUnsafeBytes(of: &header) { Array($0) }
+        bytes.reserveCapacity(bytes.count + strings.count + job.code.count)
+        bytes.append(contentsOf: strings)
+        bytes.append(contentsOf: job.code)
         sandbox.stageStarted()
         do {
-            try withUnsafeBytes(of: &header) { try writeAll(sandbox.control, $0) }
-            try strings.withUnsafeBytes { try writeAll(sandbox.control, $0) }
-            try job.code.withUnsafeBytes { try writeAll(sandbox.control, $0) }
+            try bytes.withUnsafeBytes { try writeAll(sandbox.control, $0) }
         } catch {
             throw SandboxError("handing the job to the sandbox failed: \(error)")
         }
+    }
+
+    /// A job this large fits in the control pipe's buffer at once: writing it never waits for the
+    /// init (so it may be written from a thread that must not block).
+    static func fitsThePipe(_ job: SandboxJob) -> Bool {
+        job.code.count + (job.argv + job.env + (job.compile?.argv ?? [])).reduce(0) { $0 + $1.utf8.count + 1 } < 32 * 1024
     }
 
     /// The word that starts the run stage after a compile (the init waits for it).

@@ -85,6 +85,8 @@ public final class NativeBackend: SandboxBackend {
         let layout = layouts.withLock { $0.byGeneration[job.generation] ?? $0.byGeneration[$0.newest]! }
         let run = SandboxRun(job: job, slot: slot, slots: slots, layout: layout, cancelFD: cancelFD,
                              streamer: onOutput.map { OutputStreamer(sink: $0) }, compileCache: compileCache, turn: turn)
+        // Here, when nothing of it blocks: the init reads its job while the run's thread wakes.
+        run.startIfReady()
         return try await withTaskCancellationHandler {
             // A thread of its own: the supervisor blocks in poll(), which must not starve Swift's pool.
             try await onThread("cs-run-\(slot)") { try run.execute() }

@@ -54,8 +54,45 @@ final class SandboxRun: @unchecked Sendable {
         self.clock = clock
     }
 
+    /// The first stage's start: the sandbox it runs in, the job as handed over (without a compile
+    /// the cache holds), and the counters before it.
+    private struct Start {
+        let sandbox: SandboxInstance
+        let job: SandboxJob
+        let cached: CompileCache.Entry?
+        let cacheKey: String?
+        let chargedBefore: Int64
+        let cpuBefore: UInt64
+        let oomBefore: Int64
+        let usesPrestart: Bool
+    }
+
+    /// Set by startIfReady: the job went to the sandbox already (or could not: the error).
+    private var early: Result<Start, any Error>?
+    /// The slot's ready sandbox, taken by startIfReady when it could not start the job at once.
+    private var taken: ReadySandbox?
+
+    /// The first stage's start, on the caller's thread, when nothing of it can block: the slot's
+    /// ready sandbox serves, no compile stage, limits set at once, a job that fits in the control
+    /// pipe. The run's thread then wakes while the init already reads its job (on a 2-core VM a
+    /// thread's wake-up is tens of microseconds of the reply's time). Otherwise execute does all.
+    func startIfReady() {
+        guard job.compile == nil, JobHandOver.fitsThePipe(job), let ready = slots.take(slot) else { return }
+        held = ready.instance
+        taken = ready
+        guard ready.layout === layout, SandboxSlots.mayServeARun(ready.instance.baseBorn),
+              (try? ready.instance.beginStage(limits: job.limits)) != nil else { return }
+        taken = nil
+        early = Result { try handOver(job, to: ready.instance, cached: nil, cacheKey: nil) }
+    }
+
     func execute() throws -> SandboxOutcome {
         defer { end() }
+        return try run(try early?.get() ?? begin())
+    }
+
+    /// The first stage's start on the run's thread: whatever sandbox serves, a cached compile placed.
+    private func begin() throws -> Start {
         var sandbox = try takeSandbox()
         // A compile the cache holds is not run: the job goes without it, its program placed first.
         var job = self.job
@@ -68,13 +105,28 @@ final class SandboxRun: @unchecked Sendable {
             try compileCache?.place(cached, into: sandbox, home: layout.config.home, output: output,
                                     uid: layout.config.uidBase + UInt32(slot))
         }
+        return try handOver(job, to: sandbox, cached: cached, cacheKey: cacheKey)
+    }
+
+    private func handOver(_ job: SandboxJob, to sandbox: SandboxInstance, cached: CompileCache.Entry?,
+                          cacheKey: String?) throws -> Start {
         // What the slot's cgroup holds before the stage (the init, what earlier sandboxes left:
-        // page cache, per-CPU charge batches; see reclaimedEnough) is not the stage's peak.
+        // page cache, per-CPU charge batches; see reclaimedEnough) is not the stage's peak; nor is
+        // the CPU time of the init's setup.
         let chargedBefore = sandbox.cgroup.memoryUsage()
+        let cpuBefore = sandbox.cgroup.cpuNs(), oomBefore = sandbox.cgroup.oomKills()
         // Whether the run was pre-started is decided here, and only here.
         let usesPrestart = job.prestart != nil && job.prestart?.language == sandbox.prestarted
         try JobHandOver.write(job, to: sandbox, usesPrestart: usesPrestart,
                               rlimits: (layout.config.fileSizeBytes, layout.config.openFiles))
+        return Start(sandbox: sandbox, job: job, cached: cached, cacheKey: cacheKey, chargedBefore: chargedBefore,
+                     cpuBefore: cpuBefore, oomBefore: oomBefore, usesPrestart: usesPrestart)
+    }
+
+    /// The stages, from the first one's hand-over to the outcome.
+    private func run(_ start: Start) throws -> SandboxOutcome {
+        let (sandbox, job, cached, cacheKey) = (start.sandbox, start.job, start.cached, start.cacheKey)
+        let (chargedBefore, usesPrestart) = (start.chargedBefore, start.usesPrestart)
         var supervisor = StageSupervisor(sandbox: sandbox, cancelFD: cancelFD, streamer: streamer,
                                          pipes: SandboxPipes(sandbox: sandbox, stdin: job.stdin), turn: turn)
         var outcome = SandboxOutcome(compile: cached?.stage, run: nil)
@@ -82,9 +134,10 @@ final class SandboxRun: @unchecked Sendable {
         outcome.prestarted = usesPrestart
         var open = supervisor.pipes.initiallyOpen
         var memoryBefore = chargedBefore
+        let firstCounters = (cpu: start.cpuBefore, oom: start.oomBefore)
         if let compile = job.compile {
             let (stage, machine) = supervise(.compile, limits: compile.limits, open: open, memoryBefore: chargedBefore,
-                                             with: &supervisor)
+                                             countersBefore: firstCounters, with: &supervisor)
             outcome.compile = stage
             if let e = machine.startError { throw SandboxError("cannot start \(compile.argv.first ?? "the compiler")", errno: e) }
             guard stage.succeeded else { return outcome }  // the init ends the sandbox after a failed compile
@@ -105,7 +158,8 @@ final class SandboxRun: @unchecked Sendable {
             }
         }
         sandbox.closeControl()
-        let (stage, machine) = supervise(.run, limits: job.limits, open: open, memoryBefore: memoryBefore, with: &supervisor)
+        let (stage, machine) = supervise(.run, limits: job.limits, open: open, memoryBefore: memoryBefore,
+                                         countersBefore: job.compile == nil ? firstCounters : nil, with: &supervisor)
         initLeftAlive = machine.initLeftAlive
         outcome.run = stage
         streamer?.finish()
@@ -125,7 +179,8 @@ final class SandboxRun: @unchecked Sendable {
     /// The slot's ready sandbox if it was built from this run's layout on a base not too old
     /// (SandboxSlots.mayServeARun); else a plain one.
     private func takeSandbox() throws -> SandboxInstance {
-        let ready = slots.take(slot)
+        let ready = taken ?? slots.take(slot)
+        taken = nil
         held = ready?.instance
         if let ready, ready.layout === layout, SandboxSlots.mayServeARun(ready.instance.baseBorn) { return ready.instance }
         return try startPlain()
@@ -185,10 +240,12 @@ final class SandboxRun: @unchecked Sendable {
     }
 
     /// One stage, from its counters to its outcome. `open`: the pipes not at their end yet.
-    private func supervise(_ stage: StageMachine.Stage, limits: LimitSet, open: Set<StageMachine.Pipe>,
-                           memoryBefore: Int64, with supervisor: inout StageSupervisor) -> (StageOutcome, StageMachine) {
+    /// `countersBefore`: CPU time and OOM kills read before the stage's start (else read now).
+    private func supervise(_ stage: StageMachine.Stage, limits: LimitSet, open: Set<StageMachine.Pipe>, memoryBefore: Int64,
+                           countersBefore: (cpu: UInt64, oom: Int64)?, with supervisor: inout StageSupervisor) -> (StageOutcome, StageMachine) {
         let cgroup = supervisor.sandbox.cgroup
-        let cpuBefore = cgroup.cpuNs(), oomBefore = cgroup.oomKills()  // the init's setup (or the compile) is not this stage's
+        // The init's setup (or the compile) is not this stage's.
+        let (cpuBefore, oomBefore) = countersBefore ?? (cgroup.cpuNs(), cgroup.oomKills())
         var machine = StageMachine(stage: stage, limits: limits, socketLimitBytes: layout.config.socketMemoryBytes,
                                    open: open, streams: stage == .run && streamer != nil, clock: clock)
         supervisor.supervise(&machine, cpuBefore: cpuBefore)
