@@ -15,8 +15,48 @@ final class HeldFiles: Sendable {
 
     /// The whole file (at most 64 KiB: a cgroup.procs of a fork bomb's thousands of pids fits).
     func read(_ path: String) throws -> String {
+        String(decoding: try bytes(path), as: UTF8.self)
+    }
+
+    /// A counter file's number ("123\n"), parsed from its bytes: read on every run's path, where
+    /// Foundation's trimming and a large zeroed buffer cost more than the read itself.
+    func readInt(_ path: String) throws -> Int64 {
+        let content = try bytes(path)
+        var value: Int64 = 0, digits = 0, negative = false
+        for (i, c) in content.enumerated() {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                let (times, o1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, o2) = times.addingReportingOverflow(Int64(c - UInt8(ascii: "0")))
+                if o1 || o2 { throw SystemCallError(function: "parse", context: path, errno: ERANGE) }
+                value = sum
+                digits += 1
+            case UInt8(ascii: "-") where i == 0:
+                negative = true
+            case UInt8(ascii: " "), UInt8(ascii: "\n"):
+                // The number ends here: only white space may follow.
+                guard digits > 0, content[(i + 1)...].allSatisfy({ $0 == 0x0A || $0 == 0x20 }) else {
+                    throw SystemCallError(function: "parse", context: path, errno: EINVAL)
+                }
+                return negative ? -value : value
+            default:
+                throw SystemCallError(function: "parse", context: path, errno: EINVAL)
+            }
+        }
+        guard digits > 0 else { throw SystemCallError(function: "parse", context: path, errno: EINVAL) }
+        return negative ? -value : value
+    }
+
+    /// The file's bytes: one pread for the usual few bytes of a counter, more for longer files.
+    private func bytes(_ path: String) throws -> [UInt8] {
         try withFile(path) { fd in
-            var out: [UInt8] = []
+            var small = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))  // 64 bytes
+            let first = try withUnsafeMutableBytes(of: &small) { buf in
+                let n = try sys("pread", path) { pread(fd, buf.baseAddress, buf.count, 0) }
+                return Array(buf[0..<n])
+            }
+            if first.count < MemoryLayout.size(ofValue: small) { return first }  // all of it: a short read is the end
+            var out = first
             var buf = [UInt8](repeating: 0, count: 8192)
             while out.count < 65536 {
                 let at = off_t(out.count)
@@ -24,14 +64,8 @@ final class HeldFiles: Sendable {
                 if n == 0 { break }
                 out.append(contentsOf: buf[0..<n])
             }
-            return String(decoding: out, as: UTF8.self)
+            return out
         }
-    }
-
-    func readInt(_ path: String) throws -> Int64 {
-        let text = try read(path).trimmingCharacters(in: " \n")
-        guard let v = Int64(text) else { throw SystemCallError(function: "parse", context: path, errno: EINVAL) }
-        return v
     }
 
     func write(_ path: String, _ text: String) throws {
