@@ -80,16 +80,7 @@ struct SlotCgroupV1: SlotCgroup {
         Array(Set([memory, pids, cpu, cpuacct, freezer])).sorted().map { "\($0)/cgroup.procs" }
     }
 
-    func joinDescriptors() throws -> [Int32] {
-        var fds: [Int32] = []
-        do {
-            for file in procsFiles { fds.append(try files.duplicate(file)) }
-        } catch {
-            for fd in fds { close(fd) }
-            throw error
-        }
-        return fds
-    }
+    func joinDescriptors() throws -> [Int32] { try files.duplicates(procsFiles) }
 
     func apply(limits: LimitSet) throws {
         try applied.apply(limits) { try write(limits) }

@@ -65,16 +65,7 @@ struct SlotCgroupV2: SlotCgroup {
 
     var procsFiles: [String] { ["\(dir)/cgroup.procs"] }
 
-    func joinDescriptors() throws -> [Int32] {
-        var fds: [Int32] = []
-        do {
-            for file in procsFiles { fds.append(try files.duplicate(file)) }
-        } catch {
-            for fd in fds { close(fd) }
-            throw error
-        }
-        return fds
-    }
+    func joinDescriptors() throws -> [Int32] { try files.duplicates(procsFiles) }
 
     func apply(limits: LimitSet) throws {
         try applied.apply(limits) { try write(limits) }

@@ -82,6 +82,18 @@ final class HeldFiles: Sendable {
         try withFile(path) { fd in try sys("fcntl", path) { fcntl(fd, F_DUPFD_CLOEXEC, 0) } }
     }
 
+    /// Copies of several files' descriptors (duplicate): all of them, or none and the error.
+    func duplicates(_ paths: [String]) throws -> [Int32] {
+        var fds: [Int32] = []
+        do {
+            for path in paths { fds.append(try duplicate(path)) }
+        } catch {
+            for fd in fds { close(fd) }
+            throw error
+        }
+        return fds
+    }
+
     func closeAll() {
         fds.withLock { fds in
             for fd in fds.values { close(fd) }
