@@ -193,6 +193,10 @@ public protocol SandboxBackend: Sendable {
     func slotMembers() -> [String?]?
     /// The pool, handed over once at its start: see SlotEvents.
     func observe(_ events: any SlotEvents)
+    /// True when `run` never blocks the thread that calls it (everything that waits runs on the
+    /// backend's own threads): the server may then run requests on its event loop. False (the
+    /// default): requests run on Swift's pool.
+    var neverBlocksItsCaller: Bool { get }
 }
 
 extension SandboxBackend {
@@ -202,6 +206,7 @@ extension SandboxBackend {
     public func isOutdated(slot: Int) -> Bool? { nil }
     public func strayProcesses() -> [Int32]? { nil }
     public var slotCgroupParents: [String] { [] }
+    public var neverBlocksItsCaller: Bool { false }
     public func run(_ job: SandboxJob, slot: Int, turn: RunTurn?,
                     onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         try await run(job, slot: slot, onOutput: onOutput)

@@ -72,8 +72,9 @@ public final class RunService: Sendable {
     /// Runs a snippet. Throws RPCError for bad requests and daemon failures; a program's failure is a result.
     /// `onOutput` receives the output as it arrives when the request asked for `stream`.
     /// Work a run leaves for after its reply is on its way: the run's log line and its slot's
-    /// reset. The server passes its event loop's queue (the task that answers runs on that loop,
-    /// so queued work runs once the reply is written); `{ $0() }` does it at once.
+    /// reset. The server passes its event loop's queue (with a backend that never blocks, the task
+    /// that answers runs on that loop, so queued work runs once the reply is written, unless the
+    /// task waits again first: a batch, a retry); `{ $0() }` does it at once.
     public typealias AfterReply = @Sendable (@escaping @Sendable () -> Void) -> Void
 
     public func run(_ params: RunParams, peer: PeerInfo,

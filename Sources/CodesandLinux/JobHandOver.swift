@@ -49,8 +49,11 @@ enum JobHandOver {
 
     /// A job this large fits in the control pipe's buffer at once: writing it never waits for the
     /// init (so it may be written from a thread that must not block).
+    /// (A pipe holds 64 KiB unless the host's pipe-user-pages limits shrank it: then the write
+    /// waits a moment for the init, which is already reading.)
     static func fitsThePipe(_ job: SandboxJob) -> Bool {
-        job.code.count + (job.argv + job.env + (job.compile?.argv ?? [])).reduce(0) { $0 + $1.utf8.count + 1 } < 32 * 1024
+        let strings = job.argv + (job.prestart?.argv ?? []) + job.env + (job.compile?.argv ?? []) + [job.fileName]
+        return MemoryLayout<cs_job_header>.size + job.code.count + strings.reduce(0) { $0 + $1.utf8.count + 1 } < 32 * 1024
     }
 
     /// The word that starts the run stage after a compile (the init waits for it).

@@ -72,6 +72,10 @@ public final class NativeBackend: SandboxBackend {
         guard slots.setReady(slot, fresh) else { throw CancellationError() }
     }
 
+    /// A run's supervision and every wait of a prepare are on BlockingThreads; what startIfReady
+    /// does on the caller's thread are a few reads and writes of held files and one pipe write that fits.
+    public var neverBlocksItsCaller: Bool { true }
+
     public func run(_ job: SandboxJob, slot: Int, onOutput: (@Sendable (OutputChunk) -> Void)?) async throws -> SandboxOutcome {
         try await run(job, slot: slot, turn: nil, onOutput: onOutput)
     }

@@ -80,7 +80,10 @@ final class SandboxRun: @unchecked Sendable {
         guard job.compile == nil, JobHandOver.fitsThePipe(job), let ready = slots.take(slot) else { return }
         held = ready.instance
         taken = ready
+        // Limits other than the sandbox's own mean cgroup writes (and a reclaim, or an OOM kill of a
+        // waiting interpreter, inside the write): those are the run thread's.
         guard ready.layout === layout, SandboxSlots.mayServeARun(ready.instance.baseBorn),
+              ready.instance.limits == job.limits,
               (try? ready.instance.beginStage(limits: job.limits)) != nil else { return }
         taken = nil
         early = Result { try handOver(job, to: ready.instance, cached: nil, cacheKey: nil) }

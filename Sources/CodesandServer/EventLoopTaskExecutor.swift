@@ -6,9 +6,10 @@ import NIOCore
 /// run's thread, a pool thread again and the event loop for the reply; each hand-over to another
 /// thread is a wake-up, tens of microseconds on a small VM. With this preference the request is
 /// decoded, scheduled and answered on the loop that read it, and only the run itself (a supervisor
-/// that blocks in poll) leaves it. What runs here is small: the JSON of a reply is capped by the
-/// output limit, lines over 64 KiB are parsed on a thread of their own (LongLineParser), and
-/// everything that blocks runs on the backend's threads.
+/// that blocks in poll) leaves it. Used only with a backend whose runs never block their caller
+/// (SandboxBackend.neverBlocksItsCaller: the native one, whose waits are on its own threads);
+/// lines over 64 KiB are parsed on a thread of their own (LongLineParser), and `status` and
+/// `pool.reload` go to Swift's pool (Dispatcher).
 final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {  // immutable
     private let loop: any EventLoop
 

@@ -36,7 +36,13 @@ public final class RPCServer: Sendable {
     public var connectionCount: Int { connections.withLockedValue { $0.total } }
 
     private func bootstrap() -> ServerBootstrap {
-        ServerBootstrap(group: group)
+        // Requests run on their connection's event loop when the backend never blocks (the native
+        // one), else on Swift's pool (LXD's runs wait on the host's cgroup files).
+        var onLoop: (@Sendable (any EventLoop) -> (any TaskExecutor)?)? = nil
+        if dispatcher.service.backend.neverBlocksItsCaller {
+            onLoop = { @Sendable (loop: any EventLoop) -> (any TaskExecutor)? in EventLoopTaskExecutor(loop) }
+        }
+        return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             // accept() failing with EMFILE/ENFILE (no fd left) leaves the listening socket readable:
             // without a pause before the next try, the event loop spins at 100% CPU (AcceptPause.swift).
@@ -47,14 +53,14 @@ public final class RPCServer: Sendable {
             }
             // A client that shuts down its sending side (`echo … | socat`) still gets its replies.
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { [dispatcher, tracker, maxMessageBytes, logger, connections] channel in
+            .childChannelInitializer { [dispatcher, tracker, maxMessageBytes, logger, connections, onLoop] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionGate(counts: connections, metrics: dispatcher.service.metrics, logger: logger))
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFrameDecoder(maxLength: maxMessageBytes)))
                     try channel.pipeline.syncOperations.addHandler(
                         ConnectionHandler(dispatcher: dispatcher, tracker: tracker, logger: logger,
-                                          taskExecutor: { EventLoopTaskExecutor($0) }))
+                                          taskExecutor: onLoop))
                 }
             }
     }
