@@ -138,6 +138,7 @@ final class SandboxRun: @unchecked Sendable {
         var open = supervisor.pipes.initiallyOpen
         var memoryBefore = chargedBefore
         let firstCounters = (cpu: start.cpuBefore, oom: start.oomBefore)
+        var runCounters: (cpu: UInt64, oom: Int64) = firstCounters
         if let compile = job.compile {
             let (stage, machine) = supervise(.compile, limits: compile.limits, open: open, memoryBefore: chargedBefore,
                                              countersBefore: firstCounters, with: &supervisor)
@@ -151,8 +152,9 @@ final class SandboxRun: @unchecked Sendable {
             }
             open = machine.open
             switch try beginRunAfterCompile(sandbox) {
-            case .started(let charged):
+            case .started(let charged, let cpuBefore, let oomBefore):
                 memoryBefore = charged
+                runCounters = (cpuBefore, oomBefore)
             case .cannotFit(let charged):
                 outcome.run = StageOutcome(waitStatus: nil, timedOut: false, oomKilled: true,
                                            output: OutputCollector(maxBytes: 0, maxLines: 0), wallNs: 0, cpuNs: 0,
@@ -162,7 +164,7 @@ final class SandboxRun: @unchecked Sendable {
         }
         sandbox.closeControl()
         let (stage, machine) = supervise(.run, limits: job.limits, open: open, memoryBefore: memoryBefore,
-                                         countersBefore: job.compile == nil ? firstCounters : nil, with: &supervisor)
+                                         countersBefore: runCounters, with: &supervisor)
         initLeftAlive = machine.initLeftAlive
         outcome.run = stage
         streamer?.finish()
@@ -216,8 +218,9 @@ final class SandboxRun: @unchecked Sendable {
     }
 
     private enum RunStart {
-        /// The program was told to start; what the compile left charged, counted out of its peak.
-        case started(charged: Int64)
+        /// The program was told to start; what the compile left charged, counted out of its peak,
+        /// and the CPU time and OOM kills before the word.
+        case started(charged: Int64, cpuBefore: UInt64, oomBefore: Int64)
         /// What the compile left (its files in the tmpfs, unreclaimable without swap) is more than
         /// the program's memory limit: it cannot start under it. A result (oom), not an error.
         case cannotFit(charged: Int64)
@@ -234,21 +237,22 @@ final class SandboxRun: @unchecked Sendable {
             return .cannotFit(charged: sandbox.cgroup.memoryUsage())
         }
         let charged = sandbox.cgroup.memoryUsage()
+        let cpuBefore = sandbox.cgroup.cpuNs(), oomBefore = sandbox.cgroup.oomKills()  // a quick OOM is the run's
         do {
             try JobHandOver.startRun(sandbox)
         } catch {
             throw SandboxError("starting the run after the compile failed: \(error)")
         }
-        return .started(charged: charged)
+        return .started(charged: charged, cpuBefore: cpuBefore, oomBefore: oomBefore)
     }
 
     /// One stage, from its counters to its outcome. `open`: the pipes not at their end yet.
-    /// `countersBefore`: CPU time and OOM kills read before the stage's start (else read now).
+    /// `countersBefore`: CPU time and OOM kills read before the stage's start: the init's setup (or
+    /// the compile) is not this stage's, and an OOM kill right at its start is.
     private func supervise(_ stage: StageMachine.Stage, limits: LimitSet, open: Set<StageMachine.Pipe>, memoryBefore: Int64,
-                           countersBefore: (cpu: UInt64, oom: Int64)?, with supervisor: inout StageSupervisor) -> (StageOutcome, StageMachine) {
+                           countersBefore: (cpu: UInt64, oom: Int64), with supervisor: inout StageSupervisor) -> (StageOutcome, StageMachine) {
         let cgroup = supervisor.sandbox.cgroup
-        // The init's setup (or the compile) is not this stage's.
-        let (cpuBefore, oomBefore) = countersBefore ?? (cgroup.cpuNs(), cgroup.oomKills())
+        let (cpuBefore, oomBefore) = countersBefore
         var machine = StageMachine(stage: stage, limits: limits, socketLimitBytes: layout.config.socketMemoryBytes,
                                    open: open, streams: stage == .run && streamer != nil, clock: clock)
         supervisor.supervise(&machine, cpuBefore: cpuBefore)
