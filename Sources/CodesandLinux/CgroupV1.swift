@@ -124,15 +124,16 @@ struct SlotCgroupV1: SlotCgroup {
     @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0) }
 
     private func reclaim(downTo enough: Int64) -> Int64 {
-        let usage = { memoryUsage() }
+        var left = memoryUsage()
+        if left <= enough { return left }  // after most runs: nothing to reclaim, no listing of the cgroup
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
-            if usage() <= enough { break }
             try? files.write("\(memory)/memory.force_empty", "0")
-            if usage() <= enough || !empty { break }
+            left = memoryUsage()
+            if left <= enough || !empty { break }
             usleep(1000)
         }
-        return usage()
+        return left
     }
 
     func oomKills() -> Int64 {

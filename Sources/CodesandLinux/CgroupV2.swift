@@ -96,17 +96,17 @@ struct SlotCgroupV2: SlotCgroup {
     @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0) }
 
     private func reclaim(downTo enough: Int64) -> Int64 {
-        let usage = { memoryUsage() }
-        guard FileIO.exists("\(dir)/memory.reclaim") else { return usage() }
+        var left = memoryUsage()
+        // After most runs: nothing to reclaim, no listing of the cgroup.
+        guard left > enough, FileIO.exists("\(dir)/memory.reclaim") else { return left }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
-            let left = usage()
-            if left <= enough { break }
             try? files.write("\(dir)/memory.reclaim", "\(left)")
-            if usage() <= enough || !empty { break }
+            left = memoryUsage()
+            if left <= enough || !empty { break }
             usleep(1000)
         }
-        return usage()
+        return left
     }
 
     func oomKills() -> Int64 { FileIO.keyed((try? files.read("\(dir)/memory.events")) ?? "", "oom_kill") ?? 0 }
