@@ -33,10 +33,11 @@ struct zy_request {
     uint32_t uid, gid;
     uint64_t tmpfs_bytes, tmpfs_inodes;
     uint64_t rlimit_cpu_s, rlimit_fsize, rlimit_nofile;
-    uint32_t counts[4];    // strings in ro_paths, links, masked_paths, files
-    uint32_t strings_len;  // root_dir, hostname, home, then the four lists, each string NUL-ended
-    uint32_t flags;        // ZY_PLAIN, ZY_JOIN_NETNS, ZY_JOIN_MNTNS
+    uint32_t counts[6];    // strings in ro_paths, links, masked_paths, files, prestart argv, prestart env
+    uint32_t strings_len;  // root_dir, hostname, home, then the six lists, each string NUL-ended
+    uint32_t flags;        // ZY_PLAIN or ZY_EXEC (neither: fork the zygote), ZY_JOIN_NETNS, ZY_JOIN_MNTNS
 };
+#define ZY_LISTS 6
 
 // The sandbox starts nothing in advance (spec.prestart_argv was NULL): the zygote only clones its
 // init, a clone of a small process instead of the daemon, and goes on serving.
@@ -45,7 +46,10 @@ struct zy_request {
 #define ZY_JOIN_NETNS 2u
 // Then (last) a base mount namespace for it to work in a copy of (spec.join_mntns_fd).
 #define ZY_JOIN_MNTNS 4u
-#define ZY_FLAGS (ZY_PLAIN | ZY_JOIN_NETNS | ZY_JOIN_MNTNS)
+// The init starts the interpreter the plain way: it execs the request's prestart argv with its env
+// (a language with no zygote of its own, e.g. node, whose threads make a fork unsafe).
+#define ZY_EXEC 8u
+#define ZY_FLAGS (ZY_PLAIN | ZY_JOIN_NETNS | ZY_JOIN_MNTNS | ZY_EXEC)
 
 struct zy_reply {
     int32_t pid;  // the init's pid, or -1
@@ -85,22 +89,25 @@ int cs_zygote_await_ready(int sock, int timeout_ms) {
     return 0;
 }
 
-pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_ms, int *failure) {
+pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int fork_interpreter, int timeout_ms, int *failure) {
     *failure = CS_ZYGOTE_LOCAL;
     if (spec->n_cgroup_fds < 0 || spec->n_cgroup_fds > CS_MAX_CGROUP_FDS) { errno = EINVAL; return -1; }
     const char *const singles[3] = {spec->root_dir, spec->hostname, spec->home};
-    const char *const *lists[4] = {spec->ro_paths, spec->links, spec->masked_paths, spec->files};
+    int prestart = spec->prestart_argv && spec->prestart_argv[0];
+    int exec = prestart && !fork_interpreter;
+    const char *const *lists[ZY_LISTS] = {spec->ro_paths, spec->links, spec->masked_paths, spec->files,
+                                          exec ? spec->prestart_argv : NULL, exec ? spec->prestart_env : NULL};
     struct zy_request req = {
         .magic = ZY_MAGIC, .n_cgroup_fds = (uint32_t)spec->n_cgroup_fds, .uid = spec->uid, .gid = spec->gid,
         .tmpfs_bytes = spec->tmpfs_bytes, .tmpfs_inodes = spec->tmpfs_inodes,
         .rlimit_cpu_s = spec->prestart_rlimit_cpu_s, .rlimit_fsize = spec->prestart_rlimit_fsize,
         .rlimit_nofile = spec->prestart_rlimit_nofile,
-        .flags = ((spec->prestart_argv && spec->prestart_argv[0]) ? 0u : ZY_PLAIN) | (spec->join_netns_fd > 2 ? ZY_JOIN_NETNS : 0u) |
+        .flags = (!prestart ? ZY_PLAIN : exec ? ZY_EXEC : 0u) | (spec->join_netns_fd > 2 ? ZY_JOIN_NETNS : 0u) |
                  (spec->join_mntns_fd > 2 ? ZY_JOIN_MNTNS : 0u),
     };
     size_t len = 0;
     for (int i = 0; i < 3; i++) len += strlen(singles[i]) + 1;
-    for (int l = 0; l < 4; l++) {
+    for (int l = 0; l < ZY_LISTS; l++) {
         req.counts[l] = list_count(lists[l]);
         for (uint32_t i = 0; i < req.counts[l]; i++) len += strlen(lists[l][i]) + 1;
     }
@@ -111,7 +118,7 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_
     memcpy(msg, &req, sizeof req);
     char *p = msg + sizeof req;
     for (int i = 0; i < 3; i++) { size_t l = strlen(singles[i]) + 1; memcpy(p, singles[i], l); p += l; }
-    for (int l = 0; l < 4; l++) {
+    for (int l = 0; l < ZY_LISTS; l++) {
         for (uint32_t i = 0; i < req.counts[l]; i++) { size_t n = strlen(lists[l][i]) + 1; memcpy(p, lists[l][i], n); p += n; }
     }
 
@@ -179,15 +186,18 @@ static const char *next_string(const char **p, const char *end) {
 // Points the spec at the request's strings; 0 when they are exactly what the header announces.
 static int decode(const struct zy_request *req, const char *strings, size_t len, struct cs_sandbox_spec *spec) {
     uint64_t total = 0;
-    for (int l = 0; l < 4; l++) total += req->counts[l];
+    for (int l = 0; l < ZY_LISTS; l++) total += req->counts[l];
     if (total > ZY_MAX_STRINGS || req->counts[0] % 2 || req->counts[1] % 2 || req->counts[3] % 2) return -1;
+    // One way to start the interpreter at most; a program to exec exactly when asked to.
+    int exec = (req->flags & ZY_EXEC) != 0;
+    if ((exec && (req->flags & ZY_PLAIN)) || (exec != (req->counts[4] > 0)) || (!exec && req->counts[5] > 0)) return -1;
     const char *p = strings, *end = strings + len, *items[3];
     for (int k = 0; k < 3; k++) {
         if (!(items[k] = next_string(&p, end))) return -1;
     }
-    const char *const *starts[4];
+    const char *const *starts[ZY_LISTS];
     size_t at = 0;
-    for (int l = 0; l < 4; l++) {
+    for (int l = 0; l < ZY_LISTS; l++) {
         starts[l] = pointers + at;
         for (uint32_t i = 0; i < req->counts[l]; i++) {
             if (!(pointers[at++] = next_string(&p, end))) return -1;
@@ -214,7 +224,10 @@ static int decode(const struct zy_request *req, const char *strings, size_t len,
     spec->prestart_rlimit_cpu_s = req->rlimit_cpu_s;
     spec->prestart_rlimit_fsize = req->rlimit_fsize;
     spec->prestart_rlimit_nofile = req->rlimit_nofile;
-    spec->prestart_fork = !(req->flags & ZY_PLAIN);
+    spec->prestart_fork = !(req->flags & (ZY_PLAIN | ZY_EXEC));
+    spec->prestart_argv = exec ? starts[4] : NULL;
+    spec->prestart_env = exec ? starts[5] : NULL;
+    if (exec && spec->prestart_argv[0][0] != '/') return -1;  // the daemon sends absolute paths only
     return 0;
 }
 

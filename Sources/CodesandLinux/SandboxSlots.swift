@@ -53,11 +53,12 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
 
     /// Builds a sandbox in `slot`'s cgroup from `layout`; with `prestart`, its interpreter started
     /// and waiting (a fork of the language's zygote, if it has one; none if its launcher cannot
-    /// be used). A plain sandbox's init is cloned by the plain spawner, or any zygote that runs (a
-    /// small process: its clone costs less than a clone of the daemon), else by the daemon.
+    /// be used). Any other sandbox's init (plain, or one that execs its interpreter) is cloned by
+    /// the plain spawner, or any zygote that runs (a small process: its clone costs less than a
+    /// clone of the daemon), else by the daemon.
     func spawn(_ slot: Int, layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
         let prestart = prestart.flatMap(layout.launchers.resolve)
-        let zygote = prestart.map { layout.zygotes.zygote(for: $0) } ?? layout.zygotes.plainSpawner
+        let zygote = prestart.flatMap { layout.zygotes.zygote(for: $0) } ?? layout.zygotes.plainSpawner
         // The new init has its own copy (or a new namespace): ours goes, whatever happens.
         let netns = keptNetns.withLock { kept -> Int32? in
             defer { kept[slot] = nil }

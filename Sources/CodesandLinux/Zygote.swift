@@ -101,11 +101,13 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
     var isAlive: Bool { aliveNow.load(ordering: .acquiring) }
 
     /// Asks the zygote to spawn `spec`. Its first request also waits for the interpreter's start.
-    func spawn(_ spec: inout cs_sandbox_spec) -> Spawned {
+    /// `forkInterpreter`: the sandbox's pre-started interpreter is a fork of this zygote's; else
+    /// its init execs the spec's prestart argv (if any), as one the daemon cloned would.
+    func spawn(_ spec: inout cs_sandbox_spec, forkInterpreter: Bool) -> Spawned {
         alive.withLock { alive -> Spawned in
             guard alive else { return .nothing("the zygote was stopped") }
             var failure: Int32 = 0
-            let pid = cs_zygote_spawn(socket, &spec, 10_000, &failure)
+            let pid = cs_zygote_spawn(socket, &spec, forkInterpreter ? 1 : 0, 10_000, &failure)
             if pid > 0 {
                 refusals = 0
                 return .sandbox(pid)

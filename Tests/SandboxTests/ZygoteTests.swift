@@ -51,19 +51,7 @@ final class ZygoteTests: XCTestCase {
         let spawner = try XCTUnwrap(live.backend.plainSpawnerPID, "the plain spawner runs")
         let marker = "4\(UInt32.random(in: 100_000...999_999))"
         async let slow = live.run("bash", "sleep 2.\(marker); grep -E '^Sig(Ign|Blk)' /proc/self/status; cat /proc/self/cmdline | tr '\\0' ' '")
-        var initExe: String?
-        for _ in 0..<100 where initExe == nil {
-            try await Task.sleep(for: .milliseconds(20))
-            guard let sleeper = sandboxUserProcesses(matching: "sleep 2.\(marker)").first,
-                  let status = try? String(contentsOfFile: "/proc/\(sleeper)/status", encoding: .utf8),
-                  let ppid = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })?.split(separator: "\t").last
-            else { continue }
-            // bash runs `sleep` as its child; bash's parent is the init.
-            guard let bashStatus = try? String(contentsOfFile: "/proc/\(ppid)/status", encoding: .utf8),
-                  let initPID = bashStatus.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })?.split(separator: "\t").last
-            else { continue }
-            initExe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(initPID)/exe")
-        }
+        let initExe = try await Self.initExecutable(ofRunWith: "sleep 2.\(marker)")
         let r = try await slow
         XCTAssertTrue(initExe?.hasSuffix("/codesand-spawner") == true, "the bash run's init was cloned from \(initExe ?? "?")")
         XCTAssertTrue(r.stdout.contains("SigIgn:\t0000000000000000") && r.stdout.contains("SigBlk:\t0000000000000000"), r.stdout)
@@ -78,6 +66,56 @@ final class ZygoteTests: XCTestCase {
         }
         await live.waitUntilReady()
         XCTAssertNil(live.backend.plainSpawnerPID, "restarted at once")
+    }
+
+    /// The executable of the init of the run whose `sleep` has `argument` (the program runs
+    /// `sleep` as its child; the program's parent is the init), once it shows up.
+    static func initExecutable(ofRunWith argument: String) async throws -> String? {
+        func parent(_ pid: String) -> String? {
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+            return status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })?.split(separator: "\t").last.map(String.init)
+        }
+        for _ in 0..<150 {
+            try await Task.sleep(for: .milliseconds(20))
+            guard let sleeper = sandboxUserProcesses(matching: argument).first, let program = parent("\(sleeper)"),
+                  let initPID = parent(program) else { continue }
+            return try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(initPID)/exe")
+        }
+        return nil
+    }
+
+    /// An interpreter with no zygote of its own (node: its threads make a fork unsafe) is exec'd by
+    /// an init the plain spawner cloned (a clone of the daemon would copy its page tables, ~2 ms of
+    /// CPU per sandbox): the init's /proc/PID/exe is the spawner, node runs from its own exec with
+    /// the launcher's argv, and the run is answered as before. With the spawner gone, runs go on.
+    func test_an_interpreter_without_a_zygote_is_execd_in_an_init_of_the_plain_spawner() async throws {
+        try requireRoot()
+        let live = try await LiveService(pool: 2)
+        defer { live.shutdown() }
+        await live.waitUntilReady()
+        let warm = try await Self.warmRun(live, "console.log(process.argv.length, typeof require)", language: "javascript")
+        XCTAssertEqual(warm.stdout, "2 function\n", warm.stderr)
+        await live.waitUntilReady()
+        let spawner = try XCTUnwrap(live.backend.plainSpawnerPID, "the plain spawner runs")
+        let marker = "5\(UInt32.random(in: 100_000...999_999))"
+        let code = """
+            const cp = require("child_process");
+            cp.execFileSync("/bin/sleep", ["2.\(marker)"]);
+            console.log(require("fs").readFileSync("/proc/self/cmdline", "latin1").split("\\0")[0], process.execPath);
+            """
+        let hits = live.service.metrics.prestartCounts("javascript").hits
+        async let slow = live.run("javascript", code)
+        let initExe = try await Self.initExecutable(ofRunWith: "sleep 2.\(marker)")
+        let r = try await slow
+        XCTAssertGreaterThan(live.service.metrics.prestartCounts("javascript").hits, hits, "node was waiting")
+        XCTAssertTrue(initExe?.hasSuffix("/codesand-spawner") == true, "the node run's init was cloned from \(initExe ?? "?")")
+        XCTAssertEqual(r.stdout, "/usr/bin/node /usr/bin/node\n", r.stderr)
+
+        kill(spawner, SIGKILL)
+        for i in 0..<4 {
+            let again = try await live.run("javascript", "console.log(\(i))")
+            XCTAssertEqual(again.stdout, "\(i)\n", again.stderr)
+        }
     }
 
     func test_each_fork_has_its_own_random_state() async throws {
@@ -348,7 +386,7 @@ final class ZygoteTests: XCTestCase {
         XCTAssertEqual(garbage?.err, EMSGSIZE)  // shorter than a request header
         let before = fdCount()
         // A header with the right magic but counts that do not match what follows, with fds.
-        var header = [UInt8](repeating: 0, count: 80)  // sizeof(struct zy_request)
+        var header = [UInt8](repeating: 0, count: 88)  // sizeof(struct zy_request)
         header.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(0x315a5943), as: UInt32.self) }
         let bad = ask(header + Array("x".utf8), withPipe: true)
         XCTAssertEqual(bad?.pid, -1)

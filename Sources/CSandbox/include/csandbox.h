@@ -127,7 +127,8 @@ pid_t cs_sandbox_spawn_flags(const struct cs_sandbox_spec *spec, uint64_t extra_
 /// CS_ZYGOTE_SERVED in the zygote after a request, CS_ZYGOTE_GONE when the daemon is gone.
 int cs_zygote_serve_one(int sock);
 /// cs_zygote_serve_one for a spawner of plain sandboxes (codesand-spawner): a request for a
-/// pre-started interpreter (which would be this process, forked) is refused with EINVAL.
+/// forked interpreter (which would be this process) is refused with EINVAL; one whose init execs
+/// its interpreter is served.
 int cs_zygote_serve_one_plain(int sock);
 enum { CS_ZYGOTE_CHILD = 0, CS_ZYGOTE_SERVED = 1, CS_ZYGOTE_GONE = 2 };
 /// The same three, as symbols of the library for a launcher's FFI to read by name.
@@ -147,10 +148,12 @@ enum cs_zygote_failure {
     CS_ZYGOTE_UNKNOWN = 3,   // no answer: an init may exist with the fds; the zygote must be stopped
 };
 
-/// In the daemon: asks the zygote behind `sock` to spawn `spec` (its prestart_argv and env are
-/// ignored: the interpreter is the zygote's). The init is the daemon's child (CLONE_PARENT).
-/// Returns the init's pid, or -1 with errno and *failure set.
-pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int timeout_ms, int *failure);
+/// In the daemon: asks the zygote behind `sock` to spawn `spec`. With a prestart_argv, the
+/// interpreter is a fork of the zygote's if `fork_interpreter` (prestart_argv and env are not
+/// sent), else the init execs prestart_argv with prestart_env, as an init the daemon cloned would.
+/// The init is the daemon's child (CLONE_PARENT). Returns the init's pid, or -1 with errno and
+/// *failure set.
+pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int fork_interpreter, int timeout_ms, int *failure);
 
 /// Empties the caller's capability bounding set (its effective capabilities stay). The plain
 /// spawner does it once at start, so that the inits it clones have nothing left to drop.
