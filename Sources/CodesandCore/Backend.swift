@@ -58,12 +58,24 @@ public struct PrestartSpec: Sendable, Hashable {
     public var zygote: Bool
     /// The launcher's file name in the launcher directory (LanguageSpec.launcher); "": none.
     public var launcher: String
-    public init(language: String, argv: [String], env: [String], zygote: Bool = false, launcher: String = "") {
+    /// The limits the language's runs get unless a request asks for others: its sandbox is made
+    /// with them, so that such a run writes no cgroup file (nil: the daemon's defaults).
+    public var limits: LimitSet?
+    public init(language: String, argv: [String], env: [String], zygote: Bool = false, launcher: String = "",
+                limits: LimitSet? = nil) {
         self.language = language
         self.argv = argv
         self.env = env
         self.zygote = zygote
         self.launcher = launcher
+        self.limits = limits
+    }
+
+    /// The interpreter it starts, whatever the limits: what a zygote is started from and known by.
+    public var interpreter: PrestartSpec {
+        var spec = self
+        spec.limits = nil
+        return spec
     }
 }
 

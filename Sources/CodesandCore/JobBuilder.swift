@@ -7,11 +7,8 @@ struct JobBuilder {
 
     func job(for params: RunParams) throws(RPCError) -> SandboxJob {
         let flags = try checkedFlags(params.compileFlags ?? [])
-        // The language's own defaults (the JVM needs more than Python), cut to the daemon's maxima,
-        // then the request's values.
-        let defaults = try LimitSet.resolve(spec.limits?.capped(by: config.maxLimits), defaults: config.defaultLimits,
-                                            max: config.maxLimits)
-        let limits = try LimitSet.resolve(params.limits, defaults: defaults, max: config.maxLimits)
+        // The language's defaults, then the request's values.
+        let limits = try LimitSet.resolve(params.limits, defaults: try languageLimits(), max: config.maxLimits)
         let home = config.sandbox.home
         let compile: CompileStage?
         if spec.compile.isEmpty {
@@ -40,10 +37,15 @@ struct JobBuilder {
         return env.keys.sorted().map { "\($0)=\(env[$0]!)" }
     }
 
+    /// The language's own defaults (the JVM needs more than Python), cut to the daemon's maxima.
+    func languageLimits() throws(RPCError) -> LimitSet {
+        try LimitSet.resolve(spec.limits?.capped(by: config.maxLimits), defaults: config.defaultLimits, max: config.maxLimits)
+    }
+
     /// What a slot must start in advance to serve this language pre-started (nil: not pre-startable).
     func prestartSpec() -> PrestartSpec? {
         spec.prestart.isEmpty ? nil : PrestartSpec(language: spec.name, argv: spec.prestart, env: environment(), zygote: spec.zygote,
-                                                    launcher: spec.launcher)
+                                                    launcher: spec.launcher, limits: try? languageLimits())
     }
 
     /// PHP without `<?php`, Java without a class, C without main(): wrapped so it just works.

@@ -48,20 +48,37 @@ protocol SlotCgroup: Sendable {
 /// page cache before it would fail a charge.
 let reclaimedEnough: Int64 = 1 << 20
 
-/// The limits a slot's cgroup holds, as last written: a slot's next sandbox usually wants the ones
-/// the last left (the defaults), and the writes (six or seven files, each an open, write and close,
-/// a memory limit's possibly a reclaim) are skipped then. Unknown (nil) while a write is under way
-/// or after one failed.
+/// The limits a slot's cgroup holds, as last written: its memory and pids limits (the rest, the
+/// CPU quota and swap, are the same for every sandbox: written once). A slot's next sandbox
+/// usually wants what the last left, and each file not written is an open, write and close saved
+/// (a lower memory limit's write may also reclaim). A part is unknown (nil) while its write is
+/// under way or after one failed, and is written again then.
 final class AppliedLimits: Sendable {
-    private let value = Mutex<LimitSet?>(nil)
+    private struct Held { var fixed: Bool?, memory: Int64?, pids: Int64? }
+    private let value = Mutex(Held())
 
-    /// Runs `write` unless the cgroup holds `limits` already.
-    func apply(_ limits: LimitSet, write: () throws -> Void) throws {
-        if value.withLock({ $0 }) == limits { return }
-        value.withLock { $0 = nil }
-        try write()
-        value.withLock { $0 = limits }
+    /// Writes what of `limits` the cgroup does not hold yet: `fixed` once, `memory` and `pids`
+    /// when their value changes.
+    func apply(_ limits: LimitSet, fixed: () throws -> Void, memory: (Int64) throws -> Void,
+               pids: (Int64) throws -> Void) throws {
+        let held = value.withLock { $0 }
+        if held.fixed == nil { try record(\.fixed, true, fixed) }
+        if held.memory != limits.memoryBytes { try record(\.memory, limits.memoryBytes) { try memory(limits.memoryBytes) } }
+        if held.pids != limits.pids { try record(\.pids, limits.pids) { try pids(limits.pids) } }
     }
+
+    private func record<T>(_ part: WritableKeyPath<Held, T?>, _ new: T, _ write: () throws -> Void) throws {
+        value.withLock { $0[keyPath: part] = nil }
+        try write()
+        value.withLock { $0[keyPath: part] = new }
+    }
+}
+
+extension LimitSet {
+    /// The same limits for a slot's cgroup (memory, pids): a sandbox made with `self` serves a
+    /// stage that wants `other` without a cgroup write. The others (time, output) are the
+    /// daemon's and the job's, not the cgroup's.
+    func sameInCgroup(as other: LimitSet) -> Bool { memoryBytes == other.memoryBytes && pids == other.pids }
 }
 
 /// Where the slots' cgroups live and how they are made.

@@ -83,19 +83,21 @@ struct SlotCgroupV1: SlotCgroup {
     func joinDescriptors() throws -> [Int32] { try files.duplicates(procsFiles) }
 
     func apply(limits: LimitSet) throws {
-        try applied.apply(limits) { try write(limits) }
+        try applied.apply(limits, fixed: writeFixed, memory: writeMemory, pids: { try FileIO.write("\(pids)/pids.max", "\($0)") })
     }
 
-    private func write(_ limits: LimitSet) throws {
-        try setMemory(limits.memoryBytes)
+    private func writeMemory(_ bytes: Int64) throws {
+        try setMemory(bytes)
         // v1 charges TCP and UDP buffers to a counter of their own, and only once it has a limit:
         // without one a snippet queues gigabytes in loopback sockets, outside memory_bytes, until
         // the host's tcp_mem stalls every TCP connection on the machine. (Other kernel memory:
         // pipes, unix sockets, IPC, inotify, epoll, timers, dentries, is in memory.limit_in_bytes.)
         let tcp = "\(memory)/memory.kmem.tcp.limit_in_bytes"
-        if FileIO.exists(tcp) { try FileIO.write(tcp, "\(min(limits.memoryBytes, socketMemoryBytes))") }
+        if FileIO.exists(tcp) { try FileIO.write(tcp, "\(min(bytes, socketMemoryBytes))") }
+    }
+
+    private func writeFixed() throws {
         try? FileIO.write("\(memory)/memory.swappiness", "0")
-        try FileIO.write("\(pids)/pids.max", "\(limits.pids)")
         // One CPU's worth per sandbox, so one run cannot take both cores of a small host.
         try FileIO.write("\(cpu)/cpu.cfs_period_us", "100000")
         try FileIO.write("\(cpu)/cpu.cfs_quota_us", "100000")

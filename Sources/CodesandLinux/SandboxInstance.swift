@@ -97,7 +97,7 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         // another (the plain spawner) clones an init that execs the launcher, as one the daemon
         // clones itself would (at the cost of a copy of the daemon's page tables: ~2 ms of CPU).
         let pid: pid_t
-        switch zygote?.spawn(&spec, forkInterpreter: prestart != nil && zygote?.spec == prestart) {
+        switch zygote?.spawn(&spec, forkInterpreter: prestart != nil && zygote?.spec == prestart?.interpreter) {
         case .sandbox(let p)?:
             pid = p
         case .unknown(let why)?:
@@ -240,7 +240,7 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
 
     /// Sets a stage's limits and zeroes the memory peak, so the stage's numbers exclude what came before.
     func beginStage(limits wanted: LimitSet) throws {
-        if wanted != limits {
+        if !wanted.sameInCgroup(as: limits) {
             try cgroup.apply(limits: wanted)
             limits = wanted
         }

@@ -83,7 +83,7 @@ final class SandboxRun: @unchecked Sendable {
         // Limits other than the sandbox's own mean cgroup writes (and a reclaim, or an OOM kill of a
         // waiting interpreter, inside the write): those are the run thread's.
         guard ready.layout === layout, SandboxSlots.mayServeARun(ready.instance.baseBorn),
-              ready.instance.limits == job.limits,
+              ready.instance.limits.sameInCgroup(as: job.limits),
               (try? ready.instance.beginStage(limits: job.limits)) != nil else { return }
         taken = nil
         early = Result { try handOver(job, to: ready.instance, cached: nil, cacheKey: nil) }

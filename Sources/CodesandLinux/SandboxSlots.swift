@@ -72,7 +72,7 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
         defer { if let base { close(base) } }
         do {
             let instance = try SandboxInstance.spawn(layout: layout, slot: slot, uid: uidBase + UInt32(slot),
-                                                     cgroup: cgroups[slot], limits: defaultLimits, prestart: prestart,
+                                                     cgroup: cgroups[slot], limits: prestart?.limits ?? defaultLimits, prestart: prestart,
                                                      zygote: zygote, logger: logger, joinNetns: netns, joinBase: base)
             instance.baseBorn = born
             if let built = instance.takeBuiltBase() {

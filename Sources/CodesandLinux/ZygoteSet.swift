@@ -30,7 +30,8 @@ final class ZygoteSet: @unchecked Sendable {  // state under its lock
     }
 
     /// The zygote for `prestart`'s language, started if need be; nil to spawn the plain way.
-    func zygote(for prestart: PrestartSpec) -> Zygote? {
+    func zygote(for spec: PrestartSpec) -> Zygote? {
+        let prestart = spec.interpreter  // one zygote per interpreter, whatever its sandboxes' limits
         guard prestart.zygote, let library else { return nil }
         return state.withLock { s -> Zygote? in
             if s.stopped { return nil }

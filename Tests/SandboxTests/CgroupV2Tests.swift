@@ -28,6 +28,45 @@ final class CgroupV2Tests: XCTestCase {
         XCTAssertEqual(try read("\(dir)/cpu.max"), "100000 100000")
     }
 
+    /// A slot writes only what its cgroup does not hold: the CPU quota and swap once, memory and
+    /// pids when they change; time and output limits are no cgroup's. A failed write leaves that
+    /// part unknown, so the next apply writes it again.
+    func test_only_the_limits_that_change_are_written() throws {
+        let dir = try fakeDir()
+        let slot = SlotCgroupV2(dir: dir, requireControllers: true)
+        let base = LimitSet(wallMs: 1, cpuMs: 1, memoryBytes: 64 << 20, pids: 32, outputBytes: 1, outputLines: 1)
+        try slot.apply(limits: base)
+        func mark() throws {
+            for f in ["memory.max", "memory.swap.max", "pids.max", "cpu.max"] { try "x".write(toFile: "\(dir)/\(f)", atomically: false, encoding: .utf8) }
+        }
+        func written() throws -> [String] {
+            try ["memory.max", "memory.swap.max", "pids.max", "cpu.max"].filter { try read("\(dir)/\($0)") != "x" }
+        }
+        try mark()
+        var other = base
+        (other.wallMs, other.cpuMs, other.outputBytes) = (9, 9, 9)
+        try slot.apply(limits: other)
+        XCTAssertEqual(try written(), [], "time and output limits are not the cgroup's")
+        other.pids = 64
+        try slot.apply(limits: other)
+        XCTAssertEqual(try written(), ["pids.max"])
+        XCTAssertEqual(try read("\(dir)/pids.max"), "64")
+        try mark()
+        other.memoryBytes = 128 << 20
+        try slot.apply(limits: other)
+        XCTAssertEqual(try written(), ["memory.max"])
+
+        try FileManager.default.removeItem(atPath: "\(dir)/pids.max")
+        XCTAssertThrowsError(try slot.apply(limits: base))
+        _ = FileManager.default.createFile(atPath: "\(dir)/pids.max", contents: Data("x".utf8))
+        try mark()
+        try slot.apply(limits: base)
+        XCTAssertEqual(try written(), ["pids.max"], "after the failed write, pids is written again; memory went through before it")
+        XCTAssertEqual(try read("\(dir)/pids.max"), "32")
+        XCTAssertTrue(base.sameInCgroup(as: other.with(memory: 64 << 20, pids: 32)))
+        XCTAssertFalse(base.sameInCgroup(as: other))
+    }
+
     func test_a_missing_controller_file_is_an_error_when_controllers_are_required() throws {
         let dir = try fakeDir()
         try FileManager.default.removeItem(atPath: "\(dir)/pids.max")
@@ -109,5 +148,13 @@ final class CgroupV2Tests: XCTestCase {
         XCTAssertEqual(sleeper.terminationStatus, SIGKILL)
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(parent)/slot-3"), "the stale slot is removed")
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(parent)/slot-0"), "slots below the pool size stay")
+    }
+}
+
+private extension LimitSet {
+    func with(memory: Int64, pids: Int64) -> LimitSet {
+        var l = self
+        (l.memoryBytes, l.pids) = (memory, pids)
+        return l
     }
 }

@@ -139,6 +139,27 @@ final class PrestartTests: XCTestCase {
         XCTAssertLessThan(warmWall.sorted()[2], coldWall.sorted()[2], "\(warmWall) vs \(coldWall)")
     }
 
+    /// A slot prepared for a language is made with that language's limits (javascript's pids: 128,
+    /// not the daemon's default), so its runs with their defaults write no cgroup file first.
+    func test_a_slot_prepared_for_a_language_has_its_limits() async throws {
+        try requireRoot()
+        let live = try await LiveService(pool: 1)
+        defer { live.shutdown() }
+        let js = try XCTUnwrap(live.config.languages.first { $0.name == "javascript" })
+        let pids = try XCTUnwrap(js.limits?.pids)
+        XCTAssertNotEqual(pids, live.config.defaultLimits.pids, "the test needs a language whose pids limit is its own")
+        let warm = try await ZygoteTests.warmRun(live, "console.log(1)", language: "javascript")
+        XCTAssertEqual(warm.stdout, "1\n", warm.stderr)
+        await live.waitUntilReady()
+        try await Task.sleep(for: .milliseconds(200))
+        let name = live.config.sandbox.cgroupName
+        let file = ["/sys/fs/cgroup/pids/\(name)/slot-0/pids.max", "/sys/fs/cgroup/\(name)/slot-0/pids.max"]
+            .first { FileManager.default.fileExists(atPath: $0) }
+        let held = try String(contentsOfFile: try XCTUnwrap(file), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertEqual(live.service.metrics.prestartCounts("javascript").hits > 0, true)
+        XCTAssertEqual(held, "\(pids)", "the slot waits for javascript with javascript's limits")
+    }
+
     func test_prestart_false_runs_the_plain_way() async throws {
         try requireRoot()
         let live = try await LiveService(pool: 1)
