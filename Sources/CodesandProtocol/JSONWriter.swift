@@ -6,7 +6,7 @@
 /// output is byte for byte what JSONEncoder gives with `.sortedKeys, .withoutEscapingSlashes`
 /// (JSONWriterTests compares the two), so clients see no difference.
 public struct JSONWriter {
-    public private(set) var bytes: [UInt8] = []
+    public internal(set) var bytes: [UInt8] = []
 
     public init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 

@@ -41,7 +41,18 @@ public enum RPCEncoder {
     }
 
     public static func request(id: RPCID?, method: String, params: (some Encodable)?) throws -> Data {
-        try makeEncoder().encode(Request(id: id, method: method, params: params))
+        // A `run` request (params that write themselves) is written by hand; the same bytes.
+        guard let writable = params as? any JSONWritable else {
+            return try makeEncoder().encode(Request(id: id, method: method, params: params))
+        }
+        var w = JSONWriter(capacity: 256)
+        w.raw("{")
+        if let id { w.key("id", first: true); w.bytes.append(contentsOf: id.json.utf8); w.key("jsonrpc") } else { w.key("jsonrpc", first: true) }
+        w.string("2.0")
+        w.key("method"); w.string(method)
+        w.key("params"); writable.write(to: &w)
+        w.raw("}")
+        return Data(w.bytes)
     }
 
     struct Notification<P: Encodable>: Encodable {
