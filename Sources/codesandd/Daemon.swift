@@ -48,6 +48,7 @@ struct Daemon: AsyncParsableCommand {
         }
         umask(0o022)
         let logger = Self.bootstrapLogging(level: cfg.logLevel)
+        defer { LogWriter.shared.flush(timeoutMs: 2000) }  // the last lines (why it stopped) are written
         let fileLimit = FileLimit.raiseSoftLimit(logger: logger)
         let notify = SystemdNotify()
         // Trapped before start-up takes a while (the backend, zygotes, the languages' probes: seconds),

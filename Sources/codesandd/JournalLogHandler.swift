@@ -1,3 +1,4 @@
+import CodesandServer
 import Foundation
 import Logging
 
@@ -27,17 +28,9 @@ struct JournalLogHandler: LogHandler {
         Self.writeToStderr(line)
     }
 
-    /// One write(2) of the whole line (FileHandle's write costs several times more, and every run
-    /// logs a line); a partial write is continued, EINTR retried, other errors drop the line.
+    /// One write(2) of the whole line, from LogWriter's thread: whoever logs only queues it.
     static func writeToStderr(_ line: String) {
-        var line = line
-        line.withUTF8 { buf in
-            var done = 0
-            while done < buf.count {
-                let n = write(2, buf.baseAddress! + done, buf.count - done)
-                if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return }
-            }
-        }
+        LogWriter.shared.write(Array(line.utf8))
     }
 
     static func priority(_ level: Logger.Level) -> Int {

@@ -1,0 +1,104 @@
+import Glibc
+import Synchronization
+
+/// Log lines go to stderr from a thread of their own. Whoever logs (the event loop that answers
+/// requests, a run's thread) only queues the line: a stderr that takes nothing (a stalled journald,
+/// a pipe its reader stopped reading) must not stop the daemon from answering. The queue holds up
+/// to `maxQueuedBytes` (1 MiB for the daemon's); past that, lines are dropped and counted, and once stderr takes lines
+/// again a warning says how many were lost.
+public final class LogWriter: Sendable {
+    /// codesandd's stderr.
+    public static let shared = LogWriter(fd: 2)
+
+    private struct Queue {
+        var lines: [[UInt8]] = []
+        var bytes = 0
+        var dropped = 0
+        var writing = false  // the writer holds lines taken off the queue
+        var started = false
+    }
+    private let fd: Int32
+    private let maxQueuedBytes: Int
+    private let queue = Mutex(Queue())
+    /// Wakes the writer: one count per wake-up wanted (extra counts only cost a loop).
+    private let wake = UnsafeSemaphore()
+
+    public init(fd: Int32, maxQueuedBytes: Int = 1 << 20) {
+        self.fd = fd
+        self.maxQueuedBytes = maxQueuedBytes
+    }
+
+    /// Queues `line` (a whole line, with its newline), or counts it dropped when the queue is full.
+    public func write(_ line: [UInt8]) {
+        let startNow = queue.withLock { q -> Bool in
+            if q.bytes + line.count > maxQueuedBytes {
+                q.dropped += 1
+            } else {
+                q.lines.append(line)
+                q.bytes += line.count
+            }
+            defer { q.started = true }
+            return !q.started
+        }
+        if startNow { startWriter() }
+        wake.signal()
+    }
+
+    /// Waits up to `timeoutMs` for the queue to be written (the daemon's last lines at its exit).
+    public func flush(timeoutMs: Int) {
+        for _ in 0..<max(1, timeoutMs) {
+            if queue.withLock({ $0.lines.isEmpty && !$0.writing }) { return }
+            usleep(1000)
+        }
+    }
+
+    private func startWriter() {
+        var thread = pthread_t()
+        let box = Unmanaged.passRetained(self)
+        let made = pthread_create(&thread, nil, { raw in
+            let writer = Unmanaged<LogWriter>.fromOpaque(raw!).takeRetainedValue()
+            writer.serve()
+        }, box.toOpaque())
+        if made == 0 { pthread_detach(thread) } else { box.release() }
+    }
+
+    private func serve() -> Never {
+        while true {
+            wake.wait()
+            while true {
+                let (lines, dropped) = queue.withLock { q -> ([[UInt8]], Int) in
+                    defer { q.lines = []; q.bytes = 0; q.dropped = 0; q.writing = true }
+                    return (q.lines, q.dropped)
+                }
+                if lines.isEmpty && dropped == 0 {
+                    queue.withLock { $0.writing = false }
+                    break
+                }
+                for line in lines { writeAll(line) }
+                if dropped > 0 {
+                    writeAll(Array("<4>warning \(dropped) log lines dropped: stderr did not take them\n".utf8))
+                }
+            }
+        }
+    }
+
+    /// The whole line; a partial write is continued, EINTR retried, other errors drop the line.
+    private func writeAll(_ line: [UInt8]) {
+        line.withUnsafeBytes { buf in
+            var done = 0
+            while done < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+                if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return }
+            }
+        }
+    }
+}
+
+/// A POSIX semaphore (counting; wait blocks the calling thread only).
+final class UnsafeSemaphore: @unchecked Sendable {  // sem_t is made for sharing between threads
+    private let sem = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+    init() { sem_init(sem, 0, 0) }
+    deinit { sem_destroy(sem); sem.deallocate() }
+    func signal() { sem_post(sem) }
+    func wait() { while sem_wait(sem) != 0 && errno == EINTR {} }
+}

@@ -1,0 +1,50 @@
+import CodesandServer
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// LogWriter: whoever logs never waits for stderr; lines past its queue's bound are dropped and
+/// counted, and the count is written once stderr takes lines again.
+final class LogWriterTests: XCTestCase {
+    func test_a_full_stderr_never_blocks_a_logger_and_lost_lines_are_counted() throws {
+        var p: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&p), 0)
+        defer { close(p[0]); close(p[1]) }
+        XCTAssertGreaterThan(fcntl(p[1], 1031 /* F_SETPIPE_SZ */, 4096), 0)
+        let writer = LogWriter(fd: p[1], maxQueuedBytes: 10_000)
+        let line = Array(String(repeating: "x", count: 99).utf8) + [10]  // 100 bytes
+        let start = Date()
+        for _ in 0..<1000 { writer.write(line) }  // 100 kB into a 4 KiB pipe nobody reads yet
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2, "a logger waited for stderr")
+
+        // Now read: what the pipe took, then the queue (at most 10 kB of lines), then the count.
+        var text = ""
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let flags = fcntl(p[0], F_GETFL)
+        _ = fcntl(p[0], F_SETFL, flags | O_NONBLOCK)
+        for _ in 0..<500 where !text.contains("dropped") {
+            let n = read(p[0], &buffer, buffer.count)
+            if n > 0 { text += String(decoding: buffer[0..<n], as: UTF8.self) } else { usleep(5000) }
+        }
+        let lines = text.split(separator: "\n")
+        let kept = lines.filter { $0.allSatisfy { $0 == "x" } }.count
+        let note = try XCTUnwrap(lines.first { $0.contains("log lines dropped") }, text.suffix(300).description)
+        let dropped = Int(note.split(separator: " ")[1]) ?? -1
+        XCTAssertEqual(kept + dropped, 1000, "every line written or counted: \(note)")
+        XCTAssertGreaterThan(dropped, 800)
+        XCTAssertGreaterThan(kept, 40)
+
+        // And it goes on writing once stderr takes lines.
+        writer.write(Array("after\n".utf8))
+        writer.flush(timeoutMs: 2000)
+        var after = ""
+        for _ in 0..<200 where !after.contains("after") {
+            let n = read(p[0], &buffer, buffer.count)
+            if n > 0 { after += String(decoding: buffer[0..<n], as: UTF8.self) } else { usleep(5000) }
+        }
+        XCTAssertEqual(after, "after\n")
+    }
+}
