@@ -71,7 +71,23 @@ struct SlotCgroupV2: SlotCgroup {
         try applied.apply(limits, fixed: {
             try write("memory.swap.max", "0", onlyIfPresent: true)  // absent: no swap accounting configured
             try write("cpu.max", "100000 100000")
-        }, memory: { try write("memory.max", "\($0)") }, pids: { try write("pids.max", "\($0)") })
+        }, memory: writeMemory, pids: { try write("pids.max", "\($0)") })
+    }
+
+    /// v1 refuses a memory limit below what the cgroup holds once it cannot reclaim the rest
+    /// (EBUSY); v2 takes it and OOM-kills what it cannot reclaim: a waiting interpreter, or the
+    /// init itself after a compile whose files the run's limit cannot hold. Here v2 reclaims
+    /// first and refuses as v1 does, so both lead to the same outcome (a plain sandbox instead;
+    /// a run that cannot fit: `oom`).
+    private func writeMemory(_ bytes: Int64) throws {
+        let path = "\(dir)/memory.max"
+        var usage = FileIO.exists(path) ? memoryUsage() : 0
+        if usage > bytes, FileIO.exists("\(dir)/memory.reclaim") {
+            try? files.write("\(dir)/memory.reclaim", "\(usage - bytes)")
+            usage = memoryUsage()
+        }
+        if usage > bytes { throw SystemCallError(function: "write", context: path, errno: EBUSY) }
+        try write("memory.max", "\(bytes)")
     }
 
     /// A controller's file; without `requireControllers` (tests on a host whose v2 tree has no
