@@ -24,17 +24,18 @@ final class BareRunner: Sendable {
 
     /// Compiled languages: the default configuration's compile and run argv ({dir}: the temp
     /// directory, {file}: the code's file in it; no compile_flags), its file name and the
-    /// environment it adds. Each bare run compiles then runs, as the daemon's does; `fresh` is a
-    /// directory emptied before each run, untimed (go's build cache: the sandbox's /tmp is new
-    /// for each run, so the daemon's compile never finds it warm).
-    static let compilers: [String: (compile: [String], run: [String], file: String, env: [String], fresh: String?)] = [
-        "gcc": (["/usr/bin/gcc", "-o", "{dir}/main", "{file}", "-lm"], ["{dir}/main"], "main.c", [], nil),
-        "g++": (["/usr/bin/g++", "-o", "{dir}/main", "{file}"], ["{dir}/main"], "main.cpp", [], nil),
+    /// environment it adds. Each bare run compiles then runs, as the daemon's does; `fresh` are
+    /// removed before each run, untimed, as a sandbox never has them: the last run's program (go
+    /// does not build again a program whose build id says it is up to date) and go's build cache
+    /// (the sandbox's /tmp is new for each run, so the daemon's compile never finds it warm).
+    static let compilers: [String: (compile: [String], run: [String], file: String, env: [String], fresh: [String])] = [
+        "gcc": (["/usr/bin/gcc", "-o", "{dir}/main", "{file}", "-lm"], ["{dir}/main"], "main.c", [], ["main"]),
+        "g++": (["/usr/bin/g++", "-o", "{dir}/main", "{file}"], ["{dir}/main"], "main.cpp", [], ["main"]),
         "go": (["/usr/bin/go", "build", "-o", "{dir}/main", "{file}"], ["{dir}/main"], "main.go",
-               ["GOCACHE={dir}/go-cache", "GOPATH={dir}/go", "GO111MODULE=off", "CGO_ENABLED=0", "GOTOOLCHAIN=local"], "go-cache"),
+               ["GOCACHE={dir}/go-cache", "GOPATH={dir}/go", "GO111MODULE=off", "CGO_ENABLED=0", "GOTOOLCHAIN=local"], ["main", "go-cache"]),
         "java": (["/usr/bin/javac", "-J-Xmx256m", "-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1", "-d", "{dir}", "{file}"],
                  ["/usr/bin/java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp", "{dir}", "Main"],
-                 "Main.java", [], nil),
+                 "Main.java", [], ["Main.class"]),
     ]
 
     let argv: [String]
@@ -43,12 +44,12 @@ final class BareRunner: Sendable {
     let env: [String]
     let directory: String
     /// Emptied before each run, outside the timed part (see `compilers`).
-    let fresh: String?
+    let fresh: [String]
 
     /// False for a worker's runner: its directory is inside the main runner's, which removes it.
     let ownsDirectory: Bool
 
-    private init(argv: [String], compileArgv: [String]? = nil, env: [String], directory: String, fresh: String? = nil,
+    private init(argv: [String], compileArgv: [String]? = nil, env: [String], directory: String, fresh: [String] = [],
                  ownsDirectory: Bool = true) {
         self.ownsDirectory = ownsDirectory
         self.argv = argv
@@ -99,7 +100,7 @@ final class BareRunner: Sendable {
                           directory: directory)
     }
 
-    private static func makeCompiled(_ c: (compile: [String], run: [String], file: String, env: [String], fresh: String?),
+    private static func makeCompiled(_ c: (compile: [String], run: [String], file: String, env: [String], fresh: [String]),
                                      code: String, notes: inout [String]) -> BareRunner? {
         guard access(c.compile[0], X_OK) == 0 else {
             notes.append("\(c.compile[0]) is not executable here: bare part skipped")
@@ -153,7 +154,7 @@ final class BareRunner: Sendable {
     }
 
     private func measure(_ expected: Expected, worker: Int) -> Sample {
-        if let fresh { try? FileManager.default.removeItem(atPath: workerPath(fresh, worker)) }
+        for path in fresh { try? FileManager.default.removeItem(atPath: workerPath(path, worker)) }
         let start = monotonicNanos()
         let outcome = run(worker: worker)
         let ms = millisecondsSince(start)
@@ -183,7 +184,7 @@ final class BareRunner: Sendable {
                     }
                 }
                 let mine = BareRunner(argv: argv.map { workerPath($0, worker) }, compileArgv: compileArgv.map { workerPath($0, worker) },
-                                      env: env.map { workerPath($0, worker) }, directory: own, fresh: nil, ownsDirectory: false)
+                                      env: env.map { workerPath($0, worker) }, directory: own, fresh: [], ownsDirectory: false)
                 return mine.run()
             }
             switch spawnAndWait(compileArgv) {
