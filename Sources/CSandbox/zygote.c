@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define ZY_MAGIC 0x315a5943u  /* "CYZ1" */
+#define ZY_MAGIC 0x325a5943u  /* "CYZ2": six lists (ZY_EXEC's argv and env) */
 #define ZY_FIXED_FDS 6        // control, report, status, stdin, stdout, stderr; then the cgroup fds
 #define ZY_MAX_FDS (ZY_FIXED_FDS + CS_MAX_CGROUP_FDS + 2)
 #define ZY_MAX_MESSAGE (1u << 20)
@@ -95,6 +95,8 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int fork_int
     const char *const singles[3] = {spec->root_dir, spec->hostname, spec->home};
     int prestart = spec->prestart_argv && spec->prestart_argv[0];
     int exec = prestart && !fork_interpreter;
+    // The zygote refuses a program named by a relative path: not its fault, so not sent to it.
+    if (exec && spec->prestart_argv[0][0] != '/') { errno = EINVAL; return -1; }
     const char *const *lists[ZY_LISTS] = {spec->ro_paths, spec->links, spec->masked_paths, spec->files,
                                           exec ? spec->prestart_argv : NULL, exec ? spec->prestart_env : NULL};
     struct zy_request req = {

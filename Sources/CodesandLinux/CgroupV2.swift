@@ -77,16 +77,21 @@ struct SlotCgroupV2: SlotCgroup {
     /// v1 refuses a memory limit below what the cgroup holds once it cannot reclaim the rest
     /// (EBUSY); v2 takes it and OOM-kills what it cannot reclaim: a waiting interpreter, or the
     /// init itself after a compile whose files the run's limit cannot hold. Here v2 reclaims
-    /// first and refuses as v1 does, so both lead to the same outcome (a plain sandbox instead;
-    /// a run that cannot fit: `oom`).
+    /// first (`memory.reclaim`, 5.19+) and refuses as v1 does, so both lead to the same outcome
+    /// (a plain sandbox instead; a run that cannot fit: `oom`). `memory.current` also counts the
+    /// per-CPU charge batches the write drains (64 pages per CPU): that much over is not refused.
+    /// Without `memory.reclaim` the limit is written as it is (the kernel's own reclaim first).
     private func writeMemory(_ bytes: Int64) throws {
-        let path = "\(dir)/memory.max"
-        var usage = FileIO.exists(path) ? memoryUsage() : 0
-        if usage > bytes, FileIO.exists("\(dir)/memory.reclaim") {
-            try? files.write("\(dir)/memory.reclaim", "\(usage - bytes)")
-            usage = memoryUsage()
+        let path = "\(dir)/memory.max", reclaim = "\(dir)/memory.reclaim"
+        if FileIO.exists(path), FileIO.exists(reclaim) {
+            let slack = Int64(max(1, sysconf(Int32(_SC_NPROCESSORS_CONF)))) * 64 * 4096
+            var usage = memoryUsage()
+            if usage > bytes + slack {
+                try? files.write(reclaim, "\(usage - bytes)")
+                usage = memoryUsage()
+            }
+            if usage > bytes + slack { throw SystemCallError(function: "write", context: path, errno: EBUSY) }
         }
-        if usage > bytes { throw SystemCallError(function: "write", context: path, errno: EBUSY) }
         try write("memory.max", "\(bytes)")
     }
 

@@ -15,6 +15,7 @@ public final class LogWriter: Sendable {
         var bytes = 0
         var dropped = 0
         var writing = false  // the writer holds lines taken off the queue
+        var wakePending = false  // the writer was woken and has not looked at the queue since
         var started = false
     }
     private let fd: Int32
@@ -30,29 +31,31 @@ public final class LogWriter: Sendable {
 
     /// Queues `line` (a whole line, with its newline), or counts it dropped when the queue is full.
     public func write(_ line: [UInt8]) {
-        let startNow = queue.withLock { q -> Bool in
+        let (startNow, wakeNow) = queue.withLock { q -> (Bool, Bool) in
             if q.bytes + line.count > maxQueuedBytes {
                 q.dropped += 1
             } else {
                 q.lines.append(line)
                 q.bytes += line.count
             }
-            defer { q.started = true }
-            return !q.started
+            defer { q.started = true; q.wakePending = true }
+            return (!q.started, !q.wakePending)  // one wake-up per batch, not per line
         }
-        if startNow { startWriter() }
-        wake.signal()
+        if startNow && !startWriter() {
+            queue.withLock { $0.started = false }  // no thread (EAGAIN): the next line tries again
+        }
+        if wakeNow { wake.signal() }
     }
 
     /// Waits up to `timeoutMs` for the queue to be written (the daemon's last lines at its exit).
     public func flush(timeoutMs: Int) {
         for _ in 0..<max(1, timeoutMs) {
-            if queue.withLock({ $0.lines.isEmpty && !$0.writing }) { return }
+            if queue.withLock({ $0.lines.isEmpty && $0.dropped == 0 && !$0.writing }) { return }
             usleep(1000)
         }
     }
 
-    private func startWriter() {
+    private func startWriter() -> Bool {
         var thread = pthread_t()
         let box = Unmanaged.passRetained(self)
         let made = pthread_create(&thread, nil, { raw in
@@ -60,6 +63,7 @@ public final class LogWriter: Sendable {
             writer.serve()
         }, box.toOpaque())
         if made == 0 { pthread_detach(thread) } else { box.release() }
+        return made == 0
     }
 
     private func serve() -> Never {
@@ -67,7 +71,7 @@ public final class LogWriter: Sendable {
             wake.wait()
             while true {
                 let (lines, dropped) = queue.withLock { q -> ([[UInt8]], Int) in
-                    defer { q.lines = []; q.bytes = 0; q.dropped = 0; q.writing = true }
+                    defer { q.lines = []; q.bytes = 0; q.dropped = 0; q.writing = true; q.wakePending = false }
                     return (q.lines, q.dropped)
                 }
                 if lines.isEmpty && dropped == 0 {

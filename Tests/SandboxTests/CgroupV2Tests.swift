@@ -67,18 +67,24 @@ final class CgroupV2Tests: XCTestCase {
         XCTAssertFalse(base.sameInCgroup(as: other))
     }
 
-    /// A memory limit below what the cgroup holds is refused with EBUSY, as v1 refuses it (v2
-    /// would take it and OOM-kill what it cannot reclaim), and nothing is written.
+    /// A memory limit below what the cgroup holds (after its reclaim) is refused with EBUSY, as v1
+    /// refuses it (v2 would take it and OOM-kill what it cannot reclaim), and nothing is written;
+    /// without memory.reclaim (before 5.19) it is written and the kernel reclaims.
     func test_a_memory_limit_below_the_usage_is_refused_as_on_v1() throws {
         let dir = try fakeDir()
         try "\(50 << 20)\n".write(toFile: "\(dir)/memory.current", atomically: false, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: "\(dir)/memory.reclaim", contents: Data())  // reclaims nothing here
         let slot = SlotCgroupV2(dir: dir, requireControllers: true)
         XCTAssertThrowsError(try slot.apply(limits: LimitSet(wallMs: 1, cpuMs: 1, memoryBytes: 32 << 20, pids: 8, outputBytes: 1, outputLines: 1))) {
             XCTAssertEqual(($0 as? SystemCallError)?.errno, EBUSY, "\($0)")
         }
         XCTAssertEqual(try read("\(dir)/memory.max"), "", "not written")
+        XCTAssertEqual(try read("\(dir)/memory.reclaim"), "\((50 << 20) - (32 << 20))", "asked to reclaim the excess first")
         try slot.apply(limits: LimitSet(wallMs: 1, cpuMs: 1, memoryBytes: 64 << 20, pids: 8, outputBytes: 1, outputLines: 1))
         XCTAssertEqual(try read("\(dir)/memory.max"), "\(64 << 20)")
+        try FileManager.default.removeItem(atPath: "\(dir)/memory.reclaim")
+        try slot.apply(limits: LimitSet(wallMs: 1, cpuMs: 1, memoryBytes: 32 << 20, pids: 8, outputBytes: 1, outputLines: 1))
+        XCTAssertEqual(try read("\(dir)/memory.max"), "\(32 << 20)", "no memory.reclaim: written, the kernel's reclaim decides")
     }
 
     func test_a_missing_controller_file_is_an_error_when_controllers_are_required() throws {

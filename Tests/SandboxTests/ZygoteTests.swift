@@ -387,7 +387,7 @@ final class ZygoteTests: XCTestCase {
         let before = fdCount()
         // A header with the right magic but counts that do not match what follows, with fds.
         var header = [UInt8](repeating: 0, count: 88)  // sizeof(struct zy_request)
-        header.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(0x315a5943), as: UInt32.self) }
+        header.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(0x325a5943), as: UInt32.self) }
         let bad = ask(header + Array("x".utf8), withPipe: true)
         XCTAssertEqual(bad?.pid, -1)
         XCTAssertEqual(bad?.err, EINVAL)
