@@ -71,7 +71,7 @@ let package = Package(
         ]),
         // Socket, framing, JSON-RPC dispatch.
         .target(name: "CodesandServer", dependencies: [
-            "CodesandCore", "CodesandProtocol",
+            "CodesandCore", "CodesandProtocol", "CodesandClient",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -11,15 +11,15 @@ import NIOPosix
 /// that find the connection gone share one reconnect.
 actor ClientConnection {
     let socketPath: String
-    private let group: any EventLoopGroup
+    private let loop: any EventLoop
     private let maxReplyBytes: Int
     private var current: Channel?
     private var connecting: Task<Channel, any Error>?
     private var isClosed = false
 
-    init(socketPath: String, group: any EventLoopGroup, maxReplyBytes: Int) {
+    init(socketPath: String, loop: any EventLoop, maxReplyBytes: Int) {
         self.socketPath = socketPath
-        self.group = group
+        self.loop = loop
         self.maxReplyBytes = maxReplyBytes
     }
 
@@ -31,8 +31,8 @@ actor ClientConnection {
         if let pending = connecting {
             task = pending
         } else {
-            task = Task { [socketPath, group, maxReplyBytes] in
-                try await Self.open(socketPath: socketPath, group: group, maxReplyBytes: maxReplyBytes)
+            task = Task { [socketPath, loop, maxReplyBytes] in
+                try await Self.open(socketPath: socketPath, loop: loop, maxReplyBytes: maxReplyBytes)
             }
             connecting = task
         }
@@ -70,8 +70,8 @@ actor ClientConnection {
         try? await channel?.close()
     }
 
-    private static func open(socketPath: String, group: any EventLoopGroup, maxReplyBytes: Int) async throws -> Channel {
-        let bootstrap = ClientBootstrap(group: group).channelInitializer { channel in
+    private static func open(socketPath: String, loop: any EventLoop, maxReplyBytes: Int) async throws -> Channel {
+        let bootstrap = ClientBootstrap(group: loop).channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandlers(
                     ByteToMessageHandler(ReplyLineDecoder(maxLength: maxReplyBytes)),

@@ -14,6 +14,8 @@ public final class SlotPool: SlotEvents {
     private let logger: Logger
     private let sleep: Sleeper
     private let retries: Mutex<[Retry]>
+    /// Where a prepare's task starts and resumes (nil: Swift's pool); see `preparesPrefer`.
+    private let prepareExecutor = Mutex<(any TaskExecutor)?>(nil)
 
     static let firstBackoffMs: UInt64 = 100
     static let maxBackoffMs: UInt64 = 30_000
@@ -47,6 +49,13 @@ public final class SlotPool: SlotEvents {
     }
 
     public var size: Int { scheduler.size }
+
+    /// Runs the prepares' tasks on `executor` (the daemon's event loop, when the backend never
+    /// blocks its caller): a run's end, on the loop, then wakes only the thread that prepares the
+    /// slot, not also one of Swift's pool threads to start the task and another when it is done.
+    public func preparesPrefer(_ executor: any TaskExecutor) {
+        prepareExecutor.withLock { $0 = executor }
+    }
 
     /// Prepares every slot in the background; each serves requests as soon as it is ready.
     public func start() {
@@ -164,7 +173,9 @@ public final class SlotPool: SlotEvents {
     @discardableResult
     private func refill(_ slot: Int, resetting: Bool) -> Task<Void, Never> {
         board.set(slot, resetting ? .resetting : .preparing)
-        return Task.detached { [self] in await prepareUntilReady(slot, resetting: resetting) }
+        return Task(executorPreference: prepareExecutor.withLock { $0 }) { [self] in
+            await prepareUntilReady(slot, resetting: resetting)
+        }
     }
 
     private func prepareUntilReady(_ slot: Int, resetting: Bool) async {

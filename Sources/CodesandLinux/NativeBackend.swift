@@ -61,7 +61,9 @@ public final class NativeBackend: SandboxBackend {
         do {
             fresh = try await onThread("cs-prepare-\(slot)") { [slots] in
                 slots.clear(slot)  // what the last run left is torn down: the slot's cgroup is empty and at zero
-                return ReadySandbox(try slots.spawn(slot, layout: layout, prestart: prestart), layout: layout)
+                let instance = try slots.spawn(slot, layout: layout, prestart: prestart)
+                instance.countAtReady()
+                return ReadySandbox(instance, layout: layout)
             }
         } catch {
             if stopped.load(ordering: .relaxed) { throw CancellationError() }  // its cgroup is gone: not a failure

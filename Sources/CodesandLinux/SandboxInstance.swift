@@ -61,6 +61,9 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
             ours.append(daemonWrites ? p[1] : p[0])
             theirs.append(daemonWrites ? p[0] : p[1])
         }
+        // The ends a run's supervisor polls never block it (SandboxPipes), set here, off the run's
+        // path. Not the control pipe: a job too big for it is written blocking, on the run's thread.
+        for fd in ours.dropFirst() { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         var spec = cs_sandbox_spec()
         spec.root_dir = UnsafePointer(layout.rootDir)
         spec.ro_paths = UnsafePointer(layout.roPaths)
@@ -238,13 +241,46 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         (control, report, status, stdin, stdout, stderr) = (-1, -1, -1, -1, -1, -1)
     }
 
-    /// Sets a stage's limits and zeroes the memory peak, so the stage's numbers exclude what came before.
+    /// Sets a stage's limits and zeroes the memory peak, so the stage's numbers exclude what came
+    /// before (already done if it was counted when it got ready, under these limits).
     func beginStage(limits wanted: LimitSet) throws {
         if !wanted.sameInCgroup(as: limits) {
+            countedAtReady = nil
             try cgroup.apply(limits: wanted)
             limits = wanted
         }
-        try cgroup.resetCounters()
+        if countedAtReady == nil { try cgroup.resetCounters() }
+    }
+
+    /// What the cgroup holds before a stage, counted out of the stage's numbers.
+    struct Counters {
+        let charged: Int64, cpuNs: UInt64, oomKills: Int64
+    }
+
+    /// Counted by `countAtReady`; used by the first stage only.
+    private var countedAtReady: Counters?
+
+    /// Zeroes and reads the counters now that the sandbox is ready, off the request's path (a
+    /// pwrite and three preads less on it), when nothing in it can change them until the job: only
+    /// its init, blocked on the control pipe. Not with a pre-started interpreter (node's threads
+    /// may work while it waits).
+    func countAtReady() {
+        guard prestarted == nil, (try? cgroup.resetCounters()) != nil else { return }
+        countedAtReady = countNow()
+    }
+
+    /// The daemon wrote into the sandbox (a cached program placed): what is charged now is counted
+    /// at the stage's start, not what was at ready (the peak was zeroed before the write either way).
+    func chargedSinceReady() { countedAtReady = nil }
+
+    /// The counters before a stage that starts now.
+    func countersBeforeStage() -> Counters {
+        defer { countedAtReady = nil }
+        return countedAtReady ?? countNow()
+    }
+
+    private func countNow() -> Counters {
+        Counters(charged: cgroup.memoryUsage(), cpuNs: cgroup.cpuNs(), oomKills: cgroup.oomKills())
     }
 
     /// A stage is told to start (the job's first, or the run after a compile).

@@ -14,10 +14,7 @@ struct SandboxPipes {
 
     init(sandbox: SandboxInstance, stdin: [UInt8]) {
         self.sandbox = sandbox
-        self.stdinBytes = stdin
-        for fd in [sandbox.stdout, sandbox.stderr, sandbox.status, sandbox.report, sandbox.stdin] where fd >= 0 {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        }
+        self.stdinBytes = stdin  // every end but the control pipe is non-blocking (SandboxInstance.spawn)
         if stdin.isEmpty { sandbox.closeStdin() }
     }
 

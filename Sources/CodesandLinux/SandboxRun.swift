@@ -105,6 +105,7 @@ final class SandboxRun: @unchecked Sendable {
         let firstLimits = job.compile?.limits ?? job.limits
         sandbox = try applyFirstLimits(firstLimits, to: sandbox)
         if let cached, let output = self.job.compile?.output {
+            sandbox.chargedSinceReady()
             try compileCache?.place(cached, into: sandbox, home: layout.config.home, output: output,
                                     uid: layout.config.uidBase + UInt32(slot))
         }
@@ -116,8 +117,8 @@ final class SandboxRun: @unchecked Sendable {
         // What the slot's cgroup holds before the stage (the init, what earlier sandboxes left:
         // page cache, per-CPU charge batches; see reclaimedEnough) is not the stage's peak; nor is
         // the CPU time of the init's setup.
-        let chargedBefore = sandbox.cgroup.memoryUsage()
-        let cpuBefore = sandbox.cgroup.cpuNs(), oomBefore = sandbox.cgroup.oomKills()
+        let before = sandbox.countersBeforeStage()
+        let (chargedBefore, cpuBefore, oomBefore) = (before.charged, before.cpuNs, before.oomKills)
         // Whether the run was pre-started is decided here, and only here.
         let usesPrestart = job.prestart != nil && job.prestart?.language == sandbox.prestarted
         try JobHandOver.write(job, to: sandbox, usesPrestart: usesPrestart,

@@ -1,3 +1,4 @@
+import class CodesandClient.EventLoopTaskExecutor
 import CodesandCore
 import Foundation
 import Logging
@@ -30,6 +31,12 @@ public final class RPCServer: Sendable {
         self.connections = NIOLockedValueBox(ConnectionCounts(limits: connectionLimits))
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    /// An executor on the server's event loop for work that never blocks (SlotPool.preparesPrefer),
+    /// when the backend never blocks its caller; nil otherwise.
+    public var loopExecutor: (any TaskExecutor)? {
+        dispatcher.service.backend.neverBlocksItsCaller ? EventLoopTaskExecutor(group.next()) : nil
     }
 
     /// Connections being served now.

@@ -153,7 +153,9 @@ struct BenchCommand: AsyncParsableCommand {
         let start = monotonicNanos()
         let samples = await withTaskGroup(of: [Sample].self) { group in
             for client in clients {
-                group.addTask {
+                // On the client's own loop, as the bare runs are on threads of their own: the
+                // comparison is of the daemon, not of hops between the client's threads.
+                group.addTask(executorPreference: client.taskExecutor) {
                     var mine: [Sample] = []
                     while true {
                         let index = next.take()

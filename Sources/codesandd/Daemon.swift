@@ -77,6 +77,7 @@ struct Daemon: AsyncParsableCommand {
             fileLimit: fileLimit, openNow: FileLimit.openCount(), poolSize: cfg.poolSize, logger: logger)
         let server = RPCServer(dispatcher: dispatcher, tracker: tracker, maxMessageBytes: cfg.maxMessageBytes,
                                connectionLimits: limits, logger: logger)
+        if let loop = server.loopExecutor { service.pool.preparesPrefer(loop) }
         let address: ListenAddress = SocketActivation.listenFD().map { .systemd(fd: $0) }
             ?? .path(socket ?? cfg.socketPath, group: cfg.socketGroup, mode: cfg.socketMode)
 
