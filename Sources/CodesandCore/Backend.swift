@@ -61,6 +61,11 @@ public struct PrestartSpec: Sendable, Hashable {
     /// The limits the language's runs get unless a request asks for others: its sandbox is made
     /// with them, so that such a run writes no cgroup file (nil: the daemon's defaults).
     public var limits: LimitSet?
+    /// The launcher's text for the zygote's stdin (`{launcher_stdin}` in argv, bash's, which reads
+    /// it as its start-up file): it runs only as a zygote, and without one the sandbox starts
+    /// nothing in advance (Launchers.resolve).
+    public var launcherOnStdin: String?
+    public var onlyAsZygote: Bool { launcherOnStdin != nil }
     public init(language: String, argv: [String], env: [String], zygote: Bool = false, launcher: String = "",
                 limits: LimitSet? = nil) {
         self.language = language

@@ -200,18 +200,21 @@ public enum ConfigLoader {
             throw ConfigError(key: "\(t.path).prestart", problem: "a compiled language cannot be pre-started")
         }
         spec.launcher = try t.has("launcher") ? t.string("launcher") : ""
-        let namesLauncher = prestart.contains { $0.contains("{launcher}") }
+        let namesLauncher = prestart.contains { $0.contains("{launcher}") || $0.contains("{launcher_stdin}") }
         if !spec.launcher.isEmpty {
             guard !spec.launcher.contains("/"), spec.launcher != ".", spec.launcher != ".." else {
                 throw ConfigError(key: "\(t.path).launcher", problem: "must be a file name in sandbox.launcher_dir, got \"\(spec.launcher)\"")
             }
             guard namesLauncher else {
-                throw ConfigError(key: "\(t.path).launcher", problem: "is not used: no prestart element has {launcher}")
+                throw ConfigError(key: "\(t.path).launcher", problem: "is not used: no prestart element has {launcher} or {launcher_stdin}")
             }
         } else if namesLauncher {
             throw ConfigError(key: "\(t.path).prestart", problem: "has {launcher} but the language names no launcher")
         }
         spec.zygote = try t.has("zygote") ? t.bool("zygote") : false
+        if !spec.zygote && prestart.contains(where: { $0.contains("{launcher_stdin}") }) {
+            throw ConfigError(key: "\(t.path).prestart", problem: "has {launcher_stdin}, which only a zygote can use (zygote = true)")
+        }
         if spec.zygote && prestart.isEmpty {
             throw ConfigError(key: "\(t.path).zygote", problem: "needs a prestart launcher")
         }

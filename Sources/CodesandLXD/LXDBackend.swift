@@ -77,7 +77,7 @@ public final class LXDBackend: SandboxBackend {
     /// The launcher of `spec`'s language, exec'd and waiting in `slot`'s fresh container; nil when
     /// there is none to start or it cannot start (runs then go the plain way: slower, never failed).
     private func startLauncher(_ spec: PrestartSpec?, slot: Int) async -> LXDPrestarted? {
-        guard let spec, let resolved = launchers.resolve(spec) else { return nil }
+        guard let spec, let resolved = launchers.resolve(spec), !resolved.onlyAsZygote else { return nil }
         do {
             return try await LXDPrestarted.start(client, container: pool.name(slot), spec: resolved, uid: sandbox.lxd.uid,
                                                  gid: sandbox.lxd.gid, home: sandbox.home)

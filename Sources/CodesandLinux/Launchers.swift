@@ -9,7 +9,8 @@ import Synchronization
 /// `interpreter main.ext args` would. A language names its launcher (`launcher = "python3.py"`)
 /// and puts `{launcher}` in its `prestart` argv, where the file's text goes: the interpreter gets
 /// it as `-c`/`-r`/`-e` code, because the file itself is not visible inside a sandbox (it may be in
-/// a build directory, and an image has its own /usr).
+/// a build directory, and an image has its own /usr). bash's must be a file: `{launcher_stdin}`
+/// stands for /dev/stdin, and only its zygote gets the text there.
 ///
 /// python3's launcher runs as its zygote, as root on the host, and every launcher runs in every
 /// run of its language: each file is held to the zygote library's standard (root's alone to
@@ -38,6 +39,11 @@ public final class Launchers: Sendable {
         }
         var resolved = spec
         resolved.argv = spec.argv.map { $0.replacingOccurrences(of: "{launcher}", with: text) }
+        // bash takes its start-up file as a file: the zygote's stdin, which holds the text.
+        if spec.argv.contains(where: { $0.contains("{launcher_stdin}") }) {
+            resolved.argv = resolved.argv.map { $0.replacingOccurrences(of: "{launcher_stdin}", with: "/dev/stdin") }
+            resolved.launcherOnStdin = text
+        }
         return resolved
     }
 

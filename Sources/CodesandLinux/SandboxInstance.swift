@@ -100,6 +100,7 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         // another (the plain spawner) clones an init that execs the launcher, as one the daemon
         // clones itself would (at the cost of a copy of the daemon's page tables: ~2 ms of CPU).
         let pid: pid_t
+        var prestarted = prestart?.language
         switch zygote?.spawn(&spec, forkInterpreter: prestart != nil && zygote?.spec == prestart?.interpreter) {
         case .sandbox(let p)?:
             pid = p
@@ -112,6 +113,9 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
             throw SandboxError(why)
         case .nothing(let why)?:
             logger?.warning("sandbox spawned the plain way", metadata: ["slot": "\(slot)", "why": "\(why)"])
+            if prestart?.onlyAsZygote == true {  // its launcher is for a zygote's stdin only: nothing in advance
+                (spec.prestart_argv, spec.prestart_env, prestarted) = (nil, nil, nil)
+            }
             pid = cloneInit(&spec)
         case nil:
             pid = cloneInit(&spec)
@@ -122,7 +126,7 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
             throw SandboxError("clone() of the sandbox init failed", errno: e)
         }
         let instance = SandboxInstance(initPID: pid, cgroup: cgroup, limits: limits, fds: ours)
-        instance.prestarted = prestart?.language
+        instance.prestarted = prestarted
         do {
             try instance.awaitReady()
             instance.netns = open("/proc/\(pid)/ns/net", O_RDONLY | O_CLOEXEC)  // our child, not reaped: the pid is its

@@ -57,8 +57,10 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
     /// the plain spawner, or any zygote that runs (a small process: its clone costs less than a
     /// clone of the daemon), else by the daemon.
     func spawn(_ slot: Int, layout: SandboxLayout, prestart: PrestartSpec? = nil) throws -> SandboxInstance {
-        let prestart = prestart.flatMap(layout.launchers.resolve)
-        let zygote = prestart.flatMap { layout.zygotes.zygote(for: $0) } ?? layout.zygotes.plainSpawner
+        var prestart = prestart.flatMap(layout.launchers.resolve)
+        let own = prestart.flatMap { layout.zygotes.zygote(for: $0) }
+        if own == nil && prestart?.onlyAsZygote == true { prestart = nil }  // bash's: only its zygote can start it
+        let zygote = own ?? layout.zygotes.plainSpawner
         // The new init has its own copy (or a new namespace): ours goes, whatever happens.
         let netns = keptNetns.withLock { kept -> Int32? in
             defer { kept[slot] = nil }

@@ -53,7 +53,8 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
             do {
                 // Only the zygote may hold its ends: its death must be an EOF here at once.
                 defer { close(pair[1]); close(err[1]) }
-                pid = try launch(argv: spec.argv + arguments + ["3"], env: spec.env, socket: pair[1], stderr: err[1])
+                pid = try launch(argv: spec.argv + arguments + ["3"], env: spec.env, socket: pair[1], stderr: err[1],
+                                 stdinText: spec.launcherOnStdin ?? "")
             }
             _ = fcntl(err[0], F_SETFL, O_NONBLOCK)
             let zygote = Zygote(spec: spec, pid: pid, socket: pair[0], stderr: err[0])
@@ -73,14 +74,18 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
     }
 
     /// Starts the zygote process: `socket` as fd 3, `stderr` as fd 2, pipes that nobody writes or
-    /// reads as 0 and 1 (the interpreter's stdio objects are made for the pipes its forks get),
+    /// reads as 0 (holding `stdinText`, then at its end) and 1 (the interpreter's stdio objects are
+    /// made for the pipes its forks get),
     /// nothing else of the daemon's fds, default signal dispositions, `/` as working directory
     /// (`-c` puts it first on sys.path: it must be root's). Returns its pid.
-    static func launch(argv: [String], env: [String], socket: Int32, stderr: Int32) throws -> pid_t {
+    static func launch(argv: [String], env: [String], socket: Int32, stderr: Int32, stdinText: String = "") throws -> pid_t {
         var stdin: [Int32] = [0, 0], stdout: [Int32] = [0, 0]
         try sys("pipe2") { cs_pipe_cloexec(&stdin) }
         defer { close(stdin[0]) }
-        close(stdin[1])  // an empty pipe at EOF
+        // A launcher fits the pipe (Launchers.maxBytes is its capacity): the write never blocks.
+        let written = Array(stdinText.utf8).withUnsafeBytes { write(stdin[1], $0.baseAddress, $0.count) }
+        close(stdin[1])  // then at EOF
+        guard written == stdinText.utf8.count else { throw SystemCallError(function: "write", context: "the launcher", errno: errno) }
         guard cs_pipe_cloexec(&stdout) == 0 else { throw SystemCallError(function: "pipe2", context: "", errno: errno) }
         defer { close(stdout[1]) }
         close(stdout[0])

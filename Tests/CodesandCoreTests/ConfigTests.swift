@@ -69,6 +69,11 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(e?.contains("languages.lua.launcher"), true, e ?? "")
         XCTAssertEqual(error(lang + "launcher = \"lua.lua\"\nprestart = [\"/usr/bin/lua\"]\n")?.contains("languages.lua.launcher"), true)
         XCTAssertEqual(error(lang + "prestart = [\"/usr/bin/lua\", \"-e\", \"{launcher}\"]\n")?.contains("languages.lua.prestart"), true)
+        // {launcher_stdin} (the text on a zygote's stdin, bash's): only with zygote = true.
+        let onStdin = lang + "launcher = \"lua.lua\"\nprestart = [\"/usr/bin/lua\", \"{launcher_stdin}\"]\n"
+        XCTAssertEqual(try ConfigLoader.load(fileText: onStdin + "zygote = true\n").languages.first { $0.name == "lua" }?.zygote, true)
+        let notZygote = error(onStdin)
+        XCTAssertEqual(notZygote?.contains("languages.lua.prestart") == true && notZygote?.contains("zygote = true") == true, true, notZygote ?? "")
         XCTAssertEqual(error("[sandbox]\nlauncher_dir = \"launchers\"\n")?.contains("sandbox.launcher_dir"), true)
         XCTAssertEqual(try ConfigLoader.load(fileText: "[sandbox]\nlauncher_dir = \"/opt/l\"\n").sandbox.launcherDir, "/opt/l")
     }

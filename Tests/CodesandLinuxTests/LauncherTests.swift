@@ -18,6 +18,7 @@ final class LauncherTests: XCTestCase {
         "php": ["/usr/bin/php", "-l"],
         "js": ["/usr/bin/node", "--check"],
         "rb": ["/usr/bin/ruby", "-c"],
+        "sh": ["/bin/bash", "-n"],
     ]
 
     static func run(_ argv: [String], env: [String: String] = [:]) throws -> (status: Int32, output: String) {
@@ -36,7 +37,7 @@ final class LauncherTests: XCTestCase {
 
     func test_each_launcher_passes_its_languages_syntax_check() throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: Self.source).sorted()
-        XCTAssertEqual(files, ["javascript.js", "php.php", "python3.py", "ruby.rb"])
+        XCTAssertEqual(files, ["bash.sh", "javascript.js", "php.php", "python3.py", "ruby.rb"])
         let cache = NSTemporaryDirectory() + "codesand-pycache-\(getpid())"  // py_compile writes no __pycache__ into the tree
         defer { try? FileManager.default.removeItem(atPath: cache) }
         for file in files {
@@ -57,7 +58,8 @@ final class LauncherTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "codesand-broken-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for (ext, text) in ["py": "def f(:\n", "php": "<?php\necho 1 +;\n", "js": "let x = ;\n", "rb": "def x(; end\n"] {
+        for (ext, text) in ["py": "def f(:\n", "php": "<?php\necho 1 +;\n", "js": "let x = ;\n", "rb": "def x(; end\n",
+                            "sh": "if then\n"] {
             let checker = try XCTUnwrap(Self.checkers[ext])
             try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: checker[0]), "needs \(checker[0])")
             try text.write(toFile: "\(dir)/broken.\(ext)", atomically: false, encoding: .utf8)
@@ -67,9 +69,12 @@ final class LauncherTests: XCTestCase {
 
     func test_the_default_config_names_these_launchers_and_the_zygotes_answers_by_name() throws {
         let languages = try CodesandConfig.defaults().languages.filter { !$0.prestart.isEmpty }
-        XCTAssertEqual(languages.map(\.launcher).sorted(), ["javascript.js", "php.php", "python3.py", "ruby.rb"])
+        XCTAssertEqual(languages.map(\.launcher).sorted(), ["bash.sh", "javascript.js", "php.php", "python3.py", "ruby.rb"])
         for language in languages {
-            XCTAssertTrue(language.prestart.contains { $0.contains("{launcher}") }, language.name)
+            // bash's is its start-up file, on its zygote's stdin (only a zygote gets it).
+            let placeholder = language.name == "bash" ? "{launcher_stdin}" : "{launcher}"
+            XCTAssertTrue(language.prestart.contains { $0.contains(placeholder) }, language.name)
+            if language.name == "bash" { XCTAssertTrue(language.zygote) }
         }
         let python = try String(contentsOfFile: Self.source + "/python3.py", encoding: .utf8)
         for name in ["cs_zygote_child", "cs_zygote_served", "cs_zygote_serve_one", "cs_zygote_announce"] {
@@ -89,6 +94,14 @@ final class LauncherTests: XCTestCase {
         let spec = PrestartSpec(language: "ruby", argv: ["/usr/bin/ruby", "-e", "{launcher}"], env: [], launcher: "ruby.rb")
         let resolved = try XCTUnwrap(launchers.resolve(spec))
         XCTAssertEqual(resolved.argv.last, try String(contentsOfFile: Self.source + "/ruby.rb", encoding: .utf8))
+        XCTAssertNil(resolved.launcherOnStdin)
+        // bash's goes on its zygote's stdin; its argv names /dev/stdin, and it runs only as a zygote.
+        let bash = PrestartSpec(language: "bash", argv: ["/usr/bin/env", "BASH_ENV={launcher_stdin}", "/bin/bash", "main.sh"],
+                                env: [], zygote: true, launcher: "bash.sh")
+        let bashResolved = try XCTUnwrap(launchers.resolve(bash))
+        XCTAssertEqual(bashResolved.argv, ["/usr/bin/env", "BASH_ENV=/dev/stdin", "/bin/bash", "main.sh"])
+        XCTAssertEqual(bashResolved.launcherOnStdin, try String(contentsOfFile: Self.source + "/bash.sh", encoding: .utf8))
+        XCTAssertTrue(bashResolved.onlyAsZygote)
     }
 
     /// The same rule as the zygote library's: a launcher someone else could change is not used

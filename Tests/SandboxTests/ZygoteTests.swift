@@ -36,7 +36,7 @@ final class ZygoteTests: XCTestCase {
         XCTAssertEqual(live.service.status().zygotes, ["python3"], "status reports it")
     }
 
-    /// A plain sandbox's init (bash here: nothing pre-started) is cloned by the plain spawner
+    /// A plain sandbox's init (sh here: nothing pre-started) is cloned by the plain spawner
     /// (codesand-spawner, a small C process), not by the daemon or python3's zygote: its
     /// /proc/PID/exe is the spawner. The program still starts from an exec, with nothing
     /// of the spawner's: default signals, its own argv. With the spawner killed, plain runs go on
@@ -46,14 +46,14 @@ final class ZygoteTests: XCTestCase {
         let live = try await LiveService(pool: 2)
         defer { live.shutdown() }
         await live.waitUntilReady()
-        for _ in 0..<2 { _ = try await live.run("bash", "true") }
+        for _ in 0..<2 { _ = try await live.run("sh", "true") }
         await live.waitUntilReady()
         let spawner = try XCTUnwrap(live.backend.plainSpawnerPID, "the plain spawner runs")
         let marker = "4\(UInt32.random(in: 100_000...999_999))"
-        async let slow = live.run("bash", "sleep 2.\(marker); grep -E '^Sig(Ign|Blk)' /proc/self/status; cat /proc/self/cmdline | tr '\\0' ' '")
+        async let slow = live.run("sh", "sleep 2.\(marker); grep -E '^Sig(Ign|Blk)' /proc/self/status; cat /proc/self/cmdline | tr '\\0' ' '")
         let initExe = try await Self.initExecutable(ofRunWith: "sleep 2.\(marker)")
         let r = try await slow
-        XCTAssertTrue(initExe?.hasSuffix("/codesand-spawner") == true, "the bash run's init was cloned from \(initExe ?? "?")")
+        XCTAssertTrue(initExe?.hasSuffix("/codesand-spawner") == true, "the sh run's init was cloned from \(initExe ?? "?")")
         XCTAssertTrue(r.stdout.contains("SigIgn:\t0000000000000000") && r.stdout.contains("SigBlk:\t0000000000000000"), r.stdout)
         XCTAssertTrue(r.stdout.hasSuffix("/bin/cat /proc/self/cmdline ") || r.stdout.hasSuffix("cat /proc/self/cmdline "), r.stdout)
 
@@ -61,7 +61,7 @@ final class ZygoteTests: XCTestCase {
         // once (one that died at each request would cost each a failed prepare).
         kill(spawner, SIGKILL)
         for i in 0..<4 {
-            let again = try await live.run("bash", "echo \(i)")
+            let again = try await live.run("sh", "echo \(i)")
             XCTAssertEqual(again.stdout, "\(i)\n", again.stderr)
         }
         await live.waitUntilReady()
