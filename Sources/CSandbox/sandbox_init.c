@@ -158,9 +158,12 @@ static void set_default_disposition(int sig) {
 // The zygote's own name, which the init's fork gets back (the init renames itself).
 static char zygote_name[16];
 
-// Set by become_ready: from then on the init holds what every program it starts must have (the
-// seccomp filter, no bounding set, default signal dispositions), and its children inherit it.
+// Set by become_ready: from then on the init's signal dispositions are the defaults every program
+// it starts must have, and its children inherit them.
 static int init_is_ready;
+// Set by confine_init, before anything of a program is started: the filter and the empty bounding
+// set, which every process of the sandbox (a pre-started interpreter too) inherits from the init.
+static int init_is_confined;
 
 // Rewrites the process's argument area, which /proc/PID/cmdline shows to every process of the
 // sandbox: a clone of the daemon or of a zygote would show their host command lines (config and
@@ -241,7 +244,7 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
     close(adj);
     if (forked) set_cmdline(zygote_name);  // "python3", not the zygote's launcher and library path
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) cs_fail(CS_STEP_CAPS);
-    if (!init_is_ready && cs_drop_bounding_set() < 0) cs_fail(CS_STEP_CAPS);
+    if (!init_is_confined && cs_drop_bounding_set() < 0) cs_fail(CS_STEP_CAPS);
     // Raw syscalls: glibc's set*id broadcast to every thread, which this copy of the daemon does not have.
     if (syscall(SYS_setgroups, 0, NULL) < 0) cs_fail(CS_STEP_SETUID);
     if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) < 0) cs_fail(CS_STEP_SETUID);
@@ -255,8 +258,8 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
         if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0) cs_fail(CS_STEP_CAPS);
         prctl(PR_SET_NAME, zygote_name, 0, 0, 0);
     }
-    // Last: the filter also binds everything above. A ready init's children have it already.
-    if (!init_is_ready && cs_install_seccomp() < 0) cs_fail(CS_STEP_SECCOMP);
+    // Last: the filter also binds everything above. A confined init's children have it already.
+    if (!init_is_confined && cs_install_seccomp() < 0) cs_fail(CS_STEP_SECCOMP);
     if (forked) close(FD_REPORT);  // what execve's close-on-exec does for an exec'd program
 }
 
@@ -318,7 +321,7 @@ __attribute__((noreturn)) static void await_teardown(void) {
 
 static void drop_privileges_of_init(void) {
     close(FD_STDIN); close(FD_STDOUT); close(FD_STDERR); close(FD_CONTROL); close(FD_REPORT);
-    if (!init_is_ready) cs_drop_bounding_set();  // become_ready did
+    if (!init_is_confined) cs_drop_bounding_set();  // confine_init did
     cs_clear_capabilities();
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
@@ -366,12 +369,21 @@ static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job,
     return record.wait_status;
 }
 
-// What every program of the sandbox gets, done once before READY instead of in each program's
-// start (on the request's path): the seccomp filter (compiled by the kernel at each install,
-// ~0.15 ms), the empty capability bounding set and default signal dispositions, which the
-// program's start inherits. After READY the init only reads the job, writes the code file, starts
-// stages, reaps and reports: nothing the filter denies. (A pre-started interpreter, started
-// before, has its own.)
+// What every process of the sandbox gets, done once in the init, once the sandbox is built and
+// before anything of a program starts, instead of in each program's start (on the request's
+// path): the seccomp filter (compiled by the kernel at each install, ~0.15 ms) and the empty
+// capability bounding set, which every child inherits, a pre-started interpreter too (its fork
+// or exec would otherwise install its own). From here on the init only starts the pre-started
+// interpreter, reads the job, writes the code file, starts stages, reaps and reports: nothing the
+// filter denies.
+static void confine_init(void) {
+    if (cs_drop_bounding_set() < 0) cs_fail(CS_STEP_CAPS);
+    if (cs_install_seccomp() < 0) cs_fail(CS_STEP_SECCOMP);
+    init_is_confined = 1;
+}
+
+// Default signal dispositions, done once before READY for every program the init starts later
+// (not before a pre-started interpreter's fork: it keeps its runtime's).
 static void become_ready(void) {
     for (int sig = 1; sig < 65; sig++) {
         if (sig != SIGKILL && sig != SIGSTOP) set_default_disposition(sig);  // as pid 1 it ignores them anyway
@@ -379,8 +391,6 @@ static void become_ready(void) {
     sigset_t none;
     sigemptyset(&none);
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(uint64_t));
-    if (cs_drop_bounding_set() < 0) cs_fail(CS_STEP_CAPS);
-    if (cs_install_seccomp() < 0) cs_fail(CS_STEP_SECCOMP);
     init_is_ready = 1;
 }
 
@@ -418,6 +428,7 @@ static int init_main(const struct cs_sandbox_spec *s) {
     // whatever this sandbox starts inherits the watch. Without it, the namespace is never kept.
     cs_socket_watch = cs_install_socket_watch();
     if (cs_socket_watch < 0) cs_network_touched = 1;
+    confine_init();
     int go_fd = -1;
     pid_t prestarted = start_prestart(s, &go_fd);
     if (prestarted == 0) return 0;  // the forked interpreter: back to its runtime, which reads fd 3
