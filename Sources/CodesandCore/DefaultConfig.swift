@@ -132,10 +132,10 @@ run = ["/bin/bash", "{file}", "{args}"]
 version = ["/bin/bash", "--version"]
 # A zygote only (its launcher is bash's start-up file, on the zygote's stdin): each sandbox's bash is
 # a fork of one started once, which then opens the snippet as `bash main.sh` would
-# (launchers/bash.sh, bash_zygote.c; the zygote's own script name is replaced by the job's).
+# (launchers/bash.sh, bash_zygote.c; the zygote's own script, /dev/null, is replaced by the job's).
 zygote = true
 launcher = "bash.sh"
-prestart = ["/usr/bin/env", "BASH_ENV={launcher_stdin}", "/bin/bash", "main.sh"]
+prestart = ["/usr/bin/env", "BASH_ENV={launcher_stdin}", "/bin/bash", "/dev/null"]
 
 [languages.sh]
 aliases = ["dash"]

@@ -82,7 +82,9 @@ final class Zygote: @unchecked Sendable {  // the fds are used under `alive`'s l
         var stdin: [Int32] = [0, 0], stdout: [Int32] = [0, 0]
         try sys("pipe2") { cs_pipe_cloexec(&stdin) }
         defer { close(stdin[0]) }
-        // A launcher fits the pipe (Launchers.maxBytes is its capacity): the write never blocks.
+        // Never blocks: a launcher that does not fit the pipe is an error (pipes can be smaller
+        // than the default 64 KiB under a user's pipe quota), not a zygote start that hangs.
+        _ = fcntl(stdin[1], F_SETFL, O_NONBLOCK)
         let written = Array(stdinText.utf8).withUnsafeBytes { write(stdin[1], $0.baseAddress, $0.count) }
         close(stdin[1])  // then at EOF
         guard written == stdinText.utf8.count else { throw SystemCallError(function: "write", context: "the launcher", errno: errno) }

@@ -1,7 +1,8 @@
 // bash's zygote: a loadable builtin (`enable -f libCodesandZygote.so codesand_zygote`) run by
 // launchers/bash.sh as bash's start-up file: the daemon starts bash once on the host as `env
-// BASH_ENV=/dev/stdin /bin/bash main.sh LIBRARY 3`, the launcher's text on its stdin (so that no
-// host path is in the environment its forks show). Bash reads BASH_ENV after binding its arguments
+// BASH_ENV=/dev/stdin /bin/bash /dev/null LIBRARY 3`, the launcher's text on its stdin (so that no
+// host path is in the environment its forks show). Should bash skip BASH_ENV (POSIXLY_CORRECT in
+// the environment), it runs the empty /dev/null and exits. Bash reads BASH_ENV after binding its arguments
 // and before opening its script. The builtin serves sandboxes there as the other zygotes do
 // (zygote.c); in each sandbox's fork it returns, and bash goes on as `bash main.sh args` would: it
 // opens the snippet's file (its path from the job), inside the sandbox, and reads it from line 1.
@@ -9,7 +10,8 @@
 //
 // What a fresh bash set from its process before BASH_ENV, and the fork has from the zygote's, is
 // set again here, in the sandbox: the script's path ($0), the positional parameters, $$, PPID,
-// RANDOM's seed, SECONDS, UID/EUID, SHELL (from the sandbox's passwd), HOSTNAME, PWD, the process
+// RANDOM's seed, SECONDS, UID/EUID, SHELL and HOME where the environment has none (from the
+// sandbox's passwd), HOSTNAME, PWD, the process
 // group, `$_`; BASH_ENV is unset and the builtin removed. /proc/$$/environ still shows
 // BASH_ENV=/dev/stdin (the zygote's environment; only CAP_SYS_RESOURCE could shorten it). Everything else (variables, options,
 // traps, the environment) is what bash made of the same argv[0] and environment.
@@ -23,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -51,7 +54,7 @@ struct user_info {
 // Weak: the library is loaded by the other interpreters too, which have none of bash's symbols.
 #define BASH __attribute__((weak))
 extern BASH char *dollar_vars[];
-extern BASH pid_t dollar_dollar_pid, shell_pgrp, original_pgrp;
+extern BASH pid_t dollar_dollar_pid, shell_pgrp;
 extern BASH char *shell_script_filename;
 extern BASH int bash_argv_initialized;
 extern BASH time_t shell_start_time;
@@ -82,7 +85,7 @@ static char *initial_underscore;
 int codesand_zygote_builtin_load(char *name) {
     (void)name;
     // Not loaded by a bash that lacks any of them (then `enable -f` fails and the zygote exits).
-    const void *needed[] = {dollar_vars, &dollar_dollar_pid, &shell_pgrp, &original_pgrp, &shell_script_filename,
+    const void *needed[] = {dollar_vars, &dollar_dollar_pid, &shell_pgrp, &shell_script_filename,
                             &bash_argv_initialized, array_flush,
                             &shell_start_time, &shellstart, &current_user, &current_host_name, &shell_builtins,
                             &num_shell_builtins, find_variable, bind_variable, remember_args, make_word_list,
@@ -124,12 +127,10 @@ static void set_integer_variable(const char *name, long value) {
     v->value = strdup(text);
 }
 
-// The snippet's file becomes the script bash opens next, with its arguments: $0, "$@".
+// The snippet's file becomes the script bash opens next (which sets $0), with its arguments.
 static void take_script(char *job, size_t len) {
     const char *path = job;
     shell_script_filename = strdup(path);
-    free(dollar_vars[0]);
-    dollar_vars[0] = strdup(path);
     // The arguments follow the path, each after a NUL (none after the last).
     size_t count = 0;
     const char **args = malloc((len + 1) * sizeof *args);
@@ -155,18 +156,19 @@ static void take_process(void) {
     dollar_dollar_pid = getpid();
     set_ppid();
     seedrand();
-    shell_pgrp = original_pgrp = getpgrp();
+    shell_pgrp = getpgrp();  // (original_pgrp stays unset, as without job control)
     gettimeofday(&shellstart, NULL);
     shell_start_time = shellstart.tv_sec;
     current_user = (struct user_info){getuid(), geteuid(), getgid(), getegid(), NULL, NULL, NULL};
     set_integer_variable("UID", (long)current_user.uid);
     set_integer_variable("EUID", (long)current_user.euid);
     get_current_user_info();
+    // From the passwd entry only where the environment had none (the zygote's was root's).
     if (!getenv("SHELL") && current_user.shell) bind_variable("SHELL", current_user.shell, 0);
+    if (!getenv("HOME") && current_user.home_dir) bind_variable("HOME", current_user.home_dir, 0);
     char host[256] = "";
     if (gethostname(host, sizeof host - 1) == 0) {
-        free(current_host_name);
-        current_host_name = strdup(host);
+        current_host_name = strdup(host);  // the zygote's may be a literal: not freed
         bind_variable("HOSTNAME", host, 0);
     }
     char cwd[4096];
@@ -199,8 +201,12 @@ static int codesand_zygote_main(WORD_LIST *list) {
         if (served == CS_ZYGOTE_CHILD) break;
         if (served != CS_ZYGOTE_SERVED) _exit(0);
     }
+    // Named apart while it waits (ps on the host tells a waiting interpreter from a run's bash),
+    // and "bash" again once it has its job.
+    prctl(PR_SET_NAME, "bash (waiting)", 0, 0, 0);
     size_t len = 0;
     char *job = read_job(&len);
+    prctl(PR_SET_NAME, "bash", 0, 0, 0);
     take_script(job, len);
     free(job);
     take_process();

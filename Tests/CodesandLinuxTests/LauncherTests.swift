@@ -96,10 +96,10 @@ final class LauncherTests: XCTestCase {
         XCTAssertEqual(resolved.argv.last, try String(contentsOfFile: Self.source + "/ruby.rb", encoding: .utf8))
         XCTAssertNil(resolved.launcherOnStdin)
         // bash's goes on its zygote's stdin; its argv names /dev/stdin, and it runs only as a zygote.
-        let bash = PrestartSpec(language: "bash", argv: ["/usr/bin/env", "BASH_ENV={launcher_stdin}", "/bin/bash", "main.sh"],
+        let bash = PrestartSpec(language: "bash", argv: ["/usr/bin/env", "BASH_ENV={launcher_stdin}", "/bin/bash", "/dev/null"],
                                 env: [], zygote: true, launcher: "bash.sh")
         let bashResolved = try XCTUnwrap(launchers.resolve(bash))
-        XCTAssertEqual(bashResolved.argv, ["/usr/bin/env", "BASH_ENV=/dev/stdin", "/bin/bash", "main.sh"])
+        XCTAssertEqual(bashResolved.argv, ["/usr/bin/env", "BASH_ENV=/dev/stdin", "/bin/bash", "/dev/null"])
         XCTAssertEqual(bashResolved.launcherOnStdin, try String(contentsOfFile: Self.source + "/bash.sh", encoding: .utf8))
         XCTAssertTrue(bashResolved.onlyAsZygote)
     }
