@@ -209,7 +209,7 @@ public enum ConfigLoader {
                 throw ConfigError(key: "\(t.path).launcher", problem: "is not used: no prestart element has {launcher} or {launcher_stdin}")
             }
         } else if namesLauncher {
-            throw ConfigError(key: "\(t.path).prestart", problem: "has {launcher} but the language names no launcher")
+            throw ConfigError(key: "\(t.path).prestart", problem: "names a launcher ({launcher} or {launcher_stdin}) but the language has no `launcher = \"FILE\"`")
         }
         spec.zygote = try t.has("zygote") ? t.bool("zygote") : false
         if !spec.zygote && prestart.contains(where: { $0.contains("{launcher_stdin}") }) {

@@ -74,6 +74,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(try ConfigLoader.load(fileText: onStdin + "zygote = true\n").languages.first { $0.name == "lua" }?.zygote, true)
         let notZygote = error(onStdin)
         XCTAssertEqual(notZygote?.contains("languages.lua.prestart") == true && notZygote?.contains("zygote = true") == true, true, notZygote ?? "")
+        let noLauncher = error(lang + "prestart = [\"/usr/bin/lua\", \"{launcher_stdin}\"]\nzygote = true\n")
+        XCTAssertEqual(noLauncher?.contains("languages.lua.prestart") == true && noLauncher?.contains("launcher = ") == true, true, noLauncher ?? "")
         XCTAssertEqual(error("[sandbox]\nlauncher_dir = \"launchers\"\n")?.contains("sandbox.launcher_dir"), true)
         XCTAssertEqual(try ConfigLoader.load(fileText: "[sandbox]\nlauncher_dir = \"/opt/l\"\n").sandbox.launcherDir, "/opt/l")
     }
