@@ -69,6 +69,9 @@ static uint32_t list_count(const char *const *list) {
 int cs_zygote_announce(int sock) {
     // A zygote dies with the daemon that started it (from its parent thread, which lives as long).
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) return -1;
+    // Its inits start with an empty bounding set: a zygote never execs, and each init would
+    // otherwise drop ~40 capabilities one prctl at a time (each a copy of its credentials).
+    if (cs_drop_bounding_set() < 0) return -1;
     char ready = ZY_READY;
     ssize_t n;
     do { n = send(sock, &ready, 1, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);

@@ -22,6 +22,8 @@ public final class Launchers: Sendable {
     private let logger: Logger
     /// Per file name: its text, or why it cannot be used (logged once).
     private let loaded = Mutex<[String: Result<String, SandboxError>]>([:])
+    /// Per spec: what resolve made of it (each prepare asks; the text's substitution is not free).
+    private let resolved = Mutex<[PrestartSpec: PrestartSpec?]>([:])
 
     public init(config: SandboxConfig, logger: Logger) {
         self.logger = logger
@@ -32,6 +34,13 @@ public final class Launchers: Sendable {
     /// used (the sandbox then starts the plain way: a broken launcher costs speed, never a run).
     public func resolve(_ spec: PrestartSpec) -> PrestartSpec? {
         guard !spec.launcher.isEmpty else { return spec }
+        if let known = resolved.withLock({ $0[spec] }) { return known }
+        let result = substitute(spec)
+        resolved.withLock { $0[spec] = result }
+        return result
+    }
+
+    private func substitute(_ spec: PrestartSpec) -> PrestartSpec? {
         let text: String
         switch load(spec.launcher) {
         case .success(let t): text = t
