@@ -65,15 +65,6 @@ int cs_read_all(int fd, void *buf, size_t len) {
 
 size_t cs_str_len(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
 
-char *cs_format_u64(char out[24], uint64_t v) {
-    char rev[24];
-    int n = 0;
-    do { rev[n++] = (char)('0' + v % 10); v /= 10; } while (v);
-    for (int k = 0; k < n; k++) out[k] = rev[n - 1 - k];
-    out[n] = 0;
-    return out;
-}
-
 char *cs_path_join(char *out, size_t cap, const char *a, const char *b) {
     size_t la = cs_str_len(a), lb = cs_str_len(b);
     if (la + lb + 1 > cap) { errno = ENAMETOOLONG; return NULL; }

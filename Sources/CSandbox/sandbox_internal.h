@@ -20,8 +20,6 @@ CS_HIDDEN int cs_write_all(int fd, const void *buf, size_t len);
 /// Reads exactly len bytes; returns 0 on success, 1 on EOF before any byte, -1 otherwise.
 CS_HIDDEN int cs_read_all(int fd, void *buf, size_t len);
 CS_HIDDEN size_t cs_str_len(const char *s);
-// `v` in decimal, NUL-ended, in `out` (snprintf is not async-signal-safe); returns `out`.
-CS_HIDDEN char *cs_format_u64(char out[24], uint64_t v);
 /// Joins a and b into out (size PATH_MAX-ish); returns out or NULL if too long.
 CS_HIDDEN char *cs_path_join(char *out, size_t cap, const char *a, const char *b);
 /// Builds the slot's base (the read-only root every sandbox of the slot shows) in the init's new

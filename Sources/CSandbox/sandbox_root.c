@@ -105,7 +105,15 @@ static int mount_tmpfs(const char *dst, const char *mode, uint64_t bytes, uint64
     int vi = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         const char *s = parts[i];
-        if (!s) s = cs_format_u64(num, values[vi++]);
+        if (!s) {
+            uint64_t v = values[vi++];
+            int n = 0;
+            char rev[24];
+            do { rev[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+            for (int k = 0; k < n; k++) num[k] = rev[n - 1 - k];
+            num[n] = 0;
+            s = num;
+        }
         size_t l = cs_str_len(s);
         if (o + l + 1 > sizeof opts) { errno = E2BIG; return -1; }
         memcpy(opts + o, s, l);
@@ -113,15 +121,6 @@ static int mount_tmpfs(const char *dst, const char *mode, uint64_t bytes, uint64
     }
     opts[o] = 0;
     return mount("tmpfs", dst, "tmpfs", MS_NOSUID | MS_NODEV, opts);
-}
-
-// Mounts a copy of directory `name` of the detached mount `tree` on `dst`.
-static int attach_subtree(int tree, const char *name, const char *dst) {
-    int copy = (int)syscall(SYS_open_tree, tree, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-    if (copy < 0) return -1;
-    int r = (int)syscall(SYS_move_mount, copy, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH);
-    close(copy);
-    return r;
 }
 
 static void build_dev(const char *root) {
@@ -253,55 +252,19 @@ int cs_build_base(const struct cs_sandbox_spec *s) {
     return shareable;
 }
 
-// The temporary places (/tmp, /var/tmp, /dev/shm): directories of one size- and inode-capped
-// tmpfs, so "disk full" stays inside; home has a tmpfs of its own with the same caps (a compile
-// writes its temporary files to /tmp and its program to home). The shared one is made detached
-// (fsopen/fsmount: its root is never visible in the sandbox) and each directory cloned onto its
-// place: two superblocks to set up and tear down per run instead of four (a superblock costs
-// ~30 us of CPU more than a mount of a directory). Kernels without the mount API (before 5.2):
-// a tmpfs per place.
-static int mount_temporary_places(const struct cs_sandbox_spec *s) {
-    static const char *const places[] = {"/dev/shm", "/tmp", "/var/tmp", NULL};
-    // Named after their place, so /proc/self/mountinfo shows which is which.
-    static const char *const names[] = {"shm", "tmp", "var-tmp", NULL};
-    int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
-    if (fs < 0 && errno == ENOSYS) {
-        for (int i = 0; places[i]; i++) {
-            if (mount_tmpfs(places[i], "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) return -1;
-        }
-        return 0;
-    }
-    if (fs < 0) return -1;
-    char size[24], inodes[24];
-    cs_format_u64(size, s->tmpfs_bytes);
-    cs_format_u64(inodes, s->tmpfs_inodes);
-    int tree = -1;
-    if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", "tmpfs", 0) < 0 ||
-        syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", size, 0) < 0 ||
-        syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "nr_inodes", inodes, 0) < 0 ||
-        syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0700", 0) < 0 ||
-        syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0 ||
-        (tree = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)) < 0) {
-        close(fs);
-        return -1;
-    }
-    close(fs);
-    int ok = 1;
-    for (int i = 0; ok && places[i]; i++) {
-        // 1777 after the mkdir: the umask (022) takes the group's and others' write bits.
-        ok = mkdirat(tree, names[i], 0700) == 0 && fchmodat(tree, names[i], 01777, 0) == 0 &&
-             attach_subtree(tree, names[i], places[i]) == 0;
-    }
-    close(tree);  // its clones keep the file system
-    return ok ? 0 : -1;
-}
-
 // What is the run's own, in its copy of the base (the init is in it, at its root): a procfs of its
 // pid namespace with the masks, the capped tmpfs for the writable places, the hostname, and for a
 // new network namespace its loopback.
 void cs_mount_run_parts(const struct cs_sandbox_spec *s, int fresh_network) {
     build_proc("", s->masked_paths, fresh_network);
-    if (mount_temporary_places(s) < 0) cs_fail(CS_STEP_TMPFS);
+    // Writable places: each its own size- and inode-capped tmpfs, so "disk full" stays inside.
+    // (Directories of one tmpfs, made detached with fsmount and cloned onto each place, measured
+    // no cheaper: the superblock's cost moves into fsconfig, and the clones and the detached
+    // tree's dissolution cost what the three superblocks saved. BENCHMARKS.md, 2026-12-02.)
+    static const char *const scratch[] = {"/dev/shm", "/tmp", "/var/tmp", NULL};
+    for (int i = 0; scratch[i]; i++) {
+        if (mount_tmpfs(scratch[i], "1777", s->tmpfs_bytes, s->tmpfs_inodes, 0, 0) < 0) cs_fail(CS_STEP_TMPFS);
+    }
     if (mount_tmpfs(s->home, "0700", s->tmpfs_bytes, s->tmpfs_inodes, s->uid, s->gid) < 0) cs_fail(CS_STEP_TMPFS);
     if (sethostname(s->hostname, cs_str_len(s->hostname)) < 0) cs_fail(CS_STEP_HOSTNAME);
     if (fresh_network) bring_up_loopback();  // a kept namespace's is up

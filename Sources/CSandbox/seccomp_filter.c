@@ -227,8 +227,7 @@ static const struct rule rules[] = {
 // per call number (its action cache): for the whole table, ~0.1 ms of each sandbox's start.
 static int is_setup_call(unsigned nr) {
     return nr == __NR_clone || nr == __NR_unshare || nr == __NR_setns || nr == __NR_mount || nr == __NR_umount2 ||
-           nr == __NR_pivot_root || nr == NR_mount_setattr || nr == __NR_sethostname || nr == NR_fsopen ||
-           nr == NR_fsconfig || nr == NR_fsmount || nr == NR_open_tree || nr == NR_move_mount;
+           nr == __NR_pivot_root || nr == NR_mount_setattr || nr == __NR_sethostname;
 }
 
 // 1 in a process whose filter already holds every rule but the setup calls' (the spawner, and

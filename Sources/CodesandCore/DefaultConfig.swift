@@ -51,8 +51,8 @@ cgroup_name = "codesand"               # the slots' cgroups live under this name
 uid_base = 2147400000                  # sandbox n runs as uid/gid uid_base+n; none may be a host user
 hostname = "sandbox"
 home = "/home/sandbox"                 # the program's home and working directory (a private tmpfs)
-tmpfs_bytes = 67108864                 # size cap of home, and of /tmp, /var/tmp, /dev/shm together (LXD: of each)
-tmpfs_inodes = 16384                   # file count cap of each of those
+tmpfs_bytes = 67108864                 # size cap of each private tmpfs: home, /tmp, /dev/shm
+tmpfs_inodes = 16384                   # file count cap of each private tmpfs
 rootfs = "host"                        # "host": the host's /usr, /etc… read-only; "image": those of `image`
 image = "/var/lib/codesand/image"      # a root filesystem made by `codesand image build` (rootfs = "image")
 readonly_paths = ["/usr", "/etc"]      # system directories visible read-only inside

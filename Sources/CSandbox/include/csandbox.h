@@ -22,8 +22,8 @@ struct cs_sandbox_spec {
     const char *home;                // absolute path inside the sandbox, e.g. "/home/sandbox"
     uid_t uid;
     gid_t gid;
-    uint64_t tmpfs_bytes;            // size cap of home, and of /tmp, /var/tmp, /dev/shm together
-    uint64_t tmpfs_inodes;           // its inode cap
+    uint64_t tmpfs_bytes;            // size cap of each writable tmpfs (home, /tmp, /var/tmp, /dev/shm)
+    uint64_t tmpfs_inodes;           // inode cap of each writable tmpfs
     int cgroup_fds[CS_MAX_CGROUP_FDS]; // cgroup.procs files opened O_WRONLY by the caller
     int n_cgroup_fds;
     int control_fd;                  // read end: the job (struct cs_job_header + payload) arrives here
