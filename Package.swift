@@ -48,7 +48,9 @@ let package = Package(
         // Its `launchers` (the languages' pre-start launchers, python3's the zygote's) are copied next
         // to the build's products, as scripts/install copies them next to the installed library.
         .target(name: "CodesandZygote", resources: [.copy("launchers")], cSettings: [.headerSearchPath("../CSandbox/include")],
-                linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib", "-Xlinker", "--as-needed", "-Xlinker", "-z", "-Xlinker", "now"])]),
+                // -z now: each init, a clone of its zygote, would otherwise resolve the libc calls
+                // of its set-up (which the zygote never makes) at their first call, every sandbox.
+                linkerSettings: [.unsafeFlags(["-nostartfiles", "-static-stdlib", "-Xlinker", "-z", "-Xlinker", "now"])]),
         // The zygote of plain sandboxes (no pre-started interpreter): C code, no threads.
         .executableTarget(name: "codesand-spawner", dependencies: ["CSandbox"],
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),

@@ -13,7 +13,8 @@
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     int sock = atoi(argv[argc - 1]);
-    // Its inits inherit the empty set: nothing to drop in each (become_ready, sandbox_init.c).
+    // Its inits inherit the empty set: nothing to drop in each (confine_init, sandbox_init.c).
+    // Before the filter's base (cs_zygote_announce does it again, for every zygote: a no-op here).
     if (cs_drop_bounding_set() != 0) return 1;
     // And the seccomp filter but the rules of the calls an init makes to build its sandbox: each
     // init adds only those (cs_install_seccomp). If it cannot, each init installs all of it.

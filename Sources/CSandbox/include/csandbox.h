@@ -134,7 +134,8 @@ enum { CS_ZYGOTE_CHILD = 0, CS_ZYGOTE_SERVED = 1, CS_ZYGOTE_GONE = 2 };
 /// The same three, as symbols of the library for a launcher's FFI to read by name.
 extern const int cs_zygote_child, cs_zygote_served, cs_zygote_gone;
 
-/// In the zygote, once, when it is ready to serve: tells the daemon (cs_zygote_await_ready).
+/// In the zygote, once, when it is ready to serve: empties its bounding set (cs_drop_bounding_set)
+/// and tells the daemon (cs_zygote_await_ready). On the thread that will serve.
 int cs_zygote_announce(int sock);
 /// In the daemon: waits for the zygote's announcement. 0 when it came; -1 (errno ETIMEDOUT, or
 /// ECONNRESET when the zygote died starting) otherwise.
@@ -155,8 +156,9 @@ enum cs_zygote_failure {
 /// *failure set.
 pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int fork_interpreter, int timeout_ms, int *failure);
 
-/// Empties the caller's capability bounding set (its effective capabilities stay). The plain
-/// spawner does it once at start, so that the inits it clones have nothing left to drop.
+/// Empties the calling thread's capability bounding set (its effective capabilities stay). Every
+/// zygote does it once at start (cs_zygote_announce), so that the inits it clones have nothing left
+/// to drop.
 int cs_drop_bounding_set(void);
 
 /// Names of the steps, for error messages.
