@@ -263,9 +263,14 @@ static void become_program(const struct cs_sandbox_spec *s, struct exec_limits l
     if (forked) close(FD_REPORT);  // what execve's close-on-exec does for an exec'd program
 }
 
+// `file_fd` >= 0 becomes CS_FD_PRESTART_FILE (a pre-started interpreter's launcher file).
 __attribute__((noreturn)) static void exec_program(const struct cs_sandbox_spec *s, char *const *argv, char *const *envp,
-                                                    struct exec_limits limits, int32_t stage, int go_fd) {
+                                                    struct exec_limits limits, int32_t stage, int go_fd, int file_fd) {
     become_program(s, limits, stage, go_fd, 0);
+    if (file_fd >= 0 && (dup2(file_fd, CS_FD_PRESTART_FILE) < 0 || close(file_fd) < 0)) {
+        cs_report_record(CS_REPORT_EXEC_FAILED, CS_STEP_PRESTART, errno);
+        _exit(127);
+    }
     execve(argv[0], argv, envp);
     cs_report_record(CS_REPORT_EXEC_FAILED, CS_STEP_EXEC, errno);
     _exit(127);
@@ -282,6 +287,19 @@ static void on_backup_alarm(int sig) {
 __attribute__((noinline)) static void wipe_stack(void) {
     char dead[65536];
     explicit_bzero(dead, sizeof dead);
+}
+
+// The launcher's text as a file of this sandbox alone, for an interpreter that takes its launcher
+// as a script (spec.prestart_file): a memfd, made in the interpreter's process before its exec,
+// which no other sandbox sees and which ends with it. (A pipe could hold too little to be written
+// before its reader starts.) The launcher closes it before the program runs.
+static int launcher_file(const char *text) {
+    int fd = memfd_create("codesand-launcher", MFD_CLOEXEC);
+    if (fd < 0 || cs_write_all(fd, text, cs_str_len(text)) < 0 || lseek(fd, 0, SEEK_SET) != 0) {
+        cs_report_record(CS_REPORT_EXEC_FAILED, CS_STEP_PRESTART, errno);  // as a failed exec would
+        _exit(127);
+    }
+    return fd;
 }
 
 // Starts the pre-started interpreter, if any: it waits on fd 3 for the argv of its one run.
@@ -303,7 +321,8 @@ static pid_t start_prestart(const struct cs_sandbox_spec *s, int *go_fd) {
             wipe_stack();
             return 0;
         }
-        exec_program(s, (char *const *)s->prestart_argv, (char *const *)s->prestart_env, limits, 1, go[0]);
+        exec_program(s, (char *const *)s->prestart_argv, (char *const *)s->prestart_env, limits, 1, go[0],
+                     s->prestart_file ? launcher_file(s->prestart_file) : -1);
     }
     close(go[0]);
     *go_fd = go[1];
@@ -343,7 +362,7 @@ struct program_start {
 
 static int program_main(void *arg) {
     const struct program_start *p = arg;
-    exec_program(p->s, p->argv, p->envp, p->limits, p->stage, -1);
+    exec_program(p->s, p->argv, p->envp, p->limits, p->stage, -1, -1);
 }
 
 // Starts the stage's program, reaps until it exits (orphans included), and reports its wait status.

@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define ZY_MAGIC 0x325a5943u  /* "CYZ2": six lists (ZY_EXEC's argv and env) */
+#define ZY_MAGIC 0x335a5943u  /* "CYZ3": seven lists (ZY_EXEC's argv, env and launcher file) */
 #define ZY_FIXED_FDS 6        // control, report, status, stdin, stdout, stderr; then the cgroup fds
 #define ZY_MAX_FDS (ZY_FIXED_FDS + CS_MAX_CGROUP_FDS + 2)
 #define ZY_MAX_MESSAGE (1u << 20)
@@ -33,11 +33,12 @@ struct zy_request {
     uint32_t uid, gid;
     uint64_t tmpfs_bytes, tmpfs_inodes;
     uint64_t rlimit_cpu_s, rlimit_fsize, rlimit_nofile;
-    uint32_t counts[6];    // strings in ro_paths, links, masked_paths, files, prestart argv, prestart env
-    uint32_t strings_len;  // root_dir, hostname, home, then the six lists, each string NUL-ended
+    uint32_t counts[7];    // strings in ro_paths, links, masked_paths, files, prestart argv, prestart env,
+                           // prestart file (0 or 1)
+    uint32_t strings_len;  // root_dir, hostname, home, then the seven lists, each string NUL-ended
     uint32_t flags;        // ZY_PLAIN or ZY_EXEC (neither: fork the zygote), ZY_JOIN_NETNS, ZY_JOIN_MNTNS
 };
-#define ZY_LISTS 6
+#define ZY_LISTS 7
 
 // The sandbox starts nothing in advance (spec.prestart_argv was NULL): the zygote only clones its
 // init, a clone of a small process instead of the daemon, and goes on serving.
@@ -47,7 +48,8 @@ struct zy_request {
 // Then (last) a base mount namespace for it to work in a copy of (spec.join_mntns_fd).
 #define ZY_JOIN_MNTNS 4u
 // The init starts the interpreter the plain way: it execs the request's prestart argv with its env
-// (a language with no zygote of its own, e.g. node, whose threads make a fork unsafe).
+// and, if sent, its launcher file (a language with no zygote of its own, e.g. node, whose threads
+// make a fork unsafe).
 #define ZY_EXEC 8u
 #define ZY_FLAGS (ZY_PLAIN | ZY_JOIN_NETNS | ZY_JOIN_MNTNS | ZY_EXEC)
 
@@ -100,8 +102,9 @@ pid_t cs_zygote_spawn(int sock, const struct cs_sandbox_spec *spec, int fork_int
     int exec = prestart && !fork_interpreter;
     // The zygote refuses a program named by a relative path: not its fault, so not sent to it.
     if (exec && spec->prestart_argv[0][0] != '/') { errno = EINVAL; return -1; }
+    const char *const file[2] = {exec ? spec->prestart_file : NULL, NULL};
     const char *const *lists[ZY_LISTS] = {spec->ro_paths, spec->links, spec->masked_paths, spec->files,
-                                          exec ? spec->prestart_argv : NULL, exec ? spec->prestart_env : NULL};
+                                          exec ? spec->prestart_argv : NULL, exec ? spec->prestart_env : NULL, file};
     struct zy_request req = {
         .magic = ZY_MAGIC, .n_cgroup_fds = (uint32_t)spec->n_cgroup_fds, .uid = spec->uid, .gid = spec->gid,
         .tmpfs_bytes = spec->tmpfs_bytes, .tmpfs_inodes = spec->tmpfs_inodes,
@@ -196,6 +199,7 @@ static int decode(const struct zy_request *req, const char *strings, size_t len,
     // One way to start the interpreter at most; a program to exec exactly when asked to.
     int exec = (req->flags & ZY_EXEC) != 0;
     if ((exec && (req->flags & ZY_PLAIN)) || (exec != (req->counts[4] > 0)) || (!exec && req->counts[5] > 0)) return -1;
+    if (req->counts[6] > (exec ? 1u : 0u)) return -1;
     const char *p = strings, *end = strings + len, *items[3];
     for (int k = 0; k < 3; k++) {
         if (!(items[k] = next_string(&p, end))) return -1;
@@ -232,6 +236,7 @@ static int decode(const struct zy_request *req, const char *strings, size_t len,
     spec->prestart_fork = !(req->flags & (ZY_PLAIN | ZY_EXEC));
     spec->prestart_argv = exec ? starts[4] : NULL;
     spec->prestart_env = exec ? starts[5] : NULL;
+    spec->prestart_file = exec ? starts[6][0] : NULL;
     if (exec && spec->prestart_argv[0][0] != '/') return -1;  // the daemon sends absolute paths only
     return 0;
 }

@@ -66,6 +66,9 @@ public struct PrestartSpec: Sendable, Hashable {
     /// nothing in advance (Launchers.resolve).
     public var launcherOnStdin: String?
     public var onlyAsZygote: Bool { launcherOnStdin != nil }
+    /// The launcher's text as a file of the sandbox's own (`{launcher_file}` in argv, node's main
+    /// script): the init makes it and the interpreter finds it on fd 5 (/proc/self/fd/5).
+    public var launcherFile: String?
     public init(language: String, argv: [String], env: [String], zygote: Bool = false, launcher: String = "",
                 limits: LimitSet? = nil) {
         self.language = language

@@ -200,18 +200,21 @@ public enum ConfigLoader {
             throw ConfigError(key: "\(t.path).prestart", problem: "a compiled language cannot be pre-started")
         }
         spec.launcher = try t.has("launcher") ? t.string("launcher") : ""
-        let namesLauncher = prestart.contains { $0.contains("{launcher}") || $0.contains("{launcher_stdin}") }
+        let namesLauncher = prestart.contains { $0.contains("{launcher}") || $0.contains("{launcher_stdin}") || $0.contains("{launcher_file}") }
         if !spec.launcher.isEmpty {
             guard !spec.launcher.contains("/"), spec.launcher != ".", spec.launcher != ".." else {
                 throw ConfigError(key: "\(t.path).launcher", problem: "must be a file name in sandbox.launcher_dir, got \"\(spec.launcher)\"")
             }
             guard namesLauncher else {
-                throw ConfigError(key: "\(t.path).launcher", problem: "is not used: no prestart element has {launcher} or {launcher_stdin}")
+                throw ConfigError(key: "\(t.path).launcher", problem: "is not used: no prestart element has {launcher}, {launcher_stdin} or {launcher_file}")
             }
         } else if namesLauncher {
-            throw ConfigError(key: "\(t.path).prestart", problem: "names a launcher ({launcher} or {launcher_stdin}) but the language has no `launcher = \"FILE\"`")
+            throw ConfigError(key: "\(t.path).prestart", problem: "names a launcher ({launcher}, {launcher_stdin} or {launcher_file}) but the language has no `launcher = \"FILE\"`")
         }
         spec.zygote = try t.has("zygote") ? t.bool("zygote") : false
+        if spec.zygote && prestart.contains(where: { $0.contains("{launcher_file}") }) {
+            throw ConfigError(key: "\(t.path).prestart", problem: "has {launcher_file}, which only an exec'd interpreter can use (not with zygote = true)")
+        }
         if !spec.zygote && prestart.contains(where: { $0.contains("{launcher_stdin}") }) {
             throw ConfigError(key: "\(t.path).prestart", problem: "has {launcher_stdin}, which only a zygote can use (zygote = true)")
         }

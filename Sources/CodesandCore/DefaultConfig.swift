@@ -101,7 +101,8 @@ log_code = false                       # log each snippet's code (off: code is t
 # (argv of an interpreter started before a request, waiting on fd 3 for "path\0arg…"; [] turns
 # pre-starting off), with launcher (a file in sandbox.launcher_dir, in the interpreter's language,
 # whose text replaces {launcher}: the interpreter gets it as code, since no host path but /usr and
-# /etc is visible in a sandbox); zygote (the launcher also serves as a zygote, see the README).
+# /etc is visible in a sandbox; {launcher_file} names a file of the sandbox's own holding it, for an
+# interpreter whose code path costs more than its script path, e.g. node's -e); zygote (the launcher also serves as a zygote, see the README).
 [languages.python3]
 aliases = ["py", "py3", "python"]
 file = "main.py"
@@ -183,7 +184,7 @@ run = ["/usr/bin/node", "{file}", "{args}"]
 version = ["/usr/bin/node", "--version"]
 limits = { pids = 128 }
 launcher = "javascript.js"
-prestart = ["/usr/bin/node", "-e", "{launcher}"]
+prestart = ["/usr/bin/node", "--preserve-symlinks-main", "{launcher_file}"]   # its main script: a file the init makes
 
 [languages.go]
 aliases = ["golang"]

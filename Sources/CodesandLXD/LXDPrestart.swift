@@ -34,15 +34,22 @@ final class LXDPrestarted: Sendable {
     static let fifo = "/tmp/.codesand-prestart"
 
     /// `$1` the FIFO, then the interpreter's argv. `( … & )`: the writer's parent exits at once, so
-    /// the interpreter has no child of ours. A background job's stdin is /dev/null: fd 5 carries the
-    /// real one to it, and is closed for the interpreter.
+    /// the interpreter has no child of ours. A background job's stdin is /dev/null: fd 7 carries the
+    /// real one to it, and is closed for the interpreter. A launcher that is a file (node's main
+    /// script, `{launcher_file}`) comes in the environment and goes to fd 5 as a file of its own,
+    /// unlinked once open, as the native backend's init gives it (CS_FD_PRESTART_FILE).
     static let script = """
         f=$1; shift
         mkfifo -m 600 "$f" || exit 126
-        exec 5<&0
-        ( { exec 4>"$f" >/dev/null 2>&1; rm -f "$f"; IFS= read -r h <&5 && printf '%b' "$h" >&4; } & )
-        exec "$@" 3<"$f" 5<&-
+        exec 7<&0
+        ( { exec 4>"$f" >/dev/null 2>&1; rm -f "$f"; IFS= read -r h <&7 && printf '%b' "$h" >&4; } & )
+        if [ -n "${\(fileVariable)+x}" ]; then
+          (umask 077 && printf '%s' "$\(fileVariable)" >"$f.file") && exec 5<"$f.file" && rm -f "$f.file" || exit 126
+          unset \(fileVariable)
+        fi
+        exec "$@" 3<"$f" 7<&-
         """
+    static let fileVariable = "CODESAND_LAUNCHER_FILE"
 
     private init(language: String, session: LXDExecSession, exit: Task<Int32, Never>, ended: Ended) {
         self.language = language
@@ -55,7 +62,8 @@ final class LXDPrestarted: Sendable {
     /// until a hand-over, the session's close or the container's restore.
     static func start(_ client: LXDClient, container: String, spec: PrestartSpec, uid: Int64, gid: Int64,
                       home: String) async throws -> LXDPrestarted {
-        let command = LXDExecCommand(argv: ["/bin/sh", "-c", script, "sh", fifo] + spec.argv, env: spec.env,
+        let command = LXDExecCommand(argv: ["/bin/sh", "-c", script, "sh", fifo] + spec.argv,
+                                     env: spec.env + (spec.launcherFile.map { ["\(fileVariable)=\($0)"] } ?? []),
                                      uid: uid, gid: gid, cwd: home)
         let session = try await LXDExecSession.start(client, instance: container, command: command)
         let ended = Ended()

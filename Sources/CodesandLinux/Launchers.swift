@@ -1,3 +1,4 @@
+import CSandbox
 import CodesandCore
 import Foundation
 import Glibc
@@ -10,7 +11,8 @@ import Synchronization
 /// and puts `{launcher}` in its `prestart` argv, where the file's text goes: the interpreter gets
 /// it as `-c`/`-r`/`-e` code, because the file itself is not visible inside a sandbox (it may be in
 /// a build directory, and an image has its own /usr). bash's must be a file: `{launcher_stdin}`
-/// stands for /dev/stdin, and only its zygote gets the text there.
+/// stands for /dev/stdin, and only its zygote gets the text there. node's is its main script:
+/// `{launcher_file}` stands for a file of the sandbox's own that holds the text (/proc/self/fd/5).
 ///
 /// python3's launcher runs as its zygote, as root on the host, and every launcher runs in every
 /// run of its language: each file is held to the zygote library's standard (root's alone to
@@ -48,6 +50,11 @@ public final class Launchers: Sendable {
         }
         var resolved = spec
         resolved.argv = spec.argv.map { $0.replacingOccurrences(of: "{launcher}", with: text) }
+        // node runs it as its main script: a file on fd 5 that the init makes (CS_FD_PRESTART_FILE).
+        if spec.argv.contains(where: { $0.contains("{launcher_file}") }) {
+            resolved.argv = resolved.argv.map { $0.replacingOccurrences(of: "{launcher_file}", with: "/proc/self/fd/\(CS_FD_PRESTART_FILE)") }
+            resolved.launcherFile = text
+        }
         // bash takes its start-up file as a file: the zygote's stdin, which holds the text.
         if spec.argv.contains(where: { $0.contains("{launcher_stdin}") }) {
             resolved.argv = resolved.argv.map { $0.replacingOccurrences(of: "{launcher_stdin}", with: "/dev/stdin") }

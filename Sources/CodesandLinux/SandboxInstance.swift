@@ -91,6 +91,9 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         defer { [prestartArgv, prestartEnv].forEach { $0.map(SandboxLayout.freeCArray) } }
         spec.prestart_argv = prestartArgv.map { UnsafePointer($0) }
         spec.prestart_env = prestartEnv.map { UnsafePointer($0) }
+        let prestartFile = prestart?.launcherFile.flatMap { strdup($0) }
+        defer { prestartFile.map { free($0) } }
+        spec.prestart_file = prestartFile.map { UnsafePointer($0) }
         // The job's limit is not known yet: the daemon's maximum (the exact CPU time is the cgroup's).
         spec.prestart_rlimit_cpu_s = UInt64(maxCPUMs / 1000 + 2)
         spec.prestart_rlimit_fsize = UInt64(layout.config.fileSizeBytes)

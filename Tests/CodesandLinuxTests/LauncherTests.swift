@@ -71,8 +71,9 @@ final class LauncherTests: XCTestCase {
         let languages = try CodesandConfig.defaults().languages.filter { !$0.prestart.isEmpty }
         XCTAssertEqual(languages.map(\.launcher).sorted(), ["bash.sh", "javascript.js", "php.php", "python3.py", "ruby.rb"])
         for language in languages {
-            // bash's is its start-up file, on its zygote's stdin (only a zygote gets it).
-            let placeholder = language.name == "bash" ? "{launcher_stdin}" : "{launcher}"
+            // bash's is its start-up file, on its zygote's stdin (only a zygote gets it); node's its
+            // main script, a file the init makes.
+            let placeholder = ["bash": "{launcher_stdin}", "javascript": "{launcher_file}"][language.name] ?? "{launcher}"
             XCTAssertTrue(language.prestart.contains { $0.contains(placeholder) }, language.name)
             if language.name == "bash" { XCTAssertTrue(language.zygote) }
         }

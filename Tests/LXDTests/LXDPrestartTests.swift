@@ -169,6 +169,22 @@ final class LXDPrestartTests: XCTestCase {
         XCTAssertNotEqual(tight.run?.stdout, "fits\n", "python3 does not start in 2 MiB")
     }
 
+    /// A launcher that is its interpreter's script (`{launcher_file}`, node's way) reaches it as a
+    /// file on fd 5, made and unlinked by the start script, and leaves nothing for the program: no
+    /// file in /tmp, no variable. (The image has only python3, whose launcher runs as a script too.)
+    func test_a_launcher_file_reaches_its_interpreter_on_fd_5_and_leaves_nothing() async throws {
+        let (backend, cfg) = try await backend("t-pre-file", size: 1)
+        var spec = try prestartSpec(cfg)
+        spec.argv = ["/usr/bin/python3", "-u", "{launcher_file}"]
+        try await backend.prepare(slot: 0, prestart: spec)
+        let code = "import os, sys\nprint(sys.argv, __name__)\nprint(os.readlink('/proc/self/fd/5'))\n"
+            + "print(sorted(os.listdir('/tmp')), [k for k in os.environ if 'CODESAND' in k])"
+        let r = try await backend.run(try job(cfg, code, args: ["a"]), slot: 0, onOutput: nil)
+        XCTAssertTrue(r.prestarted)
+        XCTAssertEqual(r.run?.stdout, "['/home/sandbox/main.py', 'a'] __main__\n/tmp/.codesand-prestart.file (deleted)\n[] []\n",
+                       r.run?.stderr ?? "")
+    }
+
     /// The whole core (RunService: languages probed in a container, the planner's pre-starts, results)
     /// over the LXD backend: python3 runs paced as chat messages are find their interpreter waiting.
     func test_the_service_hands_paced_python3_runs_to_waiting_interpreters() async throws {

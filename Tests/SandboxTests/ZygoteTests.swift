@@ -386,8 +386,8 @@ final class ZygoteTests: XCTestCase {
         XCTAssertEqual(garbage?.err, EMSGSIZE)  // shorter than a request header
         let before = fdCount()
         // A header with the right magic but counts that do not match what follows, with fds.
-        var header = [UInt8](repeating: 0, count: 88)  // sizeof(struct zy_request)
-        header.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(0x325a5943), as: UInt32.self) }
+        var header = [UInt8](repeating: 0, count: 96)  // sizeof(struct zy_request)
+        header.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(0x335a5943), as: UInt32.self) }
         let bad = ask(header + Array("x".utf8), withPipe: true)
         XCTAssertEqual(bad?.pid, -1)
         XCTAssertEqual(bad?.err, EINVAL)

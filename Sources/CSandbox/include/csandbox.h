@@ -35,6 +35,9 @@ struct cs_sandbox_spec {
     // kills it and runs the plain way.
     const char *const *prestart_argv;   // NULL: none
     const char *const *prestart_env;
+    // NULL, or a text the exec'd interpreter finds on fd CS_FD_PRESTART_FILE as a file of its own
+    // (a memfd the init makes): its launcher as a script file, e.g. node's main /proc/self/fd/5.
+    const char *prestart_file;
     uint64_t prestart_rlimit_cpu_s, prestart_rlimit_fsize, prestart_rlimit_nofile;
     // Non-zero: the pre-started interpreter is the spawning process itself, forked (a zygote's
     // interpreter, already initialised; see cs_zygote_serve) instead of prestart_argv exec'd.
@@ -51,6 +54,9 @@ struct cs_sandbox_spec {
 /// In an init that built its slot's base mount namespace: an fd of that namespace, open until the
 /// init has read its job (the daemon opens /proc/PID/fd/19 after READY).
 #define CS_FD_BASE_MNTNS 19
+
+/// In an exec'd pre-started interpreter with spec.prestart_file: that text, as a file.
+#define CS_FD_PRESTART_FILE 5
 
 /// Records on the report pipe. After READY, the pipe reaches EOF when the program was exec'd.
 enum cs_report_kind { CS_REPORT_READY = 1, CS_REPORT_SETUP_FAILED = 2, CS_REPORT_EXEC_FAILED = 3 };
