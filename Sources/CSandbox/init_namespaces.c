@@ -70,6 +70,16 @@ int cs_network_touched;
 
 static void on_child(int sig) { (void)sig; }
 
+// Tells the daemon, once, that a socket other than a unix one may exist from now on (a record on
+// the status pipe that no stage's status is): it watches the namespace's TCP queues from then on.
+void cs_announce_network(void) {
+    static int announced;
+    if (announced || !cs_network_touched) return;
+    announced = 1;
+    struct cs_stage_status record = {.stage = CS_STAGE_NETWORK, .network_touched = 1};
+    cs_write_all(FD_STATUS, &record, sizeof record);
+}
+
 // Waits until a child exits (SIGCHLD, blocked but while waiting, interrupts the wait) or a socket
 // is announced on the watch: the namespace is marked before the call goes on. Calls announced
 // once the stage's status is written are never answered: they wait, and die with the sandbox.
@@ -80,9 +90,11 @@ void cs_await_child_or_socket(void) {
     if (ppoll(&pfd, 1, NULL, &none) <= 0) return;
     if (pfd.revents & POLLIN) {
         cs_network_touched = 1;
+        cs_announce_network();  // before the socket exists
         cs_answer_socket_watch(cs_socket_watch);
     } else if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) {
         cs_network_touched = 1;  // no watch any more: wait the plain way
+        cs_announce_network();
         close(cs_socket_watch);
         cs_socket_watch = -1;
     }

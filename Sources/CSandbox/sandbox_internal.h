@@ -47,6 +47,7 @@ CS_HIDDEN extern int cs_socket_watch;
 CS_HIDDEN extern int cs_network_touched;
 /// In the init, while a stage runs: waits for a child's exit or answers one socket announcement.
 CS_HIDDEN void cs_await_child_or_socket(void);
+CS_HIDDEN void cs_announce_network(void);
 /// SIGCHLD handled (to interrupt the wait) and blocked outside it.
 CS_HIDDEN void cs_watch_children(void);
 

@@ -300,6 +300,15 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         if record.network_touched != 0 { networkTouched = true }
     }
 
+    /// The init said a socket other than a unix one may exist in the sandbox (CS_STAGE_NETWORK):
+    /// its stages count the namespace's TCP queues from then on.
+    private(set) var mayHoldSockets = false
+
+    func networkAnnounced() {
+        mayHoldSockets = true
+        networkTouched = true
+    }
+
     /// Every stage started in the sandbox reported, none touched the network namespace: the
     /// namespace holds nothing of the runs (the next init checks that no socket outlived them).
     var networkUntouched: Bool { stagesStarted == stagesReported && !networkTouched }

@@ -255,7 +255,8 @@ final class SandboxRun: @unchecked Sendable {
         let cgroup = supervisor.sandbox.cgroup
         let (cpuBefore, oomBefore) = countersBefore
         var machine = StageMachine(stage: stage, limits: limits, socketLimitBytes: layout.config.socketMemoryBytes,
-                                   open: open, streams: stage == .run && streamer != nil, clock: clock)
+                                   open: open, streams: stage == .run && streamer != nil,
+                                   watchesSockets: supervisor.sandbox.mayHoldSockets, clock: clock)
         supervisor.supervise(&machine, cpuBefore: cpuBefore)
         if machine.turnGivenBack { turn?.runIsIdle(false) }  // the next stage, or the run's end, has it
         let outcome = machine.outcome(cpuNs: cgroup.cpuNs() &- cpuBefore, oomKilled: cgroup.oomKills() > oomBefore,

@@ -41,6 +41,8 @@ struct StageMachine {
         /// The cgroup's CPU time so far in the stage, and the memory it holds now.
         case cpuSample(usedNs: UInt64, memoryBytes: Int64 = 0)
         case socketSample(queuedBytes: Int64)
+        /// The init says a socket other than a unix one may exist from now on (CS_STAGE_NETWORK).
+        case networkTouched
         case clientGone
         /// This wake-up's events are handled: the clock's turn (deadline, samples, end of waiting).
         case tick
@@ -86,6 +88,9 @@ struct StageMachine {
     private var lastCPU: UInt64?
     private var idleSamples = 0
     private var lastQueued: Int64 = 0
+    /// Whether TCP queues are counted at each sample: only once a socket that could hold them may
+    /// exist (the init's word). Reading the namespace's sockstat costs the daemon two /proc opens.
+    private var watchesSockets: Bool
     /// The run gave its turn back (and has not taken one again).
     private(set) var turnGivenBack = false
     /// The kept output goes to the client as it comes (run stage of a `stream` request).
@@ -105,10 +110,12 @@ struct StageMachine {
     /// after the reply, kills it (with whatever the program left that holds no output).
     private(set) var initLeftAlive = false
 
-    /// `socketLimitBytes`: TCP bytes the sandbox may queue (SocketQueues), at most its memory limit.
+    /// `socketLimitBytes`: TCP bytes the sandbox may queue (SocketQueues), at most its memory limit;
+    /// `watchesSockets`: whether the sandbox may hold a TCP socket already (else from `.networkTouched`).
     init(stage: Stage, limits: LimitSet, socketLimitBytes: Int64, open: Set<Pipe>, streams: Bool = false,
-         clock: any RunClock) {
+         watchesSockets: Bool = true, clock: any RunClock) {
         self.stage = stage
+        self.watchesSockets = watchesSockets
         self.clock = clock
         start = clock.now()
         deadline = start + UInt64(limits.wallMs) * 1_000_000
@@ -168,7 +175,11 @@ struct StageMachine {
             return []
         case .cpuSample(let used, let memory):
             guard watchesLimits else { return [] }
-            return used >= cpuLimitNs ? kill(.cpuTime, now) : turnChange(used: used, memory: memory) + [.sampleSockets]
+            guard used < cpuLimitNs else { return kill(.cpuTime, now) }
+            return turnChange(used: used, memory: memory) + (watchesSockets ? [.sampleSockets] : [])
+        case .networkTouched:
+            watchesSockets = true
+            return []
         case .socketSample(let queued):
             guard watchesLimits else { return [] }
             lastQueued = queued

@@ -41,6 +41,9 @@ struct StageSupervisor {
         case .read(.stderr): return readOutput(.stderr)
         case .read(.status):
             switch pipes.readStatus() {
+            case .value(let record) where Int(record.stage) == CS_STAGE_NETWORK:
+                sandbox.networkAnnounced()
+                return [.networkTouched]
             case .value(let record):
                 sandbox.stageReported(record)
                 return [.status(waitStatus: record.wait_status)]

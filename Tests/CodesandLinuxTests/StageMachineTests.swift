@@ -23,8 +23,9 @@ final class StageMachineTests: XCTestCase {
     static let killedBySIGKILL: Int32 = SIGKILL
 
     func machine(_ stage: Machine.Stage = .run, open: Set<Machine.Pipe> = allOpen, streams: Bool = false,
-                 socketLimit: Int64 = 1 << 20) -> Machine {
-        Machine(stage: stage, limits: Self.limits, socketLimitBytes: socketLimit, open: open, streams: streams, clock: clock)
+                 socketLimit: Int64 = 1 << 20, watchesSockets: Bool = true) -> Machine {
+        Machine(stage: stage, limits: Self.limits, socketLimitBytes: socketLimit, open: open, streams: streams,
+                watchesSockets: watchesSockets, clock: clock)
     }
 
     func outcome(_ m: Machine, cpuNs: UInt64 = 0, oom: Bool = false) -> StageOutcome {
@@ -87,6 +88,18 @@ final class StageMachineTests: XCTestCase {
         XCTAssertEqual(m.handle(.cpuSample(usedNs: 800_000_000)), [.kill(.cpuTime)])
         XCTAssertTrue(outcome(m, cpuNs: 800_000_000).timedOut)
         XCTAssertFalse(outcome(m).oomKilled)
+    }
+
+    func test_sockets_are_counted_only_once_the_init_says_one_may_exist() {
+        var m = machine(watchesSockets: false)
+        clock.advance(ms: 50)
+        XCTAssertEqual(m.handle(.tick), [.sampleCPU])
+        XCTAssertEqual(m.handle(.cpuSample(usedNs: 10_000_000)), [], "no socket but unix ones can exist yet")
+        XCTAssertEqual(m.handle(.networkTouched), [], "counted at the next sample")
+        clock.advance(ms: 50)
+        XCTAssertEqual(m.handle(.tick), [.sampleCPU])
+        XCTAssertEqual(m.handle(.cpuSample(usedNs: 20_000_000)), [.sampleSockets])
+        XCTAssertEqual(m.handle(.socketSample(queuedBytes: (1 << 20) + 1)), [.kill(.socketMemory)])
     }
 
     func test_sockets_past_their_bound_are_oom_not_a_timeout() {
