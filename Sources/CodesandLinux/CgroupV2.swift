@@ -112,14 +112,15 @@ struct SlotCgroupV2: SlotCgroup {
 
     /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (live
     /// tmpfs files, live processes' memory without swap) stays charged.
-    @discardableResult func reclaim() -> Int64 { reclaim(downTo: reclaimedEnough) }
+    @discardableResult func reclaim() -> Int64 { reclaim(downTo: reclaimedEnough, keepingFileCache: true) }
 
-    @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0) }
+    @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0, keepingFileCache: false) }
 
-    private func reclaim(downTo enough: Int64) -> Int64 {
+    private func reclaim(downTo enough: Int64, keepingFileCache: Bool) -> Int64 {
         var left = memoryUsage()
         // After most runs: nothing to reclaim, no listing of the cgroup.
         guard left > enough, FileIO.exists("\(dir)/memory.reclaim") else { return left }
+        if keepingFileCache, left <= enough + hostFileCacheKept, left - hostFileCache() <= enough { return left }
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             try? files.write("\(dir)/memory.reclaim", "\(left)")
@@ -128,6 +129,12 @@ struct SlotCgroupV2: SlotCgroup {
             usleep(1000)
         }
         return left
+    }
+
+    /// Page cache of host files charged here: `file` less `shmem` (the sandboxes' tmpfs pages).
+    private func hostFileCache() -> Int64 {
+        let stat = (try? files.read("\(dir)/memory.stat")) ?? ""
+        return max(0, (FileIO.keyed(stat, "file") ?? 0) - (FileIO.keyed(stat, "shmem") ?? 0))
     }
 
     func oomKills() -> Int64 { FileIO.keyed((try? files.read("\(dir)/memory.events")) ?? "", "oom_kill") ?? 0 }
