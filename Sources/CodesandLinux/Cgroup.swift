@@ -17,14 +17,13 @@ protocol SlotCgroup: Sendable {
     func resetCounters() throws
     /// Frees what earlier runs (or a compile stage) left charged to the cgroup: page cache of host
     /// files they read, dentries, inodes. After a sandbox is gone, the next one starts with at most
-    /// reclaimedEnough charged besides up to hostFileCacheKept of host files' page cache (which the
-    /// kernel reclaims before it would refuse a limit or a charge): a small memory limit is always
+    /// reclaimedEnough charged besides the host files' page cache, which stays (see below; the
+    /// kernel reclaims it before it would refuse a limit or a charge): a small memory limit is always
     /// accepted. Returns the bytes still charged.
     @discardableResult func reclaim() -> Int64
-    /// reclaim, but at once whatever is charged (between a compile and its run: the kernel's
-    /// per-CPU batches of charges made for the compiler go back, so the run's own charges show
-    /// in its peak, which counts from what the cgroup holds when it starts).
-    @discardableResult func reclaimAll() -> Int64
+    /// Page cache of host files charged here (not the sandboxes' tmpfs pages): the kernel reclaims
+    /// it before it fails a charge or refuses a lower limit.
+    func hostFileCache() -> Int64
     /// The OOM-kill count so far (compare before and after a run).
     func oomKills() -> Int64
     func cpuNs() -> UInt64
@@ -50,16 +49,17 @@ protocol SlotCgroup: Sendable {
 /// page cache before it would fail a charge.
 let reclaimedEnough: Int64 = 1 << 20
 
-/// How much page cache of host files a slot's cgroup may keep between sandboxes (beyond
-/// reclaimedEnough). Forcing it out evicts it from the host's page cache, for every reader: the next
-/// sandbox to start the same interpreter read its pages from disk again and was charged for them,
-/// and so forced them out again. node's start touches ~5.4 MiB of its binary first: with those
-/// evicted after each run, a start cost ~8 ms of CPU more (~16%; BENCHMARKS.md, 2026-12-02), on
-/// top of the forced reclaim's own ~2–3 ms in the daemon. Kept, it costs the next run nothing the
-/// kernel does not give back at once (it reclaims page cache before it fails a charge); a stage's
-/// peak, counted from what the cgroup held when it began, can read low by at most this much, and
-/// only if the run came that close to its limit.
-let hostFileCacheKept: Int64 = 8 << 20
+// Page cache of host files is never forced out of a slot's cgroup (reclaim keeps it; a compile's
+// run starts with the compiler's). Forcing it out evicts it from the host's page cache, for every
+// reader: the next sandbox to start the same interpreter or compiler read its files from disk
+// again, was charged for them, and so forced them out again. node's start touches ~5.4 MiB of its
+// binary first: evicted after each run, a start cost ~8 ms of CPU more (~16%), a g++ hello world
+// ~40% more (BENCHMARKS.md, 2026-12-02), besides the forced reclaim's own ~2–3 ms in the daemon.
+// Kept, it costs the next run nothing the kernel does not give back at once: it reclaims page
+// cache before it fails a charge or refuses a lower limit. A page is charged to one cgroup only,
+// so the slots hold no more than the host would cache for the same files. A stage's peak counts
+// from what the cgroup held when it began, page cache included: SandboxRun counts back in what of
+// that cache the stage pushed out (only a stage that reached its limit can).
 
 /// The limits a slot's cgroup holds, as last written: its memory and pids limits (the rest, the
 /// CPU quota and swap, are the same for every sandbox: written once). A slot's next sandbox

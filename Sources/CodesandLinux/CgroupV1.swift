@@ -121,14 +121,11 @@ struct SlotCgroupV1: SlotCgroup {
     /// not the pages of live tmpfs files or, without swap, of live processes). In an emptied
     /// cgroup, a sandbox's own tmpfs pages are freed when its mount namespace goes, a moment after
     /// its last process: retry briefly while they are still charged.
-    @discardableResult func reclaim() -> Int64 { reclaim(downTo: reclaimedEnough, keepingFileCache: true) }
-
-    @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0, keepingFileCache: false) }
-
-    private func reclaim(downTo enough: Int64, keepingFileCache: Bool) -> Int64 {
+    @discardableResult func reclaim() -> Int64 {
+        let enough = reclaimedEnough
         var left = memoryUsage()
         if left <= enough { return left }  // after most runs: nothing to reclaim, no listing of the cgroup
-        if keepingFileCache, left <= enough + hostFileCacheKept, left - hostFileCache() <= enough { return left }
+        if left - hostFileCache() <= enough { return left }  // host files' page cache: kept (Cgroup.swift)
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             try? files.write("\(memory)/memory.force_empty", "0")
@@ -140,7 +137,7 @@ struct SlotCgroupV1: SlotCgroup {
     }
 
     /// Page cache of host files charged here: `cache` less `shmem` (the sandboxes' tmpfs pages).
-    private func hostFileCache() -> Int64 {
+    func hostFileCache() -> Int64 {
         let stat = (try? files.read("\(memory)/memory.stat")) ?? ""
         return max(0, (FileIO.keyed(stat, "cache") ?? 0) - (FileIO.keyed(stat, "shmem") ?? 0))
     }

@@ -112,15 +112,12 @@ struct SlotCgroupV2: SlotCgroup {
 
     /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (live
     /// tmpfs files, live processes' memory without swap) stays charged.
-    @discardableResult func reclaim() -> Int64 { reclaim(downTo: reclaimedEnough, keepingFileCache: true) }
-
-    @discardableResult func reclaimAll() -> Int64 { reclaim(downTo: 0, keepingFileCache: false) }
-
-    private func reclaim(downTo enough: Int64, keepingFileCache: Bool) -> Int64 {
+    @discardableResult func reclaim() -> Int64 {
+        let enough = reclaimedEnough
         var left = memoryUsage()
         // After most runs: nothing to reclaim, no listing of the cgroup.
         guard left > enough, FileIO.exists("\(dir)/memory.reclaim") else { return left }
-        if keepingFileCache, left <= enough + hostFileCacheKept, left - hostFileCache() <= enough { return left }
+        if left - hostFileCache() <= enough { return left }  // host files' page cache: kept (Cgroup.swift)
         let empty = isEmpty()
         for _ in 0..<(empty ? 5 : 1) {
             try? files.write("\(dir)/memory.reclaim", "\(left)")
@@ -132,7 +129,7 @@ struct SlotCgroupV2: SlotCgroup {
     }
 
     /// Page cache of host files charged here: `file` less `shmem` (the sandboxes' tmpfs pages).
-    private func hostFileCache() -> Int64 {
+    func hostFileCache() -> Int64 {
         let stat = (try? files.read("\(dir)/memory.stat")) ?? ""
         return max(0, (FileIO.keyed(stat, "file") ?? 0) - (FileIO.keyed(stat, "shmem") ?? 0))
     }

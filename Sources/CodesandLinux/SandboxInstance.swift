@@ -259,19 +259,25 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
         if countedAtReady == nil { try cgroup.resetCounters() }
     }
 
-    /// What the cgroup holds before a stage, counted out of the stage's numbers.
+    /// What the cgroup holds before a stage, counted out of the stage's numbers (`cache`: the host
+    /// files' page cache in `charged`, which the kernel may push out to make room for the stage).
     struct Counters {
-        let charged: Int64, cpuNs: UInt64, oomKills: Int64
+        let charged: Int64, cpuNs: UInt64, oomKills: Int64, cache: Int64
     }
 
     /// Counted by `countAtReady`; used by the first stage only.
     private var countedAtReady: Counters?
 
+    /// The host files' page cache charged when the sandbox got ready (read off the request's path;
+    /// a waiting interpreter reads no more files).
+    private var cacheAtReady: Int64 = 0
+
     /// Zeroes and reads the counters now that the sandbox is ready, off the request's path (a
     /// pwrite and three preads less on it), when nothing in it can change them until the job: only
     /// its init, blocked on the control pipe. Not with a pre-started interpreter (node's threads
-    /// may work while it waits).
+    /// may work while it waits): only its page cache.
     func countAtReady() {
+        cacheAtReady = cgroup.hostFileCache()
         guard prestarted == nil, (try? cgroup.resetCounters()) != nil else { return }
         countedAtReady = countNow()
     }
@@ -287,7 +293,7 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
     }
 
     private func countNow() -> Counters {
-        Counters(charged: cgroup.memoryUsage(), cpuNs: cgroup.cpuNs(), oomKills: cgroup.oomKills())
+        Counters(charged: cgroup.memoryUsage(), cpuNs: cgroup.cpuNs(), oomKills: cgroup.oomKills(), cache: cacheAtReady)
     }
 
     /// A stage is told to start (the job's first, or the run after a compile).
