@@ -374,7 +374,7 @@ static int32_t run_stage(const struct cs_sandbox_spec *s, const struct job *job,
         if (child < 0) cs_fail(CS_STEP_FORK);
     }
     if (stage == 1) drop_privileges_of_init();  // the init only reaps and reports from here on
-    cs_announce_network();  // if touched already (no watch, an earlier stage, the waiting interpreter)
+    cs_announce_network();  // if touched already (no watch, an earlier stage)
     struct cs_stage_status record = {.stage = stage, .wait_status = 0};
     for (;;) {
         int status = 0;

@@ -17,13 +17,19 @@ protocol SlotCgroup: Sendable {
     func resetCounters() throws
     /// Frees what earlier runs (or a compile stage) left charged to the cgroup: page cache of host
     /// files they read, dentries, inodes. After a sandbox is gone, the next one starts with at most
-    /// reclaimedEnough charged besides the host files' page cache, which stays (see below; the
-    /// kernel reclaims it before it would refuse a limit or a charge): a small memory limit is always
-    /// accepted. Returns the bytes still charged.
+    /// reclaimedEnough charged besides up to hostFileCacheKept of host files' page cache, which stays
+    /// (see below; the kernel reclaims it before it would refuse a limit or a charge): a small memory
+    /// limit is always accepted. Returns the bytes still charged.
     @discardableResult func reclaim() -> Int64
     /// Page cache of host files charged here (not the sandboxes' tmpfs pages): the kernel reclaims
     /// it before it fails a charge or refuses a lower limit.
     func hostFileCache() -> Int64
+    /// Gives back the kernel's per-CPU batches of charges made ahead for the cgroup (up to 64
+    /// pages per CPU), so that a stage's first charges raise its usage and show in its peak (after
+    /// a compile: a small program's would all come out of the compiler's batches). Sets the memory
+    /// limit a page below what is charged, which makes the kernel drain the batches before anything
+    /// else, and sets it back; what it reclaims if that was not enough is a few pages.
+    func drainChargeBatches()
     /// The OOM-kill count so far (compare before and after a run).
     func oomKills() -> Int64
     func cpuNs() -> UInt64
@@ -49,8 +55,8 @@ protocol SlotCgroup: Sendable {
 /// page cache before it would fail a charge.
 let reclaimedEnough: Int64 = 1 << 20
 
-// Page cache of host files is never forced out of a slot's cgroup (reclaim keeps it; a compile's
-// run starts with the compiler's). Forcing it out evicts it from the host's page cache, for every
+// Page cache of host files is not forced out of a slot's cgroup (reclaim keeps up to
+// hostFileCacheKept; a compile's run starts with the compiler's). Forcing it out evicts it from the host's page cache, for every
 // reader: the next sandbox to start the same interpreter or compiler read its files from disk
 // again, was charged for them, and so forced them out again. node's start touches ~5.4 MiB of its
 // binary first: evicted after each run, a start cost ~8 ms of CPU more (~16%), a g++ hello world
@@ -60,6 +66,12 @@ let reclaimedEnough: Int64 = 1 << 20
 // so the slots hold no more than the host would cache for the same files. A stage's peak counts
 // from what the cgroup held when it began, page cache included: SandboxRun counts back in what of
 // that cache the stage pushed out (only a stage that reached its limit can).
+
+/// The most page cache of host files a slot keeps between sandboxes: what the compilers and
+/// runtimes of one run read first fits; a run that reads far more (a snippet reading /usr) has it
+/// forced out by the daemon after it, off any request's path, rather than left for the slot's next
+/// run to push out on its own clock.
+let hostFileCacheKept: Int64 = 64 << 20
 
 /// The limits a slot's cgroup holds, as last written: its memory and pids limits (the rest, the
 /// CPU quota and swap, are the same for every sandbox: written once). A slot's next sandbox

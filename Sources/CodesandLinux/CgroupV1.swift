@@ -117,6 +117,15 @@ struct SlotCgroupV1: SlotCgroup {
         for file in bytes < current ? [limit, memsw] : [memsw, limit] { try FileIO.write(file, "\(bytes)") }
     }
 
+    func drainChargeBatches() {
+        let limit = "\(memory)/memory.limit_in_bytes"
+        guard let held = try? FileIO.readInt(limit) else { return }
+        let usage = memoryUsage()
+        guard usage > 4096 else { return }
+        try? FileIO.write(limit, "\(usage - 4096)")  // below memsw's: allowed at any time
+        try? FileIO.write(limit, "\(held)")
+    }
+
     /// `memory.force_empty` reclaims what it can of the cgroup's charges (page cache, dentries;
     /// not the pages of live tmpfs files or, without swap, of live processes). In an emptied
     /// cgroup, a sandbox's own tmpfs pages are freed when its mount namespace goes, a moment after
@@ -125,8 +134,15 @@ struct SlotCgroupV1: SlotCgroup {
         let enough = reclaimedEnough
         var left = memoryUsage()
         if left <= enough { return left }  // after most runs: nothing to reclaim, no listing of the cgroup
-        if left - hostFileCache() <= enough { return left }  // host files' page cache: kept (Cgroup.swift)
         let empty = isEmpty()
+        // Host files' page cache stays, up to hostFileCacheKept (Cgroup.swift). A dead sandbox's
+        // tmpfs pages go a moment after its last process: waited for, not forced out with it.
+        var (cache, shmem) = pageCache(), waits = empty ? 5 : 0
+        while left - cache > enough && shmem > 0 && waits > 0 {
+            usleep(1000)
+            ((cache, shmem), left, waits) = (pageCache(), memoryUsage(), waits - 1)
+        }
+        if left - cache <= enough && cache <= hostFileCacheKept { return left }
         for _ in 0..<(empty ? 5 : 1) {
             try? files.write("\(memory)/memory.force_empty", "0")
             left = memoryUsage()
@@ -137,9 +153,13 @@ struct SlotCgroupV1: SlotCgroup {
     }
 
     /// Page cache of host files charged here: `cache` less `shmem` (the sandboxes' tmpfs pages).
-    func hostFileCache() -> Int64 {
+    func hostFileCache() -> Int64 { pageCache().hostFiles }
+
+    /// From `memory.stat`: the page cache of host files (`cache` less `shmem`) and the tmpfs pages.
+    private func pageCache() -> (hostFiles: Int64, shmem: Int64) {
         let stat = (try? files.read("\(memory)/memory.stat")) ?? ""
-        return max(0, (FileIO.keyed(stat, "cache") ?? 0) - (FileIO.keyed(stat, "shmem") ?? 0))
+        let all = FileIO.keyed(stat, "cache") ?? 0, shmem = FileIO.keyed(stat, "shmem") ?? 0
+        return (max(0, all - shmem), shmem)
     }
 
     func oomKills() -> Int64 {

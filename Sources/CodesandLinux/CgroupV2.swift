@@ -110,6 +110,15 @@ struct SlotCgroupV2: SlotCgroup {
         try? files.write("\(dir)/memory.peak", "reset")
     }
 
+    func drainChargeBatches() {
+        let path = "\(dir)/memory.max"
+        guard let held = try? files.read(path), FileIO.exists(path) else { return }
+        let usage = memoryUsage()
+        guard usage > 4096 else { return }
+        try? FileIO.write(path, "\(usage - 4096)")
+        try? FileIO.write(path, String(held.filter { !$0.isWhitespace }))
+    }
+
     /// `memory.reclaim` (5.19+) asks the kernel to reclaim that many bytes; what it cannot (live
     /// tmpfs files, live processes' memory without swap) stays charged.
     @discardableResult func reclaim() -> Int64 {
@@ -117,8 +126,15 @@ struct SlotCgroupV2: SlotCgroup {
         var left = memoryUsage()
         // After most runs: nothing to reclaim, no listing of the cgroup.
         guard left > enough, FileIO.exists("\(dir)/memory.reclaim") else { return left }
-        if left - hostFileCache() <= enough { return left }  // host files' page cache: kept (Cgroup.swift)
         let empty = isEmpty()
+        // Host files' page cache stays, up to hostFileCacheKept (Cgroup.swift). A dead sandbox's
+        // tmpfs pages go a moment after its last process: waited for, not forced out with it.
+        var (cache, shmem) = pageCache(), waits = empty ? 5 : 0
+        while left - cache > enough && shmem > 0 && waits > 0 {
+            usleep(1000)
+            ((cache, shmem), left, waits) = (pageCache(), memoryUsage(), waits - 1)
+        }
+        if left - cache <= enough && cache <= hostFileCacheKept { return left }
         for _ in 0..<(empty ? 5 : 1) {
             try? files.write("\(dir)/memory.reclaim", "\(left)")
             left = memoryUsage()
@@ -129,9 +145,13 @@ struct SlotCgroupV2: SlotCgroup {
     }
 
     /// Page cache of host files charged here: `file` less `shmem` (the sandboxes' tmpfs pages).
-    func hostFileCache() -> Int64 {
+    func hostFileCache() -> Int64 { pageCache().hostFiles }
+
+    /// From `memory.stat`: the page cache of host files (`file` less `shmem`) and the tmpfs pages.
+    private func pageCache() -> (hostFiles: Int64, shmem: Int64) {
         let stat = (try? files.read("\(dir)/memory.stat")) ?? ""
-        return max(0, (FileIO.keyed(stat, "file") ?? 0) - (FileIO.keyed(stat, "shmem") ?? 0))
+        let all = FileIO.keyed(stat, "file") ?? 0, shmem = FileIO.keyed(stat, "shmem") ?? 0
+        return (max(0, all - shmem), shmem)
     }
 
     func oomKills() -> Int64 { FileIO.keyed((try? files.read("\(dir)/memory.events")) ?? "", "oom_kill") ?? 0 }

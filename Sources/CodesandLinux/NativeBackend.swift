@@ -60,7 +60,7 @@ public final class NativeBackend: SandboxBackend {
         let layout = self.layout
         do {
             fresh = try await onThread("cs-prepare-\(slot)") { [slots] in
-                slots.clear(slot)  // what the last run left is torn down: the slot's cgroup is empty and at zero
+                slots.clear(slot)  // what the last run left is torn down: the slot's cgroup is empty, at its page cache
                 let instance = try slots.spawn(slot, layout: layout, prestart: prestart)
                 instance.countAtReady()
                 return ReadySandbox(instance, layout: layout)

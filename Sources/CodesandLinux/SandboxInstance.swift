@@ -255,6 +255,7 @@ final class SandboxInstance: @unchecked Sendable {  // one owner at a time: its 
             countedAtReady = nil
             try cgroup.apply(limits: wanted)
             limits = wanted
+            cacheAtReady = cgroup.hostFileCache()  // a lower limit's write may have pushed some out
         }
         if countedAtReady == nil { try cgroup.resetCounters() }
     }

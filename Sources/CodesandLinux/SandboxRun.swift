@@ -235,6 +235,7 @@ final class SandboxRun: @unchecked Sendable {
     /// again, ~40% more CPU for a g++ hello world): the kernel reclaims it if the limits or the
     /// program need the room, and the run's peak counts back what of it went (supervise).
     private func beginRunAfterCompile(_ sandbox: SandboxInstance) throws -> RunStart {
+        sandbox.cgroup.drainChargeBatches()
         do {
             try sandbox.beginStage(limits: job.limits)
         } catch let e as SystemCallError where e.errno == EBUSY {
@@ -263,6 +264,7 @@ final class SandboxRun: @unchecked Sendable {
         var machine = StageMachine(stage: stage, limits: limits, socketLimitBytes: layout.config.socketMemoryBytes,
                                    open: open, streams: stage == .run && streamer != nil,
                                    watchesSockets: supervisor.sandbox.mayHoldSockets, clock: clock)
+        supervisor.cacheBaseline = cacheBefore
         supervisor.supervise(&machine, cpuBefore: cpuBefore)
         if machine.turnGivenBack { turn?.runIsIdle(false) }  // the next stage, or the run's end, has it
         // Page cache is pushed out only once the cgroup is at its limit: then (only) it is read again.
@@ -270,7 +272,7 @@ final class SandboxRun: @unchecked Sendable {
         let atLimit = cacheBefore > 0 && peak >= limits.memoryBytes - Self.nearLimitBytes
         let pushedOut = atLimit ? max(0, cacheBefore - cgroup.hostFileCache()) : 0
         let outcome = machine.outcome(cpuNs: cgroup.cpuNs() &- cpuBefore, oomKilled: cgroup.oomKills() > oomBefore,
-                                      memoryPeakBytes: max(0, peak - memoryBefore + pushedOut))
+                                      memoryPeakBytes: min(limits.memoryBytes, max(0, peak - memoryBefore + pushedOut)))
         return (outcome, machine)
     }
 

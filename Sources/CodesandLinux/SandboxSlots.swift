@@ -144,7 +144,8 @@ final class SandboxSlots: @unchecked Sendable {  // sandboxes are moved under `s
     }
 
     /// Tears down whatever the slot holds and frees what its runs left charged to its cgroup: the
-    /// cgroup is empty and at zero, for a sandbox's peak to be its own and a small limit to fit.
+    /// cgroup is empty and holds little but host files' page cache, for a sandbox's peak to be its own
+    /// and a small limit to fit (SlotCgroup.reclaim).
     func clear(_ slot: Int) {
         tearDown(state.withLock { s in
             defer { (s.ready[slot], s.used[slot]) = (nil, []) }

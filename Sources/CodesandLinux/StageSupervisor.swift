@@ -15,6 +15,9 @@ struct StageSupervisor {
     var pipes: SandboxPipes
     /// The run's turn among the runs at once, given back while it is idle (RunTurn); nil: kept.
     var turn: RunTurn? = nil
+    /// Host files' page cache the stage began with, left out of its memory samples (an idle run
+    /// holds little of its own, however much an earlier compile or run left cached).
+    var cacheBaseline: Int64 = 0
 
     /// Runs the machine until it finishes. `cpuBefore`: the cgroup's CPU time when the stage began.
     mutating func supervise(_ machine: inout StageMachine, cpuBefore: UInt64) {
@@ -57,7 +60,8 @@ struct StageSupervisor {
             bytes.withUnsafeBytes { streamer?.feed($0, from: stream) }
             return []
         case .sampleCPU:
-            return [.cpuSample(usedNs: sandbox.cgroup.cpuNs() &- cpuBefore, memoryBytes: sandbox.cgroup.memoryUsage())]
+            return [.cpuSample(usedNs: sandbox.cgroup.cpuNs() &- cpuBefore,
+                               memoryBytes: max(0, sandbox.cgroup.memoryUsage() - cacheBaseline))]
         case .turn(let idle): turn?.runIsIdle(idle)
         case .sampleSockets: return [.socketSample(queuedBytes: SocketQueues.estimatedBytes(ofNetnsOf: sandbox.initPID))]
         case .kill: sandbox.kill()

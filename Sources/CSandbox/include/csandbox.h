@@ -101,13 +101,13 @@ struct cs_job_header {
 
 enum { CS_JOB_USE_PRESTART = 1 };
 
-/// On the status pipe: how a stage's main process ended.
 /// A record on the status pipe that is no stage's status: from here on a socket other than a unix
 /// one may exist in the sandbox (its network_touched is 1). Sent once per sandbox, when the first
 /// such socket is announced, or at the first stage's start if the init cannot watch for them; the
 /// daemon counts the namespace's TCP queues (SocketQueues) only from then on.
 enum { CS_STAGE_NETWORK = -1 };
 
+/// On the status pipe: how a stage's main process ended.
 struct cs_stage_status {
     int32_t stage;               // 0 compile, 1 run; CS_STAGE_NETWORK
     int32_t wait_status;
