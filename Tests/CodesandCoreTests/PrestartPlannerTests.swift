@@ -42,6 +42,13 @@ final class PrestartPlannerTests: XCTestCase {
         XCTAssertEqual(chosen.compactMap { $0 }, ["python3"])
     }
 
+    func test_after_a_switch_the_new_languages_first_requests_take_most_of_the_pool() {
+        let p = planner(size: 8, recent: Array(repeating: "ruby", count: PrestartPlanner.window) + Array(repeating: "php", count: 10))
+        let chosen = assignment(p, size: 8)
+        XCTAssertGreaterThanOrEqual(chosen.filter { $0 == "php" }.count, 6, "\(chosen)")
+        XCTAssertGreaterThanOrEqual(chosen.filter { $0 == "ruby" }.count, 1, "the old language keeps a share: \(chosen)")
+    }
+
     func test_only_the_latest_requests_count() {
         let p = planner(size: 2, recent: Array(repeating: "python3", count: 100) + Array(repeating: "php", count: PrestartPlanner.window))
         XCTAssertEqual(assignment(p, size: 2), ["php", "php"])

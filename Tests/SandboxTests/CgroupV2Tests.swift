@@ -10,6 +10,7 @@ final class CgroupV2Tests: XCTestCase {
     func fakeDir() throws -> String {
         let dir = NSTemporaryDirectory() + "cgv2-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
         for f in ["memory.max", "memory.swap.max", "pids.max", "cpu.max", "memory.peak", "cgroup.procs"] {
             _ = FileManager.default.createFile(atPath: "\(dir)/\(f)", contents: Data())
         }
