@@ -114,7 +114,9 @@ struct SlotCgroupV2: SlotCgroup {
         let path = "\(dir)/memory.max"
         guard let held = try? files.read(path), FileIO.exists(path) else { return }
         let usage = memoryUsage()
-        guard usage > 4096 else { return }
+        // v2 OOM-kills when a lower memory.max cannot be met (v1 refuses it): only with page cache
+        // enough to reclaim the page should the batches hold none.
+        guard usage > 4096, hostFileCache() >= 1 << 20 else { return }
         try? FileIO.write(path, "\(usage - 4096)")
         try? FileIO.write(path, String(held.filter { !$0.isWhitespace }))
     }
