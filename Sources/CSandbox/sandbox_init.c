@@ -293,8 +293,14 @@ __attribute__((noinline)) static void wipe_stack(void) {
 // as a script (spec.prestart_file): a memfd, made in the interpreter's process before its exec,
 // which no other sandbox sees and which ends with it. (A pipe could hold too little to be written
 // before its reader starts.) The launcher closes it before the program runs.
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
 static int launcher_file(const char *text) {
-    int fd = memfd_create("codesand-launcher", MFD_CLOEXEC);
+    // Never executable: a host with vm.memfd_noexec = 2 refuses any other memfd (kernels before
+    // 6.3 do not know the flag: EINVAL, and their memfds are what they are).
+    int fd = memfd_create("codesand-launcher", MFD_CLOEXEC | MFD_NOEXEC_SEAL);
+    if (fd < 0 && errno == EINVAL) fd = memfd_create("codesand-launcher", MFD_CLOEXEC);
     if (fd < 0 || cs_write_all(fd, text, cs_str_len(text)) < 0 || lseek(fd, 0, SEEK_SET) != 0) {
         cs_report_record(CS_REPORT_EXEC_FAILED, CS_STEP_PRESTART, errno);  // as a failed exec would
         _exit(127);
