@@ -57,9 +57,12 @@ public struct ReplyFormatter: Sendable {
 
     /// How the run ended, when that is not simply "ok".
     static func note(for r: RunResult) -> String? {
+        // A program that passed the output limit and exited before the kill landed keeps its own
+        // status; its output is cut all the same.
+        let cut = r.truncated ? "; too much output, cut" : ""
         switch r.status {
-        case .ok: return nil
-        case .error: return "exit code \(r.exitCode.map(String.init) ?? "?")"
+        case .ok: return r.truncated ? "too much output; cut" : nil
+        case .error: return "exit code \(r.exitCode.map(String.init) ?? "?")" + cut
         case .signal: return "killed by \(r.signal ?? "a signal")"
         case .timeout: return "timed out after \(r.wallMs) ms"
         case .oom: return "out of memory"

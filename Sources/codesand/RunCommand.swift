@@ -123,7 +123,9 @@ struct RunCommand: AsyncParsableCommand {
 
     static func note(for result: RunResult) -> String? {
         switch result.status {
-        case .ok, .error: return nil
+        case .ok, .error:
+            // The program passed the output limit and ended by itself before the kill landed.
+            return result.truncated ? "output limit reached, output truncated (the program had already ended)" : nil
         case .timeout: return "timed out after \(result.wallMs) ms (cpu \(result.cpuMs) ms)"
         case .oom: return "killed: out of memory (peak \(result.memoryPeakBytes) bytes)"
         case .outputLimit: return "killed: output limit reached, output truncated"

@@ -93,6 +93,20 @@ final class IRCMessageTests: XCTestCase {
                        ["main.c:1: error: expected ';'", "(compile error)"])
     }
 
+    func test_output_cut_at_the_limit_is_told_even_when_the_program_ended_first() {
+        let formatter = ReplyFormatter(shaper: IRCOutputShaper(stderrMark: .none), botNick: "codesand")
+        let request = SnippetRequest(nick: "alice", replyTarget: "#chan", language: "python3", code: "x")
+        let lines = [OutputChunk(stream: .stdout, text: "0\n1\n")]
+        for (status, exitCode, note) in [(RunStatus.ok, Int32(0), "(too much output; cut)"),
+                                         (.error, 1, "(exit code 1; too much output, cut)")] {
+            var r = result(output: lines, status: status, exitCode: exitCode)
+            r.truncated = true
+            XCTAssertEqual(formatter.replies(to: .success(r), for: request).map { $0.params[1] }, ["0", "1", note])
+            r.truncated = false
+            XCTAssertEqual(formatter.replies(to: .success(r), for: request).map { $0.params[1] }.count, status == .ok ? 2 : 3)
+        }
+    }
+
     private func result(output: [OutputChunk], status: RunStatus, exitCode: Int32?) -> RunResult {
         RunResult(status: status, exitCode: exitCode, signal: nil, timedOut: false, oomKilled: false, truncated: false,
                   stdout: "", stderr: "", output: output, wallMs: 10, cpuMs: 10, memoryPeakBytes: 0)

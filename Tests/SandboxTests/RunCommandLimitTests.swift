@@ -42,8 +42,22 @@ final class RunCommandLimitTests: XCTestCase {
         let (spinStatus, spinOutput) = try codesandRun(["--wall-ms", "500", "while True: pass"])
         XCTAssertEqual(spinStatus, 124, spinOutput)
         XCTAssertTrue(spinOutput.contains("timed out"), spinOutput)
-        let (linesStatus, lines) = try codesandRun(["--output-lines", "3", "for i in range(100): print(i)"])
+        // Flushed line by line, then asleep: only the kill at the limit can end it in time.
+        let (linesStatus, lines) = try codesandRun(["--output-lines", "3", "--wall-ms", "5000",
+                                                    "import time\nfor i in range(100): print(i, flush=True)\ntime.sleep(30)"])
         XCTAssertEqual(linesStatus, 128 + SIGKILL, "killed at the output limit: \(lines)")
         XCTAssertEqual(lines.split(separator: "\n").filter { Int($0) != nil }, ["0", "1", "2"], lines)
+        XCTAssertTrue(lines.contains("killed: output limit reached"), lines)
+    }
+
+    /// All its output in one write at exit: the program may end before the kill lands. Either way
+    /// the output is cut at the limit and the user is told so.
+    func test_output_cut_at_the_limit_is_told_even_when_the_program_ended_first() throws {
+        for _ in 0..<3 {
+            let (status, output) = try codesandRun(["--output-lines", "3", "for i in range(100): print(i)"])
+            XCTAssertTrue(status == 0 || status == 128 + SIGKILL, "\(String(describing: status)): \(output)")
+            XCTAssertEqual(output.split(separator: "\n").filter { Int($0) != nil }, ["0", "1", "2"], output)
+            XCTAssertTrue(output.contains("output limit reached"), output)
+        }
     }
 }
