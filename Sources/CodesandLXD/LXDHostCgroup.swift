@@ -1,3 +1,4 @@
+import CodesandCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -59,14 +60,14 @@ struct LXDHostCgroup: Sendable, Equatable {
     func cpuNs() -> UInt64 {
         if let dir = v1["cpuacct"], let n = read(dir + "/cpuacct.usage").flatMap({ UInt64($0) }) { return n }
         if v1.isEmpty, let dir = unified, let stat = read(dir + "/cpu.stat") {
-            return keyed(stat, "usage_usec").map { UInt64($0) * 1000 } ?? 0
+            return KeyedLines.value(stat, "usage_usec").map { UInt64($0) * 1000 } ?? 0
         }
         return 0
     }
 
     func oomKills() -> Int64 {
-        if let dir = v1["memory"], let text = read(dir + "/memory.oom_control") { return keyed(text, "oom_kill") ?? 0 }
-        if let dir = unified, let text = read(dir + "/memory.events") { return keyed(text, "oom_kill") ?? 0 }
+        if let dir = v1["memory"], let text = read(dir + "/memory.oom_control") { return KeyedLines.value(text, "oom_kill") ?? 0 }
+        if let dir = unified, let text = read(dir + "/memory.events") { return KeyedLines.value(text, "oom_kill") ?? 0 }
         return 0
     }
 
@@ -148,14 +149,6 @@ struct LXDHostCgroup: Sendable, Equatable {
 
     private func read(_ path: String) -> String? {
         (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    private func keyed(_ text: String, _ key: String) -> Int64? {
-        for line in text.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            if f.count == 2, f[0] == key { return Int64(f[1]) }
-        }
-        return nil
     }
 
     private func write(_ path: String, _ value: String) -> Bool {

@@ -158,12 +158,12 @@ struct SlotCgroupV1: SlotCgroup {
     /// From `memory.stat`: the page cache of host files (`cache` less `shmem`) and the tmpfs pages.
     private func pageCache() -> (hostFiles: Int64, shmem: Int64) {
         let stat = (try? files.read("\(memory)/memory.stat")) ?? ""
-        let all = FileIO.keyed(stat, "cache") ?? 0, shmem = FileIO.keyed(stat, "shmem") ?? 0
+        let counts = KeyedLines.values(stat, ["cache", "shmem"]), all = counts[0] ?? 0, shmem = counts[1] ?? 0
         return (max(0, all - shmem), shmem)
     }
 
     func oomKills() -> Int64 {
-        FileIO.keyed((try? files.read("\(memory)/memory.oom_control")) ?? "", "oom_kill") ?? 0
+        KeyedLines.value((try? files.read("\(memory)/memory.oom_control")) ?? "", "oom_kill") ?? 0
     }
 
     func cpuNs() -> UInt64 { UInt64(max(0, (try? files.readInt("\(cpuacct)/cpuacct.usage")) ?? 0)) }

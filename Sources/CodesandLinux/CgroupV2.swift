@@ -152,14 +152,14 @@ struct SlotCgroupV2: SlotCgroup {
     /// From `memory.stat`: the page cache of host files (`file` less `shmem`) and the tmpfs pages.
     private func pageCache() -> (hostFiles: Int64, shmem: Int64) {
         let stat = (try? files.read("\(dir)/memory.stat")) ?? ""
-        let all = FileIO.keyed(stat, "file") ?? 0, shmem = FileIO.keyed(stat, "shmem") ?? 0
+        let counts = KeyedLines.values(stat, ["file", "shmem"]), all = counts[0] ?? 0, shmem = counts[1] ?? 0
         return (max(0, all - shmem), shmem)
     }
 
-    func oomKills() -> Int64 { FileIO.keyed((try? files.read("\(dir)/memory.events")) ?? "", "oom_kill") ?? 0 }
+    func oomKills() -> Int64 { KeyedLines.value((try? files.read("\(dir)/memory.events")) ?? "", "oom_kill") ?? 0 }
 
     func cpuNs() -> UInt64 {
-        UInt64(max(0, FileIO.keyed((try? files.read("\(dir)/cpu.stat")) ?? "", "usage_usec") ?? 0)) * 1000
+        UInt64(max(0, KeyedLines.value((try? files.read("\(dir)/cpu.stat")) ?? "", "usage_usec") ?? 0)) * 1000
     }
 
     func memoryPeak() -> Int64 { (try? files.readInt("\(dir)/memory.peak")) ?? 0 }
@@ -170,7 +170,7 @@ struct SlotCgroupV2: SlotCgroup {
     func processes() -> [pid_t] { CgroupDetect.pids(in: "\(dir)/cgroup.procs") }
 
     func isEmpty() -> Bool {
-        FileIO.keyed((try? files.read("\(dir)/cgroup.events")) ?? "", "populated") == 0
+        KeyedLines.value((try? files.read("\(dir)/cgroup.events")) ?? "", "populated") == 0
     }
 
     /// `cgroup.kill` (5.14+) kills every process atomically; older kernels freeze, kill, thaw.
@@ -178,7 +178,7 @@ struct SlotCgroupV2: SlotCgroup {
         if isEmpty() { return true }
         if (try? FileIO.write("\(dir)/cgroup.kill", "1")) == nil {
             try? FileIO.write("\(dir)/cgroup.freeze", "1")
-            _ = CgroupDetect.poll(timeoutMs: 200) { FileIO.keyed((try? FileIO.read("\(dir)/cgroup.events")) ?? "", "frozen") == 1 }
+            _ = CgroupDetect.poll(timeoutMs: 200) { KeyedLines.value((try? FileIO.read("\(dir)/cgroup.events")) ?? "", "frozen") == 1 }
             for pid in processes() { kill(pid, SIGKILL) }
             try? FileIO.write("\(dir)/cgroup.freeze", "0")
         }

@@ -38,6 +38,15 @@ final class ParentThread: @unchecked Sendable {  // `pending` is guarded by `con
 
     private func serve() -> Never {
         cs_set_thread_name("codesand-parent")  // Thread.name does not reach the kernel's comm here
+        // Every init and zygote is this thread's child, and the kernel sends their SIGCHLD to this
+        // thread's process as seen from this thread: blocked here (as the daemon's threads start
+        // with nearly every signal blocked), it is queued and woke the daemon's main thread, the one
+        // thread that takes signals, once per sandbox. Unblocked, SIGCHLD's default (ignore) drops
+        // it at once; the exits are reaped by wait4, which does not need the signal.
+        var chld = sigset_t()
+        sigemptyset(&chld)
+        sigaddset(&chld, SIGCHLD)
+        pthread_sigmask(SIG_UNBLOCK, &chld, nil)
         while true {
             condition.lock()
             while pending.isEmpty { condition.wait() }

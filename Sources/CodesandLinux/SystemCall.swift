@@ -64,15 +64,6 @@ enum FileIO {
         return v
     }
 
-    /// "key value" lines (memory.events, cpu.stat, memory.oom_control) → value of key.
-    static func keyed(_ text: String, _ key: String) -> Int64? {
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: " ")
-            if parts.count == 2, parts[0] == key { return Int64(parts[1]) }
-        }
-        return nil
-    }
-
     static func mkdirs(_ path: String, mode: mode_t = 0o755) throws {
         var current = ""
         for part in path.split(separator: "/") {

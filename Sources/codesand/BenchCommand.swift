@@ -25,6 +25,8 @@ struct BenchCommand: AsyncParsableCommand {
     static let rounds = 4
     /// How long a reply may take: the longest wait for a sandbox plus the longest wall limit, and some.
     static let replyTimeout = Duration.seconds(120)
+    /// Enough for the daemon to tear down and prepare a pool's worth of slots after a phase.
+    static let slotSettle = Duration.milliseconds(300)
 
     @OptionGroup var global: GlobalOptions
 
@@ -124,13 +126,18 @@ struct BenchCommand: AsyncParsableCommand {
             for round in 0..<report.rounds {
                 let size = count / report.rounds + (round < count % report.rounds ? 1 : 0)
                 if let bare {
+                    let cpu = machineBusySeconds()
                     let (samples, elapsed) = await bare.phase(runs: size, concurrency: level, expected: expected, pauseMs: pauseMs)
-                    acc.add(samples, elapsedS: elapsed, daemon: false, measured: true)
+                    acc.add(samples, elapsedS: elapsed, cpuS: machineBusySince(cpu), daemon: false, measured: true)
                 }
                 // Run indices go on across rounds so abusive runs are spread over the whole level.
+                let cpu = machineBusySeconds()
                 let (samples, elapsed) = await daemonPhase(clients, done..<done + size, abuse: abuse,
                                                            benign: benign, expected: expected)
-                acc.add(samples, elapsedS: elapsed, daemon: true, measured: true)
+                // The daemon tears down and prepares the last runs' slots after their replies: that
+                // work is theirs, so the CPU count waits for it (not the phase's time).
+                try? await Task.sleep(for: Self.slotSettle)
+                acc.add(samples, elapsedS: elapsed, cpuS: machineBusySince(cpu), daemon: true, measured: true)
                 done += size
             }
             for client in clients { await client.close() }

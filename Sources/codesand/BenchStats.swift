@@ -36,6 +36,8 @@ struct LevelAccumulator {
     let concurrency: Int
     private var bareMs: [Double] = [], daemonMs: [Double] = []
     private var bareElapsed = 0.0, daemonElapsed = 0.0
+    /// The machine's busy CPU seconds during each mode's measured phases, and the runs in them.
+    private var bareCpuS = 0.0, daemonCpuS = 0.0, bareCpuRuns = 0, daemonCpuRuns = 0
     private var abusive: [String: [(ms: Double, status: String)]] = [:]
     private var daemonFailures = 0, bareFailures = 0, busy = 0
     /// Runs the daemon answered with a result.
@@ -47,8 +49,12 @@ struct LevelAccumulator {
     init(concurrency: Int) { self.concurrency = concurrency }
 
     /// Warm-up phases are not `measured`: their failures count, their latencies do not.
-    mutating func add(_ samples: [Sample], elapsedS: Double, daemon: Bool, measured: Bool) {
+    /// `cpuS` is the machine's busy CPU time during the phase (nil: unknown).
+    mutating func add(_ samples: [Sample], elapsedS: Double, cpuS: Double? = nil, daemon: Bool, measured: Bool) {
         if measured, daemon { daemonElapsed += elapsedS } else if measured { bareElapsed += elapsedS }
+        if measured, let cpuS {
+            if daemon { daemonCpuS += cpuS; daemonCpuRuns += samples.count } else { bareCpuS += cpuS; bareCpuRuns += samples.count }
+        }
         for sample in samples {
             if sample.gotResult { results += 1 }
             switch sample.outcome {
@@ -78,8 +84,8 @@ struct LevelAccumulator {
     }
 
     var report: LevelReport {
-        let bare = LatencyStats(latenciesMs: bareMs, elapsedS: bareElapsed)
-        let daemon = LatencyStats(latenciesMs: daemonMs, elapsedS: daemonElapsed)
+        let bare = LatencyStats(latenciesMs: bareMs, elapsedS: bareElapsed, cpuS: bareCpuS, cpuRuns: bareCpuRuns)
+        let daemon = LatencyStats(latenciesMs: daemonMs, elapsedS: daemonElapsed, cpuS: daemonCpuS, cpuRuns: daemonCpuRuns)
         let abuse = abusive.sorted { $0.key < $1.key }.map { kind, runs in
             AbuseStats(kind: kind, n: runs.count,
                        byStatus: runs.reduce(into: [:]) { $0[$1.status, default: 0] += 1 },
@@ -102,8 +108,11 @@ struct LatencyStats: Codable, Sendable {
     var elapsedS: Double
     /// Good runs per second of `elapsedS`. For the daemon with --abuse: benign runs only.
     var runsPerS: Double
+    /// The whole machine's busy CPU time (user, system, interrupts; /proc/stat) during the mode's
+    /// phases, per run: the program and everything it took to run it, this client included.
+    var machineCpuMsPerRun: Double?
 
-    init?(latenciesMs: [Double], elapsedS: Double) {
+    init?(latenciesMs: [Double], elapsedS: Double, cpuS: Double = 0, cpuRuns: Int = 0) {
         guard !latenciesMs.isEmpty else { return nil }
         let sorted = latenciesMs.sorted()
         n = sorted.count
@@ -113,11 +122,12 @@ struct LatencyStats: Codable, Sendable {
         meanMs = sorted.reduce(0, +) / Double(sorted.count)
         self.elapsedS = elapsedS
         runsPerS = elapsedS > 0 ? Double(sorted.count) / elapsedS : 0
+        machineCpuMsPerRun = cpuRuns > 0 ? cpuS * 1000 / Double(cpuRuns) : nil
     }
 
     enum CodingKeys: String, CodingKey {
         case n, p50Ms = "p50_ms", p90Ms = "p90_ms", p99Ms = "p99_ms", meanMs = "mean_ms"
-        case elapsedS = "elapsed_s", runsPerS = "runs_per_s"
+        case elapsedS = "elapsed_s", runsPerS = "runs_per_s", machineCpuMsPerRun = "machine_cpu_ms_per_run"
     }
 }
 
@@ -125,12 +135,20 @@ struct LatencyStats: Codable, Sendable {
 /// fewer runs per second through the daemon.
 struct Ratios: Codable, Sendable {
     var p50: Double, p90: Double, p99: Double, throughput: Double
+    /// Machine CPU per daemon run minus per bare run: what running through codesand adds (the
+    /// sandbox's construction and teardown, the daemon, the client's request), in ms.
+    var addedCpuMsPerRun: Double?
 
     init(daemon: LatencyStats, bare: LatencyStats) {
         p50 = daemon.p50Ms / bare.p50Ms
         p90 = daemon.p90Ms / bare.p90Ms
         p99 = daemon.p99Ms / bare.p99Ms
         throughput = daemon.runsPerS / bare.runsPerS
+        if let d = daemon.machineCpuMsPerRun, let b = bare.machineCpuMsPerRun { addedCpuMsPerRun = d - b }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case p50, p90, p99, throughput, addedCpuMsPerRun = "added_cpu_ms_per_run"
     }
 }
 
@@ -197,17 +215,19 @@ struct BenchReport: Codable, Sendable, CommandReport {
                      "bench: \(language) \(Self.quoted(code)), n \(count) per level in \(rounds) rounds, "
                         + "warm-up \(warmup), abuse \(abusePercent)%" + (pauseMs > 0 ? ", pause \(pauseMs) ms after each run" : ""),
                      "bare: " + (bareCommand?.joined(separator: " ") ?? "skipped"), ""]
-        var rows = [["c", "mode", "n", "p50ms", "p90ms", "p99ms", "runs/s"]]
+        var rows = [["c", "mode", "n", "p50ms", "p90ms", "p99ms", "runs/s", "cpu ms/run"]]
         var ratioLines: [Int: String] = [:]
         for level in levels {
             for (mode, stats) in [("bare", level.bare), ("daemon", level.daemon)] {
                 guard let stats else { continue }
                 rows.append(["\(level.concurrency)", mode, "\(stats.n)", Self.fixed(stats.p50Ms),
-                             Self.fixed(stats.p90Ms), Self.fixed(stats.p99Ms), Self.fixed(stats.runsPerS)])
+                             Self.fixed(stats.p90Ms), Self.fixed(stats.p99Ms), Self.fixed(stats.runsPerS),
+                             stats.machineCpuMsPerRun.map { Self.fixed($0, 2) } ?? "-"])
             }
             if let r = level.ratio {
                 ratioLines[rows.count] = "\(level.concurrency)  ratio   p50 daemon/bare \(Self.fixed(r.p50, 2))  "
                     + "p99 daemon/bare \(Self.fixed(r.p99, 2))  throughput daemon/bare \(Self.fixed(r.throughput, 2))"
+                    + (r.addedCpuMsPerRun.map { "  cpu added \(Self.fixed($0, 2)) ms/run" } ?? "")
             }
         }
         for (index, line) in alignedRows(rows, left: [0, 1]).enumerated() {
@@ -329,6 +349,22 @@ func monotonicNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// The machine's busy CPU seconds so far, all CPUs (/proc/stat: user, nice, system, irq, softirq;
+/// not idle, iowait or steal). Ticks of 1/CLK_TCK s: meaningful over phases of a second or more.
+func machineBusySeconds() -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+          let line = stat.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
+    let ticks = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+    guard ticks.count >= 7 else { return nil }
+    return (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// The machine's busy CPU seconds between `start` (a `machineBusySeconds()`) and now.
+func machineBusySince(_ start: Double?) -> Double? {
+    guard let start, let now = machineBusySeconds() else { return nil }
+    return now - start
 }
 
 func millisecondsSince(_ start: UInt64) -> Double { Double(monotonicNanos() - start) / 1e6 }

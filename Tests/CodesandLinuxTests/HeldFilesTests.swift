@@ -1,4 +1,5 @@
 @testable import CodesandLinux
+import CodesandCore
 import Foundation
 import XCTest
 
@@ -27,7 +28,7 @@ final class HeldFilesTests: XCTestCase {
         let long = (0..<500).map { "key\($0) \($0)" }.joined(separator: "\n") + "\n"
         let path = try file(long)
         XCTAssertEqual(try files.read(path), long)
-        XCTAssertEqual(FileIO.keyed(try files.read(path), "key499"), 499)
+        XCTAssertEqual(KeyedLines.value(try files.read(path), "key499"), 499)
         let counter = try file("7\n")
         XCTAssertEqual(try files.readInt(counter), 7)
         try files.write(counter, "8\n")

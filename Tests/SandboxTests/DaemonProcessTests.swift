@@ -235,6 +235,10 @@ final class DaemonProcessTests: XCTestCase {
             XCTAssertEqual(daemon["n"] as? Int, 6, "25% of the 8 daemon runs were abusive, reported apart")
             XCTAssertGreaterThan(daemon["runs_per_s"] as? Double ?? 0, 0)
             XCTAssertNotNil((level["ratio"] as? [String: Any])?["throughput"] as? Double)
+            // The machine's CPU per run of each mode (ticks of 10 ms: a few runs may read 0).
+            XCTAssertGreaterThanOrEqual(bare["machine_cpu_ms_per_run"] as? Double ?? -1, 0)
+            XCTAssertGreaterThanOrEqual(daemon["machine_cpu_ms_per_run"] as? Double ?? -1, 0)
+            XCTAssertNotNil((level["ratio"] as? [String: Any])?["added_cpu_ms_per_run"] as? Double)
             let abuse = try XCTUnwrap(level["abuse"] as? [[String: Any]])
             XCTAssertEqual(abuse.reduce(0) { $0 + ($1["n"] as? Int ?? 0) }, 2)
             XCTAssertEqual(level["daemon_failures"] as? Int, 0)
