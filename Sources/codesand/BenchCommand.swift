@@ -66,6 +66,13 @@ struct BenchCommand: AsyncParsableCommand {
         valueName: "ms"))
     var pauseMs = 0
 
+    @Flag(help: ArgumentHelp("""
+        Sustained throughput: each daemon phase starts with the pool at rest and is timed until the \
+        pool is at rest again (its slots torn down and prepared anew), so slots prepared before the \
+        phase do not count as free work.
+        """))
+    var sustained = false
+
     @Option(help: ArgumentHelp("The bare argv, split on spaces; {file} is the temp file with the code.",
                                valueName: "command"))
     var bareCommand: String?
@@ -82,6 +89,7 @@ struct BenchCommand: AsyncParsableCommand {
             nproc: sysconf(Int32(_SC_NPROCESSORS_ONLN)), kernel: kernelDescription(), language: language,
             code: code, count: count, warmup: warmup, rounds: min(Self.rounds, count), abusePercent: abuse)
         report.pauseMs = pauseMs
+        report.sustained = sustained
         let control = try await connect()
         let name = try await canonicalLanguage(control)
         let bare = noBare ? nil : BareRunner.make(language: name, code: code, override: bareCommand, notes: &report.notes)
@@ -131,12 +139,13 @@ struct BenchCommand: AsyncParsableCommand {
                     acc.add(samples, elapsedS: elapsed, cpuS: machineBusySince(cpu), daemon: false, measured: true)
                 }
                 // Run indices go on across rounds so abusive runs are spread over the whole level.
+                if sustained { _ = await Self.poolAtRest(control) }
                 let cpu = machineBusySeconds()
-                let (samples, elapsed) = await daemonPhase(clients, done..<done + size, abuse: abuse,
+                var (samples, elapsed) = await daemonPhase(clients, done..<done + size, abuse: abuse,
                                                            benign: benign, expected: expected)
                 // The daemon tears down and prepares the last runs' slots after their replies: that
-                // work is theirs, so the CPU count waits for it (not the phase's time).
-                try? await Task.sleep(for: Self.slotSettle)
+                // work is theirs, so the CPU count waits for it (and, sustained, the phase's time).
+                if sustained { elapsed += await Self.poolAtRest(control) } else { try? await Task.sleep(for: Self.slotSettle) }
                 acc.add(samples, elapsedS: elapsed, cpuS: machineBusySince(cpu), daemon: true, measured: true)
                 done += size
             }
@@ -258,6 +267,28 @@ struct BenchCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         return info.name
+    }
+
+    /// Waits until no slot of the daemon is busy, resetting or preparing and the machine is idle (a
+    /// slot is ready while its pre-started interpreter still loads), at most 60 s, and returns the
+    /// seconds waited, less the last idle window's.
+    private static func poolAtRest(_ client: CodesandClient) async -> Double {
+        let start = monotonicNanos()
+        let window = 0.05
+        while secondsSince(start) < 60 {
+            if let slots = await status(client)?.objectValue?["slots"]?.objectValue,
+               ["busy", "resetting", "preparing"].allSatisfy({ slots[$0] == .int(0) }) {
+                let busy = machineBusySeconds()
+                try? await Task.sleep(for: .seconds(window))
+                // At most a tenth of one CPU busy over the window (/proc/stat's ticks are 10 ms).
+                if let spent = machineBusySince(busy), spent <= window / 10 + 0.0001 {
+                    return max(0, secondsSince(start) - window)
+                }
+            } else {
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+        return secondsSince(start)
     }
 
     /// The status result as raw JSON, so fields this CLI does not know (e.g. stray_processes) show too.

@@ -191,6 +191,8 @@ struct BenchReport: Codable, Sendable, CommandReport {
     var abusePercent: Int
     /// Each worker's pause after each run.
     var pauseMs = 0
+    /// Daemon phases timed until the pool was at rest again (--sustained).
+    var sustained = false
     /// The argv run bare, with {file} replaced; nil when the bare part was skipped.
     var bareCommand: [String]?
     var levels: [LevelReport] = []
@@ -206,14 +208,16 @@ struct BenchReport: Codable, Sendable, CommandReport {
     enum CodingKeys: String, CodingKey {
         case nproc, kernel, language, code, count, warmup, rounds, levels, status, failures, notes, ok
         case abusePercent = "abuse_percent", bareCommand = "bare_command", daemonRuns = "daemon_runs"
-        case runsTotalDelta = "runs_total_delta", pauseMs = "pause_ms"
+        case runsTotalDelta = "runs_total_delta", pauseMs = "pause_ms", sustained
     }
 
     /// The report for people: machine, a table row per mode and level, abuse, daemon status, problems.
     var textLines: [String] {
-        var lines = ["machine: \(nproc) CPUs, Linux \(kernel)",
-                     "bench: \(language) \(Self.quoted(code)), n \(count) per level in \(rounds) rounds, "
-                        + "warm-up \(warmup), abuse \(abusePercent)%" + (pauseMs > 0 ? ", pause \(pauseMs) ms after each run" : ""),
+        var bench = "bench: \(language) \(Self.quoted(code)), n \(count) per level in \(rounds) rounds, "
+        bench += "warm-up \(warmup), abuse \(abusePercent)%"
+        if pauseMs > 0 { bench += ", pause \(pauseMs) ms after each run" }
+        if sustained { bench += ", sustained (daemon phases timed until its pool is at rest again)" }
+        var lines = ["machine: \(nproc) CPUs, Linux \(kernel)", bench,
                      "bare: " + (bareCommand?.joined(separator: " ") ?? "skipped"), ""]
         var rows = [["c", "mode", "n", "p50ms", "p90ms", "p99ms", "runs/s", "cpu ms/run"]]
         var ratioLines: [Int: String] = [:]

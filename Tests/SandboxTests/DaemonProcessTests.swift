@@ -247,6 +247,26 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(p.wait(timeout: 20), 0)
     }
 
+    /// --sustained times each daemon phase until the pool is at rest again: its throughput can only
+    /// be lower than the phase's own, and the report says how it was measured.
+    func test_bench_sustained_counts_the_pools_preparation_after_each_phase() throws {
+        let (p, sock) = try startDaemon()
+        let bench = try TestProcess([productsDirectory() + "/codesand", "bench", "--socket", sock, "-l", "bash", "--code", "echo 1",
+                                     "-n", "8", "-c", "2", "--warmup", "0", "--sustained", "--json"], log: "\(dir)/bench.log")
+        XCTAssertEqual(bench.wait(timeout: 120), 0, bench.log)
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(bench.log.utf8)) as? [String: Any], bench.log)
+        XCTAssertEqual(report["sustained"] as? Bool, true)
+        let level = try XCTUnwrap((report["levels"] as? [[String: Any]])?.first)
+        let daemon = try XCTUnwrap(level["daemon"] as? [String: Any])
+        let n = try XCTUnwrap(daemon["n"] as? Int), elapsed = try XCTUnwrap(daemon["elapsed_s"] as? Double)
+        XCTAssertEqual(n, 8)
+        // Each of the 4 daemon phases waited for its slots' teardown and preparation, and then for a
+        // 50 ms idle window that is not counted: a bash slot's preparation is more than 1 ms.
+        XCTAssertGreaterThan(elapsed, 0.004, "\(daemon)")
+        p.signal(SIGTERM)
+        XCTAssertEqual(p.wait(timeout: 20), 0)
+    }
+
     /// Every signal reaches the daemon whichever of its threads the kernel picks: SIGHUP re-reads
     /// the config (and it serves on), SIGINT stops it cleanly.
     func test_sighup_reloads_and_sigint_stops() throws {
