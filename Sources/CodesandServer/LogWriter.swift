@@ -15,7 +15,7 @@ public final class LogWriter: Sendable {
         var bytes = 0
         var dropped = 0
         var writing = false  // the writer holds lines taken off the queue
-        var wakePending = false  // the writer was woken and has not looked at the queue since
+        var wakePending = false  // the writer was woken and has not found the queue empty since
         var started = false
     }
     private let fd: Int32
@@ -66,27 +66,42 @@ public final class LogWriter: Sendable {
         return made == 0
     }
 
+    /// How long the writer lingers after a write before it looks at the queue again, the wake-up
+    /// bit left set: the lines of a busy moment (one per run, hundreds a second) then go out in one
+    /// write(2) after one timer wake-up, not one thread wake-up and write each.
+    static let lingerMicroseconds: useconds_t = 10_000
+
     private func serve() -> Never {
         while true {
             wake.wait()
-            while true {
-                let (lines, dropped) = queue.withLock { q -> ([[UInt8]], Int) in
-                    defer { q.lines = []; q.bytes = 0; q.dropped = 0; q.writing = true; q.wakePending = false }
-                    return (q.lines, q.dropped)
-                }
-                if lines.isEmpty && dropped == 0 {
-                    queue.withLock { $0.writing = false }
-                    break
-                }
-                for line in lines { writeAll(line) }
-                if dropped > 0 {
-                    writeAll(Array("<4>warning \(dropped) log lines dropped: stderr did not take them\n".utf8))
-                }
-            }
+            while writeBatch() { usleep(Self.lingerMicroseconds) }
         }
     }
 
-    /// The whole line; a partial write is continued, EINTR retried, other errors drop the line.
+    /// Writes every queued line in one buffer; false when there was none (the writer goes back to
+    /// waiting, and the next line wakes it).
+    private func writeBatch() -> Bool {
+        let (lines, dropped) = queue.withLock { q -> ([[UInt8]], Int) in
+            if q.lines.isEmpty && q.dropped == 0 {
+                q.writing = false
+                q.wakePending = false
+                return ([], 0)
+            }
+            defer { q.lines = []; q.bytes = 0; q.dropped = 0; q.writing = true }
+            return (q.lines, q.dropped)
+        }
+        if lines.isEmpty && dropped == 0 { return false }
+        var batch: [UInt8] = []
+        batch.reserveCapacity(lines.reduce(0) { $0 + $1.count } + 80)
+        for line in lines { batch += line }
+        if dropped > 0 {
+            batch += Array("<4>warning \(dropped) log lines dropped: stderr did not take them\n".utf8)
+        }
+        writeAll(batch)
+        return true
+    }
+
+    /// Whole lines; a partial write is continued, EINTR retried, other errors drop the rest.
     private func writeAll(_ line: [UInt8]) {
         line.withUnsafeBytes { buf in
             var done = 0

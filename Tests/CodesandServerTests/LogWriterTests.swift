@@ -52,4 +52,37 @@ final class LogWriterTests: XCTestCase {
         }
         XCTAssertEqual(after, "after\n")
     }
+
+    /// Lines written in bursts and one by one, from several threads, come out whole, each thread's
+    /// in its order, none lost: the writer batches what gathers while it lingers.
+    func test_lines_from_several_threads_come_out_whole_and_in_each_threads_order() throws {
+        var p: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&p), 0)
+        defer { close(p[0]); close(p[1]) }
+        let writer = LogWriter(fd: p[1])
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            for i in 0..<300 {
+                writer.write(Array("t\(t) \(i) \(String(repeating: "y", count: i % 50))\n".utf8))
+                if i % 100 == 99 { usleep(15_000) }  // past the linger: the next line wakes the writer
+            }
+        }
+        writer.flush(timeoutMs: 5000)
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        _ = fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK)
+        var text = ""
+        while true {
+            let n = read(p[0], &buffer, buffer.count)
+            if n <= 0 { break }
+            text += String(decoding: buffer[0..<n], as: UTF8.self)
+        }
+        var next = [0, 0, 0, 0]
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard f.count == 3, let t = Int(f[0].dropFirst()), let i = Int(f[1]) else { return XCTFail("a broken line: \(line)") }
+            XCTAssertEqual(i, next[t], "thread \(t)")
+            XCTAssertEqual(f[2].count, i % 50)
+            next[t] = i + 1
+        }
+        XCTAssertEqual(next, [300, 300, 300, 300])
+    }
 }
