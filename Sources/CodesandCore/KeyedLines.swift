@@ -5,7 +5,8 @@
 /// splitting the text into Substrings line by line cost the daemon more than the read itself
 /// (memory.stat has some 40 lines on cgroup v1).
 public enum KeyedLines {
-    /// The value of `key`: its first line that is exactly `key`, one run of spaces and an integer.
+    /// The value of `key`: its first line that holds `key` and a decimal integer (optional sign),
+    /// separated by spaces, with nothing else but spaces around them.
     public static func value(_ text: String, _ key: String) -> Int64? {
         values(text, [key])[0]
     }
@@ -26,6 +27,7 @@ public enum KeyedLines {
                 for (i, name) in wanted.enumerated() where found[i] == nil && name.elementsEqual(key) {
                     found[i] = value
                 }
+                if !found.contains(where: { $0 == nil }) { return }  // memory.stat's keys are near its top
             }
         }
         return found
@@ -47,7 +49,8 @@ public enum KeyedLines {
     }
 
     /// A decimal integer with an optional sign, no other characters; nil on overflow.
-    static func integer(_ digits: Slice<UnsafeBufferPointer<UInt8>>) -> Int64? {
+    private static func integer(_ digits: Slice<UnsafeBufferPointer<UInt8>>) -> Int64? {
+        guard !digits.isEmpty else { return nil }
         var i = digits.startIndex
         var negative = false
         if digits[i] == UInt8(ascii: "-") || digits[i] == UInt8(ascii: "+") {
@@ -59,12 +62,14 @@ public enum KeyedLines {
         while i < digits.endIndex {
             let c = digits[i]
             guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { return nil }
+            // Toward the sign, so that Int64.min parses too.
+            let digit = Int64(c - UInt8(ascii: "0"))
             let (times, o1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, o2) = times.addingReportingOverflow(Int64(c - UInt8(ascii: "0")))
+            let (sum, o2) = negative ? times.subtractingReportingOverflow(digit) : times.addingReportingOverflow(digit)
             if o1 || o2 { return nil }
             value = sum
             i += 1
         }
-        return negative ? -value : value
+        return value
     }
 }

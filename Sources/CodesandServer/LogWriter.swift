@@ -14,7 +14,7 @@ public final class LogWriter: Sendable {
         var lines: [[UInt8]] = []
         var bytes = 0
         var dropped = 0
-        var writing = false  // the writer holds lines taken off the queue
+        var writing = false  // the writer holds lines taken off the queue, or lingers after writing them
         var wakePending = false  // the writer was woken and has not found the queue empty since
         var started = false
     }
@@ -30,7 +30,9 @@ public final class LogWriter: Sendable {
     }
 
     /// Queues `line` (a whole line, with its newline), or counts it dropped when the queue is full.
-    public func write(_ line: [UInt8]) {
+    /// An `urgent` line (a warning or worse: perhaps the last before a crash) ends the writer's
+    /// linger at once.
+    public func write(_ line: [UInt8], urgent: Bool = false) {
         let (startNow, wakeNow) = queue.withLock { q -> (Bool, Bool) in
             if q.bytes + line.count > maxQueuedBytes {
                 q.dropped += 1
@@ -44,11 +46,12 @@ public final class LogWriter: Sendable {
         if startNow && !startWriter() {
             queue.withLock { $0.started = false }  // no thread (EAGAIN): the next line tries again
         }
-        if wakeNow { wake.signal() }
+        if wakeNow || urgent { wake.signal() }
     }
 
     /// Waits up to `timeoutMs` for the queue to be written (the daemon's last lines at its exit).
     public func flush(timeoutMs: Int) {
+        wake.signal()  // a lingering writer writes now
         for _ in 0..<max(1, timeoutMs) {
             if queue.withLock({ $0.lines.isEmpty && $0.dropped == 0 && !$0.writing }) { return }
             usleep(1000)
@@ -68,13 +71,14 @@ public final class LogWriter: Sendable {
 
     /// How long the writer lingers after a write before it looks at the queue again, the wake-up
     /// bit left set: the lines of a busy moment (one per run, hundreds a second) then go out in one
-    /// write(2) after one timer wake-up, not one thread wake-up and write each.
-    static let lingerMicroseconds: useconds_t = 10_000
+    /// write(2) after one timer wake-up, not one thread wake-up and write each. An urgent line or a
+    /// flush ends the linger.
+    static let lingerMilliseconds = 10
 
     private func serve() -> Never {
         while true {
             wake.wait()
-            while writeBatch() { usleep(Self.lingerMicroseconds) }
+            while writeBatch() { wake.wait(timeoutMs: Self.lingerMilliseconds) }
         }
     }
 
@@ -120,4 +124,13 @@ final class UnsafeSemaphore: @unchecked Sendable {  // sem_t is made for sharing
     deinit { sem_destroy(sem); sem.deallocate() }
     func signal() { sem_post(sem) }
     func wait() { while sem_wait(sem) != 0 && errno == EINTR {} }
+    /// Waits for a signal or `timeoutMs`, whichever comes first.
+    func wait(timeoutMs: Int) {
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let ns = Int(deadline.tv_nsec) + timeoutMs * 1_000_000
+        deadline.tv_sec += ns / 1_000_000_000
+        deadline.tv_nsec = ns % 1_000_000_000
+        while sem_timedwait(sem, &deadline) != 0 && errno == EINTR {}
+    }
 }

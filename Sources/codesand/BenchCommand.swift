@@ -25,8 +25,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let rounds = 4
     /// How long a reply may take: the longest wait for a sandbox plus the longest wall limit, and some.
     static let replyTimeout = Duration.seconds(120)
-    /// Enough for the daemon to tear down and prepare a pool's worth of slots after a phase.
-    static let slotSettle = Duration.milliseconds(300)
 
     @OptionGroup var global: GlobalOptions
 
@@ -117,6 +115,7 @@ struct BenchCommand: AsyncParsableCommand {
             }
         }
 
+        let settle = PhaseSettle(sustained: sustained) { await Self.status(control) }
         for level in concurrency.values {
             var acc = LevelAccumulator(concurrency: level)
             var clients: [CodesandClient] = []
@@ -133,20 +132,26 @@ struct BenchCommand: AsyncParsableCommand {
             var done = 0
             for round in 0..<report.rounds {
                 let size = count / report.rounds + (round < count % report.rounds ? 1 : 0)
+                // The machine's CPU of each phase is read once what it started has settled (the
+                // daemon tears down and prepares the last runs' slots after their replies), the
+                // same wait after either mode; with --abuse it is not a benign run's and is left out.
+                let countCPU = abuse == 0
                 if let bare {
                     let cpu = machineBusySeconds()
                     let (samples, elapsed) = await bare.phase(runs: size, concurrency: level, expected: expected, pauseMs: pauseMs)
-                    acc.add(samples, elapsedS: elapsed, cpuS: machineBusySince(cpu), daemon: false, measured: true)
+                    _ = await settle.afterPhase(daemon: false)
+                    acc.add(samples, elapsedS: elapsed, cpuS: countCPU ? machineBusySince(cpu) : nil, daemon: false, measured: true)
                 }
                 // Run indices go on across rounds so abusive runs are spread over the whole level.
-                if sustained { _ = await Self.poolAtRest(control) }
+                if sustained { _ = await settle.afterPhase(daemon: true) }
                 let cpu = machineBusySeconds()
-                var (samples, elapsed) = await daemonPhase(clients, done..<done + size, abuse: abuse,
-                                                           benign: benign, expected: expected)
-                // The daemon tears down and prepares the last runs' slots after their replies: that
-                // work is theirs, so the CPU count waits for it (and, sustained, the phase's time).
-                if sustained { elapsed += await Self.poolAtRest(control) } else { try? await Task.sleep(for: Self.slotSettle) }
-                acc.add(samples, elapsedS: elapsed, cpuS: machineBusySince(cpu), daemon: true, measured: true)
+                let (samples, phaseS) = await daemonPhase(clients, done..<done + size, abuse: abuse,
+                                                          benign: benign, expected: expected)
+                // Sustained: the phase lasts until the pool is at rest again.
+                let restS = await settle.afterPhase(daemon: true)
+                let elapsed = sustained ? phaseS + restS : phaseS
+                acc.restWaitS += restS
+                acc.add(samples, elapsedS: elapsed, cpuS: countCPU ? machineBusySince(cpu) : nil, daemon: true, measured: true)
                 done += size
             }
             for client in clients { await client.close() }
@@ -155,6 +160,10 @@ struct BenchCommand: AsyncParsableCommand {
             report.failures += acc.problems
         }
 
+        if settle.cappedWaits > 0 {
+            report.notes.append("\(settle.cappedWaits) waits for the pool at rest or the machine idle ended at their "
+                + "\(Int(PhaseSettle.capS)) s cap (a busy machine): those phases' figures are unreliable")
+        }
         let after = await Self.status(control)
         await control.close()
         check(before: before?.objectValue, after: after, report: &report)
@@ -267,28 +276,6 @@ struct BenchCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         return info.name
-    }
-
-    /// Waits until no slot of the daemon is busy, resetting or preparing and the machine is idle (a
-    /// slot is ready while its pre-started interpreter still loads), at most 60 s, and returns the
-    /// seconds waited, less the last idle window's.
-    private static func poolAtRest(_ client: CodesandClient) async -> Double {
-        let start = monotonicNanos()
-        let window = 0.05
-        while secondsSince(start) < 60 {
-            if let slots = await status(client)?.objectValue?["slots"]?.objectValue,
-               ["busy", "resetting", "preparing"].allSatisfy({ slots[$0] == .int(0) }) {
-                let busy = machineBusySeconds()
-                try? await Task.sleep(for: .seconds(window))
-                // At most a tenth of one CPU busy over the window (/proc/stat's ticks are 10 ms).
-                if let spent = machineBusySince(busy), spent <= window / 10 + 0.0001 {
-                    return max(0, secondsSince(start) - window)
-                }
-            } else {
-                try? await Task.sleep(for: .milliseconds(2))
-            }
-        }
-        return secondsSince(start)
     }
 
     /// The status result as raw JSON, so fields this CLI does not know (e.g. stray_processes) show too.

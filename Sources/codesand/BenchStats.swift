@@ -38,6 +38,8 @@ struct LevelAccumulator {
     private var bareElapsed = 0.0, daemonElapsed = 0.0
     /// The machine's busy CPU seconds during each mode's measured phases, and the runs in them.
     private var bareCpuS = 0.0, daemonCpuS = 0.0, bareCpuRuns = 0, daemonCpuRuns = 0
+    /// Seconds waited after the daemon's phases for its pool at rest (in its time only if --sustained).
+    var restWaitS = 0.0
     private var abusive: [String: [(ms: Double, status: String)]] = [:]
     private var daemonFailures = 0, bareFailures = 0, busy = 0
     /// Runs the daemon answered with a result.
@@ -93,7 +95,8 @@ struct LevelAccumulator {
         }
         return LevelReport(concurrency: concurrency, bare: bare, daemon: daemon,
                            ratio: daemon.flatMap { d in bare.map { Ratios(daemon: d, bare: $0) } },
-                           daemonFailures: daemonFailures, bareFailures: bareFailures, busy: busy, abuse: abuse)
+                           daemonFailures: daemonFailures, bareFailures: bareFailures, busy: busy, abuse: abuse,
+                           restWaitS: restWaitS)
     }
 }
 
@@ -173,9 +176,11 @@ struct LevelReport: Codable, Sendable {
     /// -32002 replies.
     var busy: Int
     var abuse: [AbuseStats]
+    /// Seconds the bench waited after the daemon's phases until its pool was at rest.
+    var restWaitS: Double
 
     enum CodingKeys: String, CodingKey {
-        case concurrency, bare, daemon, ratio, busy, abuse
+        case concurrency, bare, daemon, ratio, busy, abuse, restWaitS = "rest_wait_s"
         case daemonFailures = "daemon_failures", bareFailures = "bare_failures"
     }
 }
@@ -353,22 +358,6 @@ func monotonicNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// The machine's busy CPU seconds so far, all CPUs (/proc/stat: user, nice, system, irq, softirq;
-/// not idle, iowait or steal). Ticks of 1/CLK_TCK s: meaningful over phases of a second or more.
-func machineBusySeconds() -> Double? {
-    guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
-          let line = stat.split(separator: "\n").first, line.hasPrefix("cpu ") else { return nil }
-    let ticks = line.split(separator: " ").dropFirst().compactMap { Double($0) }
-    guard ticks.count >= 7 else { return nil }
-    return (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / Double(sysconf(Int32(_SC_CLK_TCK)))
-}
-
-/// The machine's busy CPU seconds between `start` (a `machineBusySeconds()`) and now.
-func machineBusySince(_ start: Double?) -> Double? {
-    guard let start, let now = machineBusySeconds() else { return nil }
-    return now - start
 }
 
 func millisecondsSince(_ start: UInt64) -> Double { Double(monotonicNanos() - start) / 1e6 }

@@ -116,25 +116,8 @@ struct RunCommand: AsyncParsableCommand {
                 writeOut(chunk.stream == .stdout ? 1 : 2, Data(chunk.text.utf8))
             }
         }
-        if let note = Self.note(for: result) {
+        if let note = result.endingNote {
             printError("codesand: \(note)")
-        }
-    }
-
-    static func note(for result: RunResult) -> String? {
-        switch result.status {
-        case .ok, .error:
-            // The program passed the output limit and ended by itself before the kill landed.
-            return result.truncated ? "output limit reached, output truncated (the program had already ended)" : nil
-        case .timeout: return "timed out after \(result.wallMs) ms (cpu \(result.cpuMs) ms)"
-        case .oom: return "killed: out of memory (peak \(result.memoryPeakBytes) bytes)"
-        case .outputLimit: return "killed: output limit reached, output truncated"
-        case .signal: return "killed by \(result.signal ?? "a signal")"
-        case .compileError:
-            let c = result.compile
-            if c?.timedOut == true { return "compile timed out" }
-            if c?.oomKilled == true { return "compile ran out of memory" }
-            return "compile failed" + (c?.exitCode.map { " (exit \($0))" } ?? "")
         }
     }
 

@@ -25,12 +25,12 @@ struct JournalLogHandler: LogHandler {
             line += " \(k)=\(Self.quote("\(v)"))"
         }
         line += "\n"
-        Self.writeToStderr(line)
+        Self.writeToStderr(line, urgent: event.level >= .warning)
     }
 
     /// One write(2) of the whole line, from LogWriter's thread: whoever logs only queues it.
-    static func writeToStderr(_ line: String) {
-        LogWriter.shared.write(Array(line.utf8))
+    static func writeToStderr(_ line: String, urgent: Bool = false) {
+        LogWriter.shared.write(Array(line.utf8), urgent: urgent)
     }
 
     static func priority(_ level: Logger.Level) -> Int {

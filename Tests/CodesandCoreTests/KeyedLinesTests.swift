@@ -25,6 +25,9 @@ final class KeyedLinesTests: XCTestCase {
         XCTAssertEqual(KeyedLines.value("oom_kill 3\noom_kill 4", "oom_kill"), 3)
         XCTAssertEqual(KeyedLines.value("a 1\nfrozen 1", "frozen"), 1)
         XCTAssertEqual(KeyedLines.value("usage_usec  -12 ", "usage_usec"), -12)
+        XCTAssertEqual(KeyedLines.value("a -9223372036854775808\nb 9223372036854775807", "a"), Int64.min)
+        XCTAssertEqual(KeyedLines.value("a -9223372036854775808\nb 9223372036854775807", "b"), Int64.max)
+        XCTAssertNil(KeyedLines.value("a 9223372036854775808", "a"))
     }
 
     func test_lines_that_are_not_key_and_integer_give_nothing() {
